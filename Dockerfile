@@ -1,0 +1,36 @@
+# One image for every hpo service in docker-compose.yml: init, worker, dashboard.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# CPU-only torch first, from PyTorch's CPU index: the default index would pull a multi-GB CUDA
+# build. Its own layer, so editing the project does not re-download it.
+RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+
+# The project (pyproject pins torch==2.13.0, which the +cpu build above satisfies).
+COPY pyproject.toml README.md ./
+COPY metrics ./metrics
+COPY models ./models
+COPY hpo ./hpo
+RUN pip install .
+
+# Study files live in the image; docker-compose.yml also mounts ./studies over them read-only.
+COPY studies ./studies
+
+# Non-root. /data/artifacts belongs to this user, so a fresh named volume mounted there inherits
+# that ownership and the workers can write their sample PNGs into it.
+RUN useradd --create-home --uid 10001 --user-group hpo \
+    && mkdir -p /data/artifacts \
+    && chown -R hpo:hpo /data
+USER hpo
+
+ENV HPO_ARTIFACTS=/data/artifacts \
+    HPO_TORCH_THREADS=1 \
+    OMP_NUM_THREADS=1
+
+CMD ["hpo", "--help"]
