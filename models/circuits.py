@@ -1,0 +1,214 @@
+"""Quantum circuits (ansatze), each written twice from one definition:
+
+* ``qfunc``: the PennyLane quantum function, the reference that runs on any PennyLane device;
+* ``layers``: the same circuit as a list of :class:`Layer` objects, each a Kronecker product of 2x2
+  gates followed by a fixed permutation of basis states (a CNOT network) and/or a diagonal phase (a
+  chain of ZZ rotations). The fast backend (``models/quantum.py``) turns each layer into one
+  2^n x 2^n matrix cheaply, or applies it gate by gate to a batch of states.
+
+Wire 0 is the most significant bit of a basis-state index, as in PennyLane. Latent noise is
+z ~ U(-1, 1)^latent_dim, encoded as rotation angles arcsin(z) (the research code's choice).
+Tests hold the two forms equal to 1e-8, values and gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pennylane as qml
+import torch
+
+from .base import DTYPE
+
+CDTYPE = torch.complex128
+
+
+# --- 2x2 gates, batched over leading dimensions ---------------------------------------------------
+
+def ry(theta: torch.Tensor) -> torch.Tensor:
+    """RY(theta) = exp(-i theta Y / 2), shape (..., 2, 2), complex."""
+    c, s = torch.cos(theta / 2), torch.sin(theta / 2)
+    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2).to(CDTYPE)
+
+
+def rz(theta: torch.Tensor) -> torch.Tensor:
+    """RZ(theta) = diag(exp(-i theta / 2), exp(i theta / 2)), shape (..., 2, 2), complex."""
+    e = torch.exp(-0.5j * theta.to(CDTYPE))
+    zero = torch.zeros_like(e)
+    return torch.stack([torch.stack([e, zero], -1), torch.stack([zero, e.conj()], -1)], -2)
+
+
+def rot(phi: torch.Tensor, theta: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+    """PennyLane's Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi), shape (..., 2, 2)."""
+    return rz(omega) @ ry(theta) @ rz(phi)
+
+
+def bits(n_qubits: int) -> torch.Tensor:
+    """(2^n, n) long tensor: bit of wire i in basis state k (wire 0 most significant)."""
+    k = torch.arange(2**n_qubits)
+    return (k[:, None] >> torch.arange(n_qubits - 1, -1, -1)) & 1
+
+
+def z_signs(n_qubits: int) -> torch.Tensor:
+    """(2^n, n) float64: eigenvalue of Z on wire i in basis state k (+1 for bit 0, -1 for bit 1)."""
+    return (1 - 2 * bits(n_qubits)).to(DTYPE)
+
+
+def cnot_permutation(n_qubits: int, pairs: list[tuple[int, int]]) -> torch.Tensor:
+    """Index array ``src`` such that applying CNOT(c, t) for (c, t) in ``pairs`` (in order) maps a
+    state vector ``psi`` to ``psi[..., src]``."""
+    src = torch.arange(2**n_qubits)
+    for control, target in reversed(pairs):
+        flip = ((src >> (n_qubits - 1 - control)) & 1) << (n_qubits - 1 - target)
+        src = src ^ flip
+    return src
+
+
+@dataclass
+class Layer:
+    """One trainable layer: ``gates[i]`` (2x2) on wire i, then the basis permutation ``perm`` (if
+    any), then the diagonal phase ``exp(i phase)`` (if any)."""
+
+    gates: torch.Tensor  # (n, 2, 2) complex
+    perm: torch.Tensor | None = None  # (2^n,) long
+    phase: torch.Tensor | None = None  # (2^n,) float64 angles
+
+
+# --- the ansatze ----------------------------------------------------------------------------------
+
+class Ansatz:
+    """Base class. ``encoding(z)`` gives the per-sample, per-wire 2x2 gates that load the latent
+    noise; with ``reupload`` they are applied again before every layer, else only once at the start.
+    """
+
+    name: str
+    reupload = False
+
+    def __init__(self, n_qubits: int, n_layers: int):
+        self.n_qubits, self.n_layers = n_qubits, n_layers
+
+    latent_dim: int
+
+    def init_parameters(self) -> dict[str, torch.Tensor]:
+        """Initial circuit weights (angles, float64), drawn from torch's global generator."""
+        raise NotImplementedError
+
+    def encoding(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, n, 2, 2) complex: the gate that loads sample b's noise onto wire i."""
+        raise NotImplementedError
+
+    def layers(self, params: dict[str, torch.Tensor]) -> list[Layer]:
+        """The trainable layers, in order, for the fast backend."""
+        raise NotImplementedError
+
+    def qfunc(self, params: dict[str, torch.Tensor], z: torch.Tensor) -> None:
+        """The circuit as PennyLane operations; ``z`` is (B, latent_dim) (broadcast) or
+        (latent_dim,)."""
+        raise NotImplementedError
+
+
+class GaussGAN(Ansatz):
+    """The research code's circuit. Latent z1, z2 ~ U(-1, 1); every wire gets RY(arcsin z1) then
+    RZ(arcsin z2). Each layer applies RY(w) to every wire, then for each neighbouring pair (i, i+1)
+    of a line CNOT, RZ(w) on i+1, CNOT, i.e. exp(-i w Z_i Z_{i+1} / 2); <Z_i> is measured.
+
+    The last layer's ZZ chain is left out: it is diagonal, so it commutes with the Z measurement and
+    its weights could never change the output (in the research code they never trained). Weights:
+    ``ry`` (n_layers, n_qubits) and ``zz`` (n_layers - 1, n_qubits - 1), initialised U(0, 2 pi).
+    """
+
+    name = "gaussgan"
+    latent_dim = 2
+
+    def __init__(self, n_qubits: int, n_layers: int):
+        super().__init__(n_qubits, n_layers)
+        b = bits(n_qubits)
+        self.zz_signs = (1 - 2 * (b[:, :-1] ^ b[:, 1:])).to(DTYPE)  # (2^n, n-1): Z_i Z_{i+1}
+
+    def init_parameters(self) -> dict[str, torch.Tensor]:
+        n, layers = self.n_qubits, self.n_layers
+        return {"ry": 2 * math.pi * torch.rand(layers, n, dtype=DTYPE),
+                "zz": 2 * math.pi * torch.rand(layers - 1, n - 1, dtype=DTYPE)}
+
+    def encoding(self, z: torch.Tensor) -> torch.Tensor:
+        gate = rz(torch.arcsin(z[:, 1])) @ ry(torch.arcsin(z[:, 0]))  # (B, 2, 2)
+        return gate[:, None].expand(-1, self.n_qubits, 2, 2)
+
+    def layers(self, params: dict[str, torch.Tensor]) -> list[Layer]:
+        out = []
+        for layer in range(self.n_layers):
+            phase = None
+            if layer < self.n_layers - 1:
+                phase = -0.5 * (self.zz_signs @ params["zz"][layer])
+            out.append(Layer(gates=ry(params["ry"][layer]), phase=phase))
+        return out
+
+    def qfunc(self, params: dict[str, torch.Tensor], z: torch.Tensor) -> None:
+        wires = range(self.n_qubits)
+        for layer in range(self.n_layers):
+            if layer == 0 or self.reupload:
+                for i in wires:
+                    qml.RY(torch.arcsin(z[..., 0]), wires=i)
+                    qml.RZ(torch.arcsin(z[..., 1]), wires=i)
+            for i in wires:
+                qml.RY(params["ry"][layer, i], wires=i)
+            if layer < self.n_layers - 1:
+                for i in range(self.n_qubits - 1):
+                    qml.CNOT(wires=[i, i + 1])
+                    qml.RZ(params["zz"][layer, i], wires=i + 1)
+                    qml.CNOT(wires=[i, i + 1])
+
+
+class Reuploading(GaussGAN):
+    """:class:`GaussGAN` with the noise encoded again before every layer (data re-uploading): same
+    weights, same latent. With one layer it is the gaussgan circuit."""
+
+    name = "reuploading"
+    reupload = True
+
+
+class StronglyEntangling(Ansatz):
+    """One latent angle per wire, z_i ~ U(-1, 1) encoded as RY(arcsin z_i), then PennyLane's
+    ``StronglyEntanglingLayers`` (Rot on every wire, then a ring of CNOTs whose range is
+    ``layer % (n - 1) + 1``). Weights: ``weights`` (n_layers, n_qubits, 3), initialised U(0, 2 pi).
+
+    The template is used as PennyLane defines it, so the last layer's third Rot angles (an RZ just
+    before a CNOT network and the Z measurement) cannot change the output and get zero gradient.
+    """
+
+    name = "strongly_entangling"
+
+    def __init__(self, n_qubits: int, n_layers: int):
+        super().__init__(n_qubits, n_layers)
+        self.latent_dim = n_qubits
+        self.perms = []
+        for layer in range(n_layers):
+            if n_qubits == 1:
+                self.perms.append(None)
+                continue
+            r = layer % (n_qubits - 1) + 1
+            ring = [(i, (i + r) % n_qubits) for i in range(n_qubits)]
+            self.perms.append(cnot_permutation(n_qubits, ring))
+
+    def init_parameters(self) -> dict[str, torch.Tensor]:
+        shape = (self.n_layers, self.n_qubits, 3)
+        return {"weights": 2 * math.pi * torch.rand(*shape, dtype=DTYPE)}
+
+    def encoding(self, z: torch.Tensor) -> torch.Tensor:
+        return ry(torch.arcsin(z))  # (B, n, 2, 2)
+
+    def layers(self, params: dict[str, torch.Tensor]) -> list[Layer]:
+        w = params["weights"]
+        return [Layer(gates=rot(w[layer, :, 0], w[layer, :, 1], w[layer, :, 2]),
+                      perm=self.perms[layer]) for layer in range(self.n_layers)]
+
+    def qfunc(self, params: dict[str, torch.Tensor], z: torch.Tensor) -> None:
+        for i in range(self.n_qubits):
+            qml.RY(torch.arcsin(z[..., i]), wires=i)
+        qml.StronglyEntanglingLayers(params["weights"], wires=range(self.n_qubits))
+
+
+ANSATZE: dict[str, type[Ansatz]] = {
+    cls.name: cls for cls in (GaussGAN, StronglyEntangling, Reuploading)
+}

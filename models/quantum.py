@@ -1,0 +1,197 @@
+"""Quantum generator: a circuit's <Z_i> expectation values, mapped to the plane by a head.
+
+PennyLane defines the circuit (``models/circuits.py``); a backend executes it:
+
+* ``fast`` (:class:`FastBackend`): exact state-vector arithmetic in torch, complex128. Each layer is
+  a Kronecker product of 2x2 gates times a permutation or a diagonal phase, so for up to
+  ``UNITARY_MAX_QUBITS`` wires the whole trainable part becomes one 2^n x 2^n matrix U, built once
+  and applied to the whole batch of encoded product states: <Z> = |psi U^T|^2 @ signs. Inside
+  :meth:`QuantumGenerator.frozen` U is built once and reused for every batch (the critic steps).
+  Circuits that re-upload the noise get one matrix per layer, with the per-sample encoding gates
+  applied wire by wire in between. Above ``UNITARY_MAX_QUBITS`` the layers are applied gate by gate
+  to the batch of states instead (cost n * batch * 2^n rather than 8^n).
+* ``pennylane`` (:class:`PennyLaneBackend`): a QNode on ``default.qubit`` with backprop and
+  parameter broadcasting (the whole batch in one call); any other installed PennyLane device
+  name works too.
+
+Parameter names (``circuit.<weight>``, ``head.*``) do not depend on the backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import reduce
+
+import pennylane as qml
+import torch
+from torch import nn
+
+from .base import DTYPE, Generator, mlp
+from .circuits import ANSATZE, Ansatz, Layer, z_signs
+
+UNITARY_MAX_QUBITS = 8
+
+
+# --- fast backend: torch state-vector arithmetic --------------------------------------------------
+
+def product_state(vectors: torch.Tensor) -> torch.Tensor:
+    """(B, n, 2) single-wire states -> (B, 2^n), their Kronecker product (wire 0 first)."""
+    psi = vectors[:, 0]
+    for i in range(1, vectors.shape[1]):
+        psi = (psi[:, :, None] * vectors[:, i, None, :]).reshape(psi.shape[0], -1)
+    return psi
+
+
+def apply_gates(psi: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
+    """Apply 2x2 ``gates[..., i, :, :]`` to wire i of the states ``psi`` (B, 2^n). ``gates`` is
+    (n, 2, 2), shared by the batch, or (B, n, 2, 2), one set per sample."""
+    batch, n = psi.shape[0], gates.shape[-3]
+    pattern = "ij,bajc->baic" if gates.dim() == 3 else "bij,bajc->baic"
+    for i in range(n):
+        psi = torch.einsum(pattern, gates[..., i, :, :], psi.reshape(batch, 2**i, 2, -1))
+    return psi.reshape(batch, -1)
+
+
+def apply_layer(psi: torch.Tensor, layer: Layer) -> torch.Tensor:
+    """Apply one :class:`Layer` to the states ``psi`` (B, 2^n), gate by gate."""
+    psi = apply_gates(psi, layer.gates)
+    if layer.perm is not None:
+        psi = psi[:, layer.perm]
+    if layer.phase is not None:
+        psi = psi * torch.exp(1j * layer.phase)
+    return psi
+
+
+def layer_matrix(layer: Layer) -> torch.Tensor:
+    """One :class:`Layer` as a 2^n x 2^n matrix: a Kronecker product of its 2x2 gates, rows
+    permuted, rows scaled by the phase."""
+    matrix = reduce(torch.kron, layer.gates.unbind(0))
+    if layer.perm is not None:
+        matrix = matrix[layer.perm]
+    if layer.phase is not None:
+        matrix = torch.exp(1j * layer.phase)[:, None] * matrix
+    return matrix
+
+
+class FastBackend:
+    """Exact execution in torch (see the module docstring). ``use_unitary`` defaults to
+    ``n_qubits <= UNITARY_MAX_QUBITS``; both ways give the same numbers."""
+
+    def __init__(self, ansatz: Ansatz, use_unitary: bool | None = None):
+        self.ansatz = ansatz
+        self.signs = z_signs(ansatz.n_qubits)
+        if use_unitary is None:
+            use_unitary = ansatz.n_qubits <= UNITARY_MAX_QUBITS
+        self.use_unitary = use_unitary
+
+    def prepare(self, params: dict[str, torch.Tensor]) -> list:
+        """Everything that depends on the weights only: the layer matrices (multiplied into one U
+        when the noise is encoded only once), or the layers themselves."""
+        layers = self.ansatz.layers(params)
+        if not self.use_unitary:
+            return layers
+        matrices = [layer_matrix(layer) for layer in layers]
+        if self.ansatz.reupload:
+            return matrices
+        return [reduce(lambda u, m: m @ u, matrices)]  # U = M_L ... M_1
+
+    def expvals(self, prepared: list, z: torch.Tensor) -> torch.Tensor:
+        """<Z_i> for every sample: (B, n_qubits) float64."""
+        gates = self.ansatz.encoding(z.to(DTYPE))  # (B, n, 2, 2)
+        psi = product_state(gates[..., 0])  # encoding gates applied to |0...0>
+        for i, step in enumerate(prepared):
+            if i > 0:  # only re-uploading circuits prepare more than one step
+                psi = apply_gates(psi, gates)
+            psi = psi @ step.T if self.use_unitary else apply_layer(psi, step)
+        probs = psi.real**2 + psi.imag**2
+        return probs @ self.signs
+
+
+# --- PennyLane backend ----------------------------------------------------------------------------
+
+class PennyLaneBackend:
+    """Runs ``ansatz.qfunc`` as a QNode on ``device`` (``default.qubit``: backprop; other devices:
+    PennyLane's best differentiation method). ``broadcast=True`` sends the whole batch in one call;
+    ``broadcast=False`` makes one call per sample (the research code's way, for benchmarks)."""
+
+    def __init__(self, ansatz: Ansatz, device: str = "default.qubit", broadcast: bool = True):
+        self.ansatz, self.broadcast = ansatz, broadcast
+        n = ansatz.n_qubits
+        diff_method = "backprop" if device == "default.qubit" else "best"
+
+        @qml.qnode(qml.device(device, wires=n), interface="torch", diff_method=diff_method)
+        def circuit(z, names, *weights):
+            ansatz.qfunc(dict(zip(names, weights, strict=True)), z)
+            return [qml.expval(qml.PauliZ(i)) for i in range(n)]
+
+        self.qnode = circuit
+
+    def prepare(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return params
+
+    def _call(self, params: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        out = self.qnode(z, tuple(params), *params.values())
+        return torch.stack([torch.as_tensor(v, dtype=DTYPE) for v in out], dim=-1)
+
+    def expvals(self, prepared: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        z = z.to(DTYPE)
+        if self.broadcast:
+            return self._call(prepared, z)
+        return torch.stack([self._call(prepared, z[b]) for b in range(z.shape[0])])
+
+
+def make_backend(name: str, ansatz: Ansatz):
+    """``fast`` -> :class:`FastBackend`; ``pennylane`` -> ``default.qubit``; else a device name."""
+    if name == "fast":
+        return FastBackend(ansatz)
+    return PennyLaneBackend(ansatz, "default.qubit" if name == "pennylane" else name)
+
+
+# --- the generator --------------------------------------------------------------------------------
+
+class QuantumGenerator(Generator):
+    """Latent noise -> circuit -> <Z_0..Z_{n-1}> -> head -> point in the plane.
+
+    Arguments (defaults as in ``models/config.py``): ``n_qubits`` (6), ``n_layers`` (2), ``ansatz``
+    (``gaussgan`` | ``strongly_entangling`` | ``reuploading``), ``head`` (``linear``: an affine map
+    R^n -> R^2; ``mlp``: hidden sizes ``head_hidden`` [32] with ``head_activation`` relu),
+    ``backend`` (``fast`` | ``pennylane`` | a PennyLane device name). Latent: U(-1, 1)^latent_dim,
+    where latent_dim is 2 (gaussgan, reuploading) or n_qubits (strongly_entangling).
+    """
+
+    def __init__(self, n_qubits: int = 6, n_layers: int = 2, ansatz: str = "gaussgan",
+                 head: str = "linear", head_hidden: list[int] | tuple[int, ...] = (32,),
+                 head_activation: str = "relu", backend: str = "fast"):
+        super().__init__()
+        self.ansatz = ANSATZE[ansatz](n_qubits, n_layers)
+        self.latent_dim = self.ansatz.latent_dim
+        self.circuit = nn.ParameterDict(
+            {k: nn.Parameter(v) for k, v in self.ansatz.init_parameters().items()})
+        hidden = list(head_hidden) if head == "mlp" else []
+        self.head = mlp([n_qubits, *hidden, 2], head_activation)
+        self.backend = make_backend(backend, self.ansatz)
+        self._prepared = None  # set inside frozen(): the weights' unitaries, built once
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return 2.0 * torch.rand(n, self.latent_dim, generator=generator, dtype=DTYPE) - 1.0
+
+    def expvals(self, z: torch.Tensor) -> torch.Tensor:
+        """The circuit's <Z_i> for each latent vector: (n, n_qubits)."""
+        prepared = self._prepared
+        if prepared is None:
+            prepared = self.backend.prepare(dict(self.circuit))
+        return self.backend.expvals(prepared, z)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.head(self.expvals(z))
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        with torch.no_grad():
+            self._prepared = self.backend.prepare(dict(self.circuit))
+            try:
+                yield
+            finally:
+                self._prepared = None
+

@@ -1,0 +1,151 @@
+"""WGAN-GP training loop (Gulrajani et al. 2017), readable top to bottom.
+
+Each generator step is preceded by ``n_critic`` critic steps. The critic minimises
+    E[D(fake)] - E[D(real)] + gp_weight * E[(|grad_x D(x_hat)| - 1)^2]
+with x_hat uniform on segments between real and fake points; the generator minimises -E[D(fake)].
+Both use Adam. Every ``eval_every`` generator steps ``on_eval(step, samples)`` gets ``eval_samples``
+fresh generated points and may stop training by returning True.
+
+Determinism: initial weights come from ``torch.manual_seed(seed)`` (in a forked RNG state), latent
+noise and interpolation weights from a private ``torch.Generator`` seeded with ``seed``, real
+data from ``np.random.default_rng(seed)``, evaluation noise from a generator seeded with
+(seed, step). The same config gives the same samples on CPU.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .base import Generator
+from .config import resolve_config
+from .critic import Critic
+from .generator import build_generator
+
+SampleReal = Callable[[int, np.random.Generator], np.ndarray]
+OnEval = Callable[[int, np.ndarray], "bool | None"]
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or the generator's output became NaN or infinite. ``step`` is the generator step
+    (1-based) in progress, ``what`` names the quantity (``critic loss``, ``generator loss``,
+    ``generator output``)."""
+
+    def __init__(self, step: int, what: str):
+        super().__init__(f"training diverged at generator step {step}: {what} is not finite")
+        self.step, self.what = step, what
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    ``seconds`` is training time, excluding the time spent inside ``on_eval``. ``history`` has one
+    entry per evaluation: step, seconds (training time so far), critic_loss and generator_loss (of
+    the last step before the evaluation).
+    """
+
+    generator: Generator  # trained, in eval mode
+    critic: Critic
+    steps: int  # generator steps completed
+    stopped_early: bool  # on_eval asked to stop
+    seconds: float
+    config: dict  # the resolved config
+    history: list[dict] = field(default_factory=list)
+
+
+def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor,
+                     generator: torch.Generator) -> torch.Tensor:
+    """E[(|grad D(x_hat)|_2 - 1)^2], x_hat = eps * real + (1 - eps) * fake, eps ~ U(0, 1)."""
+    eps = torch.rand(real.shape[0], 1, generator=generator, dtype=real.dtype)
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return ((grad.norm(dim=1) - 1) ** 2).mean()
+
+
+def eval_generator(seed: int, step: int) -> torch.Generator:
+    """The torch generator for the evaluation samples at ``step``: seeded from (seed, step)."""
+    state = np.random.SeedSequence([seed, step]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def train(config: dict, sample_real: SampleReal, on_eval: OnEval | None = None) -> TrainResult:
+    """Train a generator against ``sample_real`` with WGAN-GP.
+
+    ``config`` is a (partial) training config, resolved by :func:`models.resolve_config`.
+    ``sample_real(n, rng)`` returns n target points, a float (n, 2) array, drawing from the numpy
+    generator ``rng`` that train owns. ``on_eval(step, samples)`` is called after generator steps
+    eval_every, 2 * eval_every, ... (<= steps) with a float64 (eval_samples, 2) array; returning
+    True stops training; its exceptions propagate unchanged. Raises :class:`TrainingDiverged`
+    when a loss or a generated batch is not finite.
+    """
+    cfg = resolve_config(config)
+    seed, batch = cfg["seed"], cfg["batch_size"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        generator = build_generator(cfg["generator"])
+        critic = Critic(**cfg["critic"])
+    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg["lr_generator"], betas=cfg["betas"])
+    opt_c = torch.optim.Adam(critic.parameters(), lr=cfg["lr_critic"], betas=cfg["betas"])
+    noise = torch.Generator().manual_seed(seed)  # latent noise and GP interpolation
+    rng = np.random.default_rng(seed)  # real data
+
+    def real_batch() -> torch.Tensor:
+        x = np.asarray(sample_real(batch, rng), dtype=np.float64)
+        if x.shape != (batch, 2):
+            raise ValueError(f"sample_real({batch}, rng) returned shape {x.shape}, "
+                             f"expected ({batch}, 2)")
+        return torch.from_numpy(x)
+
+    def check(value: torch.Tensor, step: int, what: str) -> None:
+        if not torch.isfinite(value).all():
+            raise TrainingDiverged(step, what)
+
+    history: list[dict] = []
+    eval_seconds, stopped_early, step = 0.0, False, 0
+    start = time.perf_counter()
+    generator.train()
+    for step in range(1, cfg["steps"] + 1):
+        # critic: n_critic steps with the generator's weights fixed
+        with generator.frozen():
+            fakes = [generator.sample(batch, noise) for _ in range(cfg["n_critic"])]
+        for fake in fakes:
+            check(fake, step, "generator output")
+            real = real_batch()
+            loss_c = critic(fake).mean() - critic(real).mean()
+            loss_c = loss_c + cfg["gp_weight"] * gradient_penalty(critic, real, fake, noise)
+            check(loss_c, step, "critic loss")
+            opt_c.zero_grad(set_to_none=True)
+            loss_c.backward()
+            opt_c.step()
+
+        # generator: one step against the updated critic
+        fake = generator.sample(batch, noise)
+        check(fake, step, "generator output")
+        loss_g = -critic(fake).mean()
+        check(loss_g, step, "generator loss")
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+
+        if step % cfg["eval_every"] == 0:
+            with generator.frozen():
+                samples = generator.sample(cfg["eval_samples"], eval_generator(seed, step))
+            check(samples, step, "generator output")
+            tick = time.perf_counter()
+            history.append({"step": step, "seconds": tick - start - eval_seconds,
+                            "critic_loss": loss_c.item(), "generator_loss": loss_g.item()})
+            stop = on_eval(step, samples.numpy()) if on_eval is not None else None
+            eval_seconds += time.perf_counter() - tick
+            if stop:
+                stopped_early = True
+                break
+
+    seconds = time.perf_counter() - start - eval_seconds
+    generator.eval()
+    return TrainResult(generator=generator, critic=critic, steps=step, stopped_early=stopped_early,
+                       seconds=seconds, config=cfg, history=history)
