@@ -1,0 +1,376 @@
+"""docker-compose.yml, Dockerfile and .env.example: checked statically, then run as processes.
+
+No Docker engine runs on the test machines. So the file is proven two ways:
+
+1. Static: it parses, the rules of the deployment hold (below, one test per rule), and, where a
+   compose implementation is installed (``docker compose`` or Debian's ``docker-compose``), its own
+   ``config`` validator accepts the file. Only that validator test is ever skipped.
+2. Run: each service's command and environment are read from the file, resolved the way compose
+   resolves them (with STUDY=studies/smoke.yaml and a fresh database on the test PostgreSQL), and
+   started as processes: ``init`` once, then 8 ``worker`` processes and the ``dashboard`` together,
+   until the study has exactly its budget of finished trials. See tests/_compose_helpers.py for the
+   few things mapped from container to host (service host names, volumes, WORKDIR, ports).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import shutil
+import subprocess
+import time
+import tomllib
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from _compose_helpers import (
+    COMPOSE_FILE,
+    ENV_EXAMPLE,
+    REPO,
+    ComposeEquivalent,
+    dockerfile_instructions,
+    dockerfile_workdir,
+    fresh_database,
+    http_get,
+    interpolate,
+    load_compose_raw,
+    option_value,
+    read_env_file,
+    service_command,
+    service_environment,
+    service_mounts,
+    service_ports,
+    stop,
+    variable_defaults,
+    wait_http,
+)
+
+HPO_SERVICES = ("init", "worker", "dashboard")
+DEFAULT_STUDY = "studies/gaussgan.yaml"
+TEST_STUDY = "studies/smoke.yaml"
+N_WORKERS = 8
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return load_compose_raw()
+
+
+@pytest.fixture(scope="module")
+def resolved(raw) -> dict:
+    """The file as compose sees it with no variables set: every default applied."""
+    return interpolate(raw, {})
+
+
+# ---------------------------------------------------------------------------------------------
+# Static checks
+# ---------------------------------------------------------------------------------------------
+
+
+def test_services_and_named_volumes(resolved):
+    services = resolved["services"]
+    assert set(services) == {"db", *HPO_SERVICES}
+    declared = set(resolved.get("volumes") or {})
+    for name, svc in services.items():
+        for mount in service_mounts(svc):
+            if mount.is_named_volume:
+                assert mount.source in declared, f"{name}: volume {mount.source!r} not declared"
+
+
+def test_db_is_postgres16_healthchecked_private_with_credentials_from_env(raw, resolved):
+    db = resolved["services"]["db"]
+    assert db["image"].split("@")[0] in ("postgres:16", "postgres:16-alpine") or \
+        db["image"].startswith("postgres:16."), db["image"]
+    test = db["healthcheck"]["test"]
+    assert "pg_isready" in (" ".join(test) if isinstance(test, list) else test)
+    assert "ports" not in db, "the database must not be published beyond the compose network"
+    assert any(m.is_named_volume and m.target == "/var/lib/postgresql/data"
+               for m in service_mounts(db)), "the database needs a named volume for its data"
+    env = service_environment(raw["services"]["db"])
+    for key in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"):
+        refs = variable_defaults(env.get(key, ""))
+        assert key in refs and refs[key], f"db: {key} should be ${{{key}:-default}}"
+
+
+def test_only_the_dashboard_is_published_and_only_on_localhost(raw, resolved):
+    for name, svc in resolved["services"].items():
+        if name != "dashboard":
+            assert "ports" not in svc, f"{name} publishes ports"
+    ports = service_ports(resolved["services"]["dashboard"])
+    assert [(p.host_ip, p.host_port, p.container_port) for p in ports] == \
+        [("127.0.0.1", "8080", "8080")]
+    # The address is literal, not a variable someone could widen to 0.0.0.0 by accident.
+    raw_ports = raw["services"]["dashboard"]["ports"]
+    assert all(str(p).startswith("127.0.0.1:") for p in raw_ports), raw_ports
+
+
+def test_init_is_one_shot_after_db_is_healthy(resolved):
+    init = resolved["services"]["init"]
+    assert service_command(init) == ["hpo", "init", DEFAULT_STUDY]
+    assert init["depends_on"]["db"]["condition"] == "service_healthy"
+    assert str(init.get("restart", "no")) in ("no", "False"), "init runs once"
+
+
+def test_worker_is_scalable_and_restarts_on_failure_with_one_thread(resolved):
+    worker = resolved["services"]["worker"]
+    assert service_command(worker) == ["hpo", "worker", DEFAULT_STUDY]
+    assert "container_name" not in worker, "a fixed container name prevents --scale"
+    assert "ports" not in worker, "a host port prevents --scale"
+    assert worker["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    assert str(worker["restart"]).startswith("on-failure")
+    env = service_environment(worker)
+    assert env["HPO_TORCH_THREADS"] == "1"
+    assert env["OMP_NUM_THREADS"] == "1"
+
+
+def test_dashboard_serves_the_same_storage_and_artifacts_as_the_workers(resolved):
+    services = resolved["services"]
+    dash, worker = services["dashboard"], services["worker"]
+    argv = service_command(dash)
+    assert argv[:2] == ["hpo", "dashboard"]
+    assert option_value(argv, "--host") == "0.0.0.0", "listen on the container's interface"
+    assert option_value(argv, "--port") == service_ports(dash)[0].container_port
+    dash_env, worker_env = service_environment(dash), service_environment(worker)
+    for key in ("HPO_STORAGE", "HPO_ARTIFACTS"):
+        assert dash_env[key] == worker_env[key], key
+        assert service_environment(services["init"])[key] == worker_env[key], key
+    artifacts = worker_env["HPO_ARTIFACTS"]
+    shared = [m for m in service_mounts(worker) if m.is_named_volume
+              and (artifacts + "/").startswith(m.target.rstrip("/") + "/")]
+    assert shared, f"HPO_ARTIFACTS={artifacts} is not on a named volume in worker"
+    assert shared[0] in service_mounts(dash), "dashboard must mount the workers' artifact volume"
+    assert not shared[0].read_only
+
+
+@pytest.mark.parametrize("variables", [
+    {},
+    {"POSTGRES_USER": "alice", "POSTGRES_PASSWORD": "s3cret", "POSTGRES_DB": "search"},
+])
+def test_storage_url_names_the_db_service_and_its_credentials(raw, variables):
+    conf = interpolate(raw, variables)
+    db_env = service_environment(conf["services"]["db"])
+    for name in HPO_SERVICES:
+        url = urlsplit(service_environment(conf["services"][name])["HPO_STORAGE"])
+        assert url.scheme == "postgresql+psycopg2"
+        assert url.hostname == "db" and (url.port or 5432) == 5432
+        assert url.username == db_env["POSTGRES_USER"]
+        assert url.password == db_env["POSTGRES_PASSWORD"]
+        assert url.path.lstrip("/") == db_env["POSTGRES_DB"]
+    if variables:
+        assert db_env["POSTGRES_USER"] == variables["POSTGRES_USER"]
+
+
+def test_study_selects_the_file_and_defaults_to_gaussgan(raw):
+    for name in ("init", "worker"):
+        refs = variable_defaults(service_command(raw["services"][name]))
+        assert refs.get("STUDY") == DEFAULT_STUDY, f"{name}: ${{STUDY:-{DEFAULT_STUDY}}}"
+        conf = interpolate(raw, {"STUDY": TEST_STUDY})
+        assert service_command(conf["services"][name])[-1] == TEST_STUDY
+    assert (REPO / DEFAULT_STUDY).is_file()
+    assert (REPO / TEST_STUDY).is_file()
+
+
+def test_hpo_services_share_one_image_built_from_this_repo(resolved):
+    images = {resolved["services"][n].get("image") for n in HPO_SERVICES}
+    assert len(images) == 1 and None not in images, images
+    for name in HPO_SERVICES:
+        build = resolved["services"][name].get("build")
+        context = build if isinstance(build, str) else (build or {}).get("context")
+        assert context in (".", "./"), f"{name}: build context {context!r}"
+
+
+def test_env_example_lists_every_variable_with_the_files_defaults(raw):
+    used = variable_defaults(raw)
+    example = read_env_file(ENV_EXAMPLE)
+    assert set(example) == set(used), f".env.example {sorted(example)} vs file {sorted(used)}"
+    for key, default in used.items():
+        assert default is not None, f"${{{key}}} has no default in {COMPOSE_FILE.name}"
+        assert example[key] == default, f"{key}: .env.example {example[key]!r}, file {default!r}"
+
+
+def test_dockerfile_slim_cpu_torch_project_installed_non_root():
+    instructions = dockerfile_instructions()
+    froms = [a for i, a in instructions if i == "FROM"]
+    assert froms and froms[0].split()[0] == "python:3.11-slim"
+
+    runs = [a for i, a in instructions if i == "RUN"]
+    torch_at = next(i for i, a in enumerate(runs) if "torch==" in a)
+    torch_run = runs[torch_at].split()
+    assert "--index-url" in torch_run
+    assert torch_run[torch_run.index("--index-url") + 1] == "https://download.pytorch.org/whl/cpu"
+    with open(REPO / "pyproject.toml", "rb") as f:
+        deps = tomllib.load(f)["project"]["dependencies"]
+    pinned = next(d for d in deps if d.replace(" ", "").startswith("torch=="))
+    assert pinned.replace(" ", "") in torch_run, f"image torch must match pyproject's {pinned}"
+    project_at = next(i for i, a in enumerate(runs) if "pip install" in a and " ." in f"{a} ")
+    assert torch_at < project_at, "install CPU torch before the project, or pip fetches CUDA torch"
+
+    users = [a.split(":")[0] for i, a in instructions if i == "USER"]
+    assert users and users[-1] not in ("root", "0"), "the image must run as a non-root user"
+
+    # Study paths given to the CLI are relative to WORKDIR, where studies/ is copied.
+    workdir = dockerfile_workdir(instructions)
+    copies = [a.split() for i, a in instructions if i == "COPY"]
+    assert any(c[0].rstrip("/") == "studies" and c[-1].rstrip("/") in
+               ("studies", "./studies", f"{workdir}/studies") for c in copies)
+    mounts = service_mounts(interpolate(load_compose_raw(), {})["services"]["worker"])
+    for m in mounts:
+        if not m.is_named_volume and m.source.rstrip("/").endswith("studies"):
+            assert m.target == f"{workdir}/studies" and m.read_only
+
+
+def test_dockerignore_keeps_the_context_small_but_keeps_what_the_dockerfile_copies():
+    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    for must in (".git", ".venv", "runs"):
+        assert must in patterns, f".dockerignore should exclude {must}"
+    copied = [src for i, a in dockerfile_instructions() if i == "COPY"
+              for src in a.split()[:-1] if not src.startswith("--")]
+    assert copied
+    for src in copied:
+        src = src.rstrip("/")
+        assert (REPO / src).exists(), f"Dockerfile copies missing {src}"
+        hits = [p for p in patterns if not p.startswith("!") and fnmatch.fnmatch(src, p)]
+        assert not hits, f".dockerignore {hits} drops {src}, which the Dockerfile copies"
+
+
+def _compose_validator() -> list[str] | None:
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True,
+                                 timeout=30).returncode == 0:
+        return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    return [legacy] if legacy else None
+
+
+@pytest.mark.parametrize("study", [DEFAULT_STUDY, TEST_STUDY])
+def test_compose_validator_accepts_the_file(study, tmp_path):
+    validator = _compose_validator()
+    if validator is None:
+        pytest.skip("no compose implementation installed (neither `docker compose` nor Debian's "
+                    "`docker-compose`); the static checks above still ran")
+    env_file = tmp_path / "env"
+    env_file.write_text(ENV_EXAMPLE.read_text() + f"\nSTUDY={study}\n")
+    result = subprocess.run(
+        [*validator, "--project-directory", str(REPO), "-f", str(COMPOSE_FILE),
+         "--env-file", str(env_file), "config"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    conf = yaml.safe_load(result.stdout)
+    worker = conf["services"]["worker"]
+    assert service_command(worker) == ["hpo", "worker", study]
+    assert worker["depends_on"]["init"]["condition"] == "service_completed_successfully"
+
+
+# ---------------------------------------------------------------------------------------------
+# The compose-equivalent run: init, 8 workers and the dashboard against the real PostgreSQL
+# ---------------------------------------------------------------------------------------------
+
+
+def study_name_and_budget(study_file: str) -> tuple[str, int]:
+    with open(REPO / study_file) as f:
+        spec = yaml.safe_load(f)
+    return spec["name"], int(spec["budget"]["trials"])
+
+
+def trial_states(url: str, name: str) -> dict[str, int]:
+    """Trial counts by state; a FAIL that was retried as another trial is not counted."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    counts: dict[str, int] = {}
+    for t in trials:
+        if t.state.name == "FAIL" and t.number in retried:
+            continue
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts
+
+
+@pytest.fixture
+def stack(tmp_path):
+    """The compose file resolved with STUDY=smoke and a fresh database; every process stopped."""
+    with fresh_database("hpo_compose") as db:
+        variables = {"STUDY": TEST_STUDY, "POSTGRES_USER": "postgres",
+                     "POSTGRES_PASSWORD": "trust", "POSTGRES_DB": db}
+        ce = ComposeEquivalent(tmp_path, variables)
+        try:
+            yield ce
+        finally:
+            ce.stop_all()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_compose_equivalent_run_init_8_workers_and_dashboard(stack: ComposeEquivalent):
+    name, budget = study_name_and_budget(TEST_STUDY)
+    storage = stack.environment("worker")["HPO_STORAGE"]
+    assert urlsplit(storage).hostname == "127.0.0.1"
+    assert urlsplit(storage).path.lstrip("/") == stack.variables["POSTGRES_DB"]
+
+    # db is "healthy" (PostgreSQL answers); init runs to completion before anything else.
+    init = stack.run("init", timeout=180)
+    assert init.popen.returncode == 0, f"init failed:\n{init.tail()}"
+
+    # `docker compose up --scale worker=8`: the workers and the dashboard start together.
+    workers = [stack.start("worker", name=f"worker-{i}")[0] for i in range(N_WORKERS)]
+    dashboard, published = stack.start("dashboard")
+    base = f"http://127.0.0.1:{published['8080']}"
+
+    deadline = time.monotonic() + 330
+    answered_while_running = False
+    while any(w.popen.poll() is None for w in workers) and time.monotonic() < deadline:
+        if not answered_while_running and dashboard.popen.poll() is None:
+            try:
+                answered_while_running = http_get(f"{base}/api/studies", timeout=2)[0] == 200
+            except OSError:
+                pass
+        time.sleep(1)
+    running = [w.name for w in workers if w.popen.poll() is None]
+    assert not running, f"still running after the deadline: {running}\n{workers[0].tail()}"
+    for w in workers:
+        assert w.popen.returncode == 0, f"{w.name} exited {w.popen.returncode}:\n{w.tail()}"
+
+    counts = trial_states(storage, name)
+    finished = sum(counts.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL"))
+    assert finished == budget, f"budget {budget}, trials by state {counts}"
+    assert counts.get("RUNNING", 0) == 0 and counts.get("WAITING", 0) == 0, counts
+    assert counts.get("COMPLETE", 0) >= 1, counts
+
+    # The dashboard: up the whole time, and it shows this study, its reports and its images.
+    assert dashboard.popen.poll() is None, f"dashboard exited:\n{dashboard.tail()}"
+    wait_http(f"{base}/api/studies", timeout=60, proc=dashboard.popen)
+    status, body = http_get(f"{base}/dashboard")
+    assert status == 200 and b"<html" in body.lower()
+    summaries = json.loads(http_get(f"{base}/api/studies")[1])["study_summaries"]
+    study_id = next(s["study_id"] for s in summaries if s["study_name"] == name)
+    detail = json.loads(http_get(f"{base}/api/studies/{study_id}?after=0", timeout=30)[1])
+    trials = detail["trials"]
+    assert len(trials) >= budget
+    assert any(t["intermediate_values"] for t in trials), "no trial reported intermediate values"
+    images = [(t["trial_id"], a["artifact_id"]) for t in trials for a in t["artifacts"]
+              if a["mimetype"] == "image/png"]
+    assert images, "no trial has a PNG artifact"
+    trial_id, artifact_id = images[0]
+    status, png = http_get(f"{base}/artifacts/{study_id}/{trial_id}/{artifact_id}")
+    assert status == 200 and png.startswith(PNG_SIGNATURE), "artifact not served from the volume"
+
+    # `docker compose exec dashboard hpo export ...` writes into the shared artifact volume.
+    out = stack.volume_dir("artifacts") / "best.yaml"
+    export = stack.run("dashboard", name="export", timeout=120,
+                       extra_argv=["hpo", "export", name, "--top", "3", "--out", str(out)])
+    assert export.popen.returncode == 0, f"export failed:\n{export.tail()}"
+    assert out.is_file() and yaml.safe_load(out.read_text()), "export wrote nothing"
+
+    # A second `docker compose up`: init is idempotent and a worker finds the budget met.
+    again = stack.run("init", name="init-again", timeout=120)
+    assert again.popen.returncode == 0, f"second init failed:\n{again.tail()}"
+    late = stack.run("worker", name="worker-late", timeout=120)
+    assert late.popen.returncode == 0, f"late worker failed:\n{late.tail()}"
+    assert trial_states(storage, name) == counts, "a worker ran trials past the budget"
+
+    stop(dashboard)
