@@ -1,0 +1,196 @@
+"""KL(Q||P) estimator held to ground truth: closed form for Gaussians, else Monte Carlo with 10^6
+points and exact densities. Never the estimator against itself."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+
+import numpy as np
+import pytest
+
+from metrics import GaussianMixture, KLEstimate, kl_divergence
+
+M, N = 2000, 20_000
+I2 = np.eye(2)
+GG = GaussianMixture.preset("gaussgan")
+R8 = GaussianMixture.preset("ring8")
+
+
+def gaussian(mean=(0.0, 0.0), scale=1.0) -> GaussianMixture:
+    return GaussianMixture([1.0], [mean], [scale**2 * I2])
+
+
+def kl_gaussians(p0: GaussianMixture, p1: GaussianMixture) -> float:
+    """Closed-form KL(N0||N1) for single Gaussians, nats."""
+    m0, c0, m1, c1 = p0.means[0], p0.covariances[0], p1.means[0], p1.covariances[0]
+    inv1 = np.linalg.inv(c1)
+    d = m1 - m0
+    return 0.5 * float(
+        np.trace(inv1 @ c0) + d @ inv1 @ d - 2 + math.log(np.linalg.det(c1) / np.linalg.det(c0))
+    )
+
+
+@functools.cache
+def kl_monte_carlo(q: GaussianMixture, p: GaussianMixture, n: int = 10**6) -> float:
+    """KL(Q||P) by Monte Carlo over 10^6 exact draws from Q with exact log q and log p."""
+    x = q.sample(n, 20240601)
+    return float(np.mean(q.log_prob(x) - p.log_prob(x)))
+
+
+def shifted(g: GaussianMixture, delta) -> GaussianMixture:
+    return GaussianMixture(g.weights, g.means + np.asarray(delta), g.covariances)
+
+
+def scaled(g: GaussianMixture, s: float) -> GaussianMixture:
+    return GaussianMixture(g.weights, g.means, s**2 * g.covariances)
+
+
+# (name, Q, P): P = Q, shifted, too wide, too narrow, unbalanced weights; Gaussians and mixtures.
+CASES = [
+    ("gauss-shift", gaussian(), gaussian((0.5, 0.0))),
+    ("gauss-wide", gaussian(), gaussian(scale=1.5)),
+    ("gauss-narrow", gaussian(), gaussian(scale=0.85)),
+    ("gaussgan-shift", GG, shifted(GG, (0.5, 0.0))),
+    ("gaussgan-wide", GG, scaled(GG, 1.3)),
+    ("gaussgan-unbalanced", GG, GaussianMixture([0.7, 0.3], GG.means, GG.covariances)),
+    ("ring8-unbalanced", R8, GaussianMixture([0.16] * 4 + [0.09] * 4, R8.means, R8.covariances)),
+    ("ring8-wide", R8, scaled(R8, 1.2)),
+]
+
+
+def truth(q: GaussianMixture, p: GaussianMixture) -> float:
+    if q.n_components == 1 and p.n_components == 1:
+        return kl_gaussians(q, p)
+    return kl_monte_carlo(q, p)
+
+
+def repeated(q, p, reps: int, start: int) -> np.ndarray:
+    return np.array([kl_divergence(q, p.sample(M, start + i)).value for i in range(reps)])
+
+
+def test_monte_carlo_truth_agrees_with_closed_form():
+    q, p = gaussian(), gaussian((0.5, 0.2), 1.3)
+    assert kl_monte_carlo(q, p) == pytest.approx(kl_gaussians(q, p), abs=3e-3)
+
+
+@pytest.mark.parametrize("name,q,p", CASES, ids=[c[0] for c in CASES])
+def test_bias_and_spread_against_truth(name, q, p):
+    values = repeated(q, p, reps=24, start=1000)
+    t = truth(q, p)
+    assert t > 0.03
+    assert abs(values.mean() - t) <= 0.02, (name, values.mean(), t)
+    assert values.std(ddof=1) <= 0.03, (name, values.std(ddof=1))
+
+
+@pytest.mark.parametrize("q", [gaussian(), GG, R8], ids=["gauss", "gaussgan", "ring8"])
+def test_mean_is_zero_when_p_equals_q(q):
+    values = repeated(q, q, reps=40, start=5000)
+    assert abs(values.mean()) <= 0.01, values.mean()
+
+
+@pytest.mark.parametrize(
+    "q,p", [(GG, shifted(GG, (0.5, 0.0))), (R8, R8), (gaussian(), gaussian(scale=1.5))],
+    ids=["gaussgan-shift", "ring8-equal", "gauss-wide"],
+)
+def test_95_interval_from_5_replicates_covers_truth(q, p):
+    t = truth(q, p) if q is not p else 0.0
+    draws, covered = 50, 0
+    for i in range(draws):
+        est = kl_divergence(q, [p.sample(M, 10_000 + 5 * i + r) for r in range(5)])
+        assert est.replicates == 5 and est.ci_low < est.value < est.ci_high
+        covered += est.ci_low <= t <= est.ci_high
+    assert covered / draws >= 0.90, f"{covered}/{draws}"
+
+
+def test_mode_dropping_is_finite_and_increasing():
+    values, truths = [], []
+    for dropped in (0, 1, 2, 3):
+        p = R8.subset(range(8 - dropped))
+        est = kl_divergence(R8, [p.sample(M, 77 + r) for r in range(3)])
+        assert math.isfinite(est.value)
+        values.append(est.value)
+        truths.append(kl_monte_carlo(R8, p) if dropped else 0.0)
+    assert all(b > a for a, b in zip(values, values[1:], strict=False)), values
+    assert all(b > a for a, b in zip(truths, truths[1:], strict=False)), truths
+    # The estimate is finite and grows, but lies below the truth: missing mass is extrapolated.
+    assert all(v < t for v, t in zip(values[1:], truths[1:], strict=True))
+
+
+def test_bounded_support_generator_is_finite_and_grows_with_missing_mass():
+    q = gaussian()
+    pool = q.sample(40 * M, 3)
+    values = []
+    for radius in (3.0, 2.0, 1.5):  # Q truncated to a disc: KL(Q||P) is infinite, formally
+        y = pool[np.hypot(pool[:, 0], pool[:, 1]) <= radius][:M]
+        values.append(kl_divergence(q, y).value)
+    assert all(np.isfinite(values))
+    assert values[0] < values[1] < values[2]
+
+
+def test_single_replicate_has_nan_uncertainty_and_json_dict():
+    est = kl_divergence(GG, GG.sample(M, 1))
+    assert isinstance(est, KLEstimate)
+    assert math.isfinite(est.value)
+    assert math.isnan(est.stderr) and math.isnan(est.ci_low) and math.isnan(est.ci_high)
+    assert (est.method, est.n_target, est.m, est.replicates, est.k) == ("knn", N, M, 1, 1)
+    d = est.as_dict()
+    assert d["stderr"] is None and d["value"] == est.value
+    json.dumps(d, allow_nan=False)
+
+
+def test_same_seed_same_points_and_cached_correction():
+    y = GG.sample(M, 2)
+    a, b = kl_divergence(GG, y, seed=0), kl_divergence(GG, y, seed=0)
+    assert a.value == b.value and a.correction == b.correction
+    c = kl_divergence(GG, y, seed=1)
+    assert c.value != a.value
+    raw = kl_divergence(GG, y, bias_correction=False)
+    assert raw.correction == 0.0
+    assert raw.value - a.correction == pytest.approx(a.value)
+
+
+def test_kde_option_against_truth():
+    q, p = gaussian(), gaussian((0.5, 0.0))
+    values = [
+        kl_divergence(q, p.sample(M, 300 + i), method="kde", n_target=4000).value
+        for i in range(4)
+    ]
+    assert abs(np.mean(values) - kl_gaussians(q, p)) <= 0.05
+    est = kl_divergence(
+        q, p.sample(M, 1), method="kde", bandwidth=0.3, n_target=1000, bias_correction=False
+    )
+    assert est.k is None and est.bandwidth == 0.3
+
+
+@pytest.mark.parametrize(
+    "samples,match",
+    [
+        (np.full((M, 2), np.nan), "NaN or inf"),
+        (np.r_[np.zeros((M - 1, 2)), [[np.inf, 0.0]]], "NaN or inf"),
+        (np.zeros((M, 3)), r"shape \(m, 2\)"),
+        (np.zeros(M), r"shape \(m, 2\)"),
+        (np.zeros((1, 2)), "at least 2"),
+        ([], "empty"),
+        ([np.zeros((10, 2)), np.zeros((11, 2))], "same number of points"),
+        ("abc", "numeric"),
+    ],
+)
+def test_bad_samples_raise(samples, match):
+    with pytest.raises(ValueError, match=match):
+        kl_divergence(GG, samples)
+
+
+def test_bad_arguments_raise():
+    y = GG.sample(100, 0)
+    with pytest.raises(ValueError, match="method"):
+        kl_divergence(GG, y, method="gmm")
+    with pytest.raises(ValueError, match="k must be"):
+        kl_divergence(GG, y, k=0)
+    with pytest.raises(ValueError, match="at least 6"):
+        kl_divergence(GG, y[:5], k=5)
+    with pytest.raises(ValueError, match="target"):
+        kl_divergence(y, y)
+    with pytest.raises(ValueError, match="bandwidth"):
+        kl_divergence(GG, y, method="kde", bandwidth=-1.0)
