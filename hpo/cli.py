@@ -1,0 +1,242 @@
+"""The ``hpo`` command line: init, worker, run, status, dashboard, export, train.
+
+Storage: ``--storage URL``, else ``HPO_STORAGE``, else the embedded journal ``runs/hpo.journal``.
+Artifacts (sample PNGs): ``--artifacts DIR``, else ``HPO_ARTIFACTS``, else ``runs/artifacts``.
+Bad input is one line on stderr and exit status 2; an unreachable storage, exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from hpo.errors import HpoError, UsageError
+
+EPILOG = ("storage: --storage URL, else $HPO_STORAGE, else runs/hpo.journal (embedded). "
+          "Postgres: postgresql+psycopg2://user:password@host:5432/dbname")
+
+
+def _common(p: argparse.ArgumentParser, artifacts: bool = True) -> None:
+    p.add_argument("--storage", metavar="URL",
+                   help="study storage URL (default: $HPO_STORAGE, else runs/hpo.journal)")
+    if artifacts:
+        p.add_argument("--artifacts", metavar="DIR",
+                       help="artifact directory for sample PNGs "
+                            "(default: $HPO_ARTIFACTS, else runs/artifacts)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hpo", epilog=EPILOG,
+        description="Hyperparameter search for quantum and classical WGAN-GP generators, "
+                    "scored by a bias-corrected KL(Q||P).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("init", help="create schema and study once (safe to repeat)", epilog=EPILOG)
+    p.add_argument("study_file", metavar="STUDY.yaml")
+    _common(p, artifacts=False)
+
+    p = sub.add_parser("worker", help="pull trials until the study's budget is met",
+                       epilog=EPILOG)
+    p.add_argument("study_file", metavar="STUDY.yaml")
+    _common(p)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: $HPO_TORCH_THREADS, else 1)")
+    p.add_argument("--worker-seed", type=int, default=None,
+                   help="sampler seed offset (default: derived from the worker id)")
+    p.add_argument("--worker-id", default=None,
+                   help="name recorded on each trial (default: $HPO_WORKER_ID, else host:pid)")
+
+    p = sub.add_parser("run", help="init + N local workers + progress + summary",
+                       epilog=EPILOG)
+    p.add_argument("study_file", metavar="STUDY.yaml")
+    _common(p)
+    p.add_argument("--workers", type=int, default=2, help="local worker processes (default: 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default: 1)")
+
+    p = sub.add_parser("status", help="trial counts and best per generator kind", epilog=EPILOG)
+    p.add_argument("study", nargs="?", metavar="STUDY",
+                   help="study name or study file (default: list all studies)")
+    _common(p, artifacts=False)
+
+    p = sub.add_parser("dashboard", help="optuna-dashboard on the same storage and artifacts",
+                       epilog=EPILOG)
+    _common(p)
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+
+    p = sub.add_parser("export", help="best trials as self-contained training configs (YAML)",
+                       epilog=EPILOG)
+    p.add_argument("study", metavar="STUDY", help="study name or study file")
+    _common(p, artifacts=False)
+    p.add_argument("--top", type=int, default=1, help="how many of the best trials (default: 1)")
+    p.add_argument("--out", metavar="FILE", help="write here (default: standard output)")
+
+    p = sub.add_parser("train", help="train an exported config and print its KL",
+                       epilog=EPILOG)
+    p.add_argument("config", metavar="CONFIG.yaml")
+    p.add_argument("--rank", type=int, default=1,
+                   help="which document of a multi-config export (default: 1, the best)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    return parser
+
+
+def _study_name(arg: str) -> str:
+    if arg.endswith((".yaml", ".yml")) or Path(arg).is_file():
+        from hpo.study_file import load_study
+
+        return load_study(arg).name
+    return arg
+
+
+def _threads(flag: int | None) -> int:
+    value = flag if flag is not None else os.environ.get("HPO_TORCH_THREADS", "1")
+    try:
+        threads = int(value)
+    except ValueError:
+        raise UsageError(f"HPO_TORCH_THREADS must be a whole number, got {value!r}") from None
+    if threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    return threads
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from hpo.storage import display_url, ensure_study, storage_url
+    from hpo.study_file import load_study
+
+    spec = load_study(args.study_file)
+    url = storage_url(args.storage)
+    study = ensure_study(url, spec)
+    print(f"study {study.study_name} ready in {display_url(url)} "
+          f"({len(study.get_trials(deepcopy=False))} trials so far)")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from hpo.storage import storage_url
+    from hpo.study_file import load_study
+    from hpo.worker import run_worker
+
+    spec = load_study(args.study_file)
+    run_worker(spec, storage_url(args.storage), artifacts=args.artifacts,
+               threads=_threads(args.threads), worker_seed=args.worker_seed,
+               worker_id=args.worker_id)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hpo.launcher import run_study
+    from hpo.storage import artifacts_dir, storage_url
+    from hpo.study_file import load_study
+
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    spec = load_study(args.study_file)
+    return run_study(spec, args.study_file, storage_url(args.storage), workers=args.workers,
+                     artifacts=str(artifacts_dir(args.artifacts)),
+                     threads=_threads(args.threads))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import optuna
+
+    from hpo.report import summary
+    from hpo.storage import display_url, load_study, open_storage, storage_url
+
+    url = storage_url(args.storage)
+    if args.study is None:
+        studies = optuna.get_all_study_summaries(open_storage(url))
+        print(f"{len(studies)} studies in {display_url(url)}")
+        for s in studies:
+            print(f"  {s.study_name}: {s.n_trials} trials")
+        return 0
+    print(summary(load_study(url, _study_name(args.study))))
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from optuna_dashboard import run_server
+
+    from hpo.storage import artifact_store, artifacts_dir, display_url, open_storage, storage_url
+
+    url = storage_url(args.storage)
+    storage = open_storage(url)
+    print(f"optuna-dashboard on http://{args.host}:{args.port}  storage {display_url(url)}, "
+          f"artifacts {artifacts_dir(args.artifacts).resolve()}", flush=True)
+    run_server(storage, host=args.host, port=args.port,
+               artifact_store=artifact_store(args.artifacts))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hpo.export import dump_documents, export_documents
+    from hpo.storage import load_study, storage_url
+
+    study = load_study(storage_url(args.storage), _study_name(args.study))
+    text = dump_documents(export_documents(study, args.top))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+        print(f"wrote {min(args.top, text.count('source:'))} config(s) to {args.out}; "
+              f"train one with: hpo train {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from hpo.export import load_exported, train_exported
+
+    torch.set_num_threads(_threads(args.threads))
+    doc = load_exported(args.config, args.rank)
+    score = train_exported(doc, args.config)
+    result = score.as_dict()
+    expected = doc.get("source", {}).get("kl")
+    if args.json:
+        result["expected_kl"] = expected
+        print(json.dumps(result))
+        return 0
+    kl = score.kl
+    print(f"KL(Q||P) = {kl.value:.4f} nats, 95% CI [{kl.ci_low:.4f}, {kl.ci_high:.4f}], "
+          f"stderr {kl.stderr:.4f} ({kl.replicates} x {kl.m} samples vs {kl.n_target} target)")
+    print(f"W2 = {score.w2:.4f}, mode coverage {score.mode_coverage:.2f}, "
+          f"{score.n_params} parameters, {score.seconds:.1f} s")
+    if expected is not None:
+        print(f"study value for this config: {expected:.4f}")
+    return 0
+
+
+COMMANDS = {"init": cmd_init, "worker": cmd_worker, "run": cmd_run, "status": cmd_status,
+            "dashboard": cmd_dashboard, "export": cmd_export, "train": cmd_train}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except HpoError as err:
+        print(f"hpo {args.command}: {err}", file=sys.stderr)
+        return err.exit_status
+    except KeyboardInterrupt:
+        print(f"hpo {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a storage that fails mid-run: one line, not a traceback
+        import sqlalchemy
+
+        if isinstance(err, sqlalchemy.exc.OperationalError):
+            from hpo.storage import storage_url, unreachable_message
+
+            url = storage_url(getattr(args, "storage", None))
+            print(f"hpo {args.command}: {unreachable_message(url, err)}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

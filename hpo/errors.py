@@ -1,0 +1,28 @@
+"""Errors the CLI turns into one line and an exit status, never a traceback."""
+
+from __future__ import annotations
+
+
+class HpoError(Exception):
+    """A problem the user can fix; ``exit_status`` is what the CLI exits with."""
+
+    exit_status = 1
+
+
+class UsageError(HpoError):
+    """Bad input: a study file, a config file, a flag. Exit status 2."""
+
+    exit_status = 2
+
+
+class StudyFileError(UsageError):
+    """A study or config file that does not validate: names file, key and what is allowed."""
+
+    def __init__(self, path: str, key: str, problem: str) -> None:
+        self.path, self.key, self.problem = str(path), key, problem
+        where = f"{self.path}: {key}: " if key else f"{self.path}: "
+        super().__init__(where + problem)
+
+
+class StorageError(HpoError):
+    """The storage cannot be reached or opened. Exit status 1."""

@@ -1,0 +1,133 @@
+"""`hpo run`: the one-machine main job. Init, N local worker processes, a progress bar, a summary.
+
+Workers are separate processes (one torch thread each), logging to ``runs/logs/``. The launcher
+gives the embedded journal file the guarantee Postgres gets from heartbeats: when a worker dies,
+its RUNNING trials are failed and re-queued, and a replacement worker is started.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import optuna
+from optuna.trial import TrialState
+from tqdm import tqdm
+
+from hpo.report import summary
+from hpo.storage import DEFAULT_STORAGE, display_url, ensure_study
+from hpo.study_file import StudySpec
+from hpo.worker import budget_counts, retry_trial
+
+MAX_RESTARTS_PER_SLOT = 3
+
+
+@dataclass
+class _Slot:
+    index: int
+    worker_id: str
+    log_path: Path
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    log: IO | None = field(default=None, repr=False)
+
+
+def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artifacts: str,
+              threads: int = 1, run_id: str | None = None, out: IO = sys.stdout) -> int:
+    """Run ``spec`` to its budget with ``workers`` local processes; return an exit status."""
+    study = ensure_study(url, spec)
+    run_id = run_id or time.strftime("%Y%m%d-%H%M%S")
+    log_dir = Path("runs/logs")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    slots = [_Slot(i, f"{spec.name}-{run_id}-w{i}", log_dir / f"{spec.name}-{run_id}-w{i}.log")
+             for i in range(workers)]
+
+    def start(slot: _Slot) -> None:
+        slot.log = open(slot.log_path, "a")  # noqa: SIM115 - lives as long as the worker
+        cmd = [sys.executable, "-m", "hpo", "worker", study_path, "--storage", url,
+               "--artifacts", artifacts, "--threads", str(threads),
+               "--worker-seed", str(slot.index + 1000 * slot.restarts),
+               "--worker-id", slot.worker_id]
+        slot.process = subprocess.Popen(cmd, stdout=slot.log, stderr=subprocess.STDOUT)
+
+    print(f"study {spec.name} on {display_url(url)}: {spec.budget.trials} trials, "
+          f"{workers} workers; logs in {log_dir}/{spec.name}-{run_id}-w*.log", file=out)
+    for slot in slots:
+        start(slot)
+    interrupted = False
+    bar = tqdm(total=spec.budget.trials, unit="trial", file=out, dynamic_ncols=True)
+    try:
+        while any(s.process is not None and s.process.poll() is None for s in slots):
+            _update(bar, study)
+            for slot in slots:
+                code = slot.process.poll() if slot.process is not None else None
+                if code is not None and code != 0:
+                    _recover(study, spec, slot, code, out)
+                    if slot.restarts < MAX_RESTARTS_PER_SLOT and \
+                            budget_counts(study).finished < spec.budget.trials:
+                        slot.restarts += 1
+                        start(slot)
+                    else:
+                        slot.process = None
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        interrupted = True
+        for slot in slots:
+            if slot.process is not None and slot.process.poll() is None:
+                slot.process.send_signal(signal.SIGTERM)
+        for slot in slots:
+            if slot.process is not None:
+                slot.process.wait(timeout=60)
+    finally:
+        _update(bar, study)
+        bar.close()
+        for slot in slots:
+            if slot.log is not None:
+                slot.log.close()
+
+    counts = budget_counts(study)
+    print("\n" + summary(study, spec.budget.trials), file=out)
+    print(f"\nbrowse it:  {_dashboard_command(url, artifacts)}", file=out)
+    print(f"export it:  hpo export {spec.name} --top 3 --out runs/{spec.name}-best.yaml"
+          + ("" if url == DEFAULT_STORAGE else f" --storage {shlex.quote(url)}"), file=out)
+    if interrupted:
+        print("interrupted: workers stopped; their trials were re-queued", file=out)
+        return 130
+    return 0 if counts.finished >= spec.budget.trials else 1
+
+
+def _update(bar: tqdm, study: optuna.Study) -> None:
+    c = budget_counts(study)
+    bar.n = min(c.finished, bar.total)
+    best = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    bar.set_postfix(running=c.running, pruned=c.pruned, failed=c.failed,
+                    best_kl=f"{min(best):.4f}" if best else "-", refresh=False)
+    bar.refresh()
+
+
+def _recover(study: optuna.Study, spec: StudySpec, slot: _Slot, code: int, out: IO) -> None:
+    """Fail and re-queue the RUNNING trials of a worker that died."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("worker") != slot.worker_id:
+            continue
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        retry_trial(study, study._storage.get_trial(t._trial_id), spec.heartbeat.max_retry)
+        tqdm.write(f"worker {slot.index} died (exit {code}); trial {t.number} re-queued",
+                   file=out)
+    if slot.log is not None:
+        slot.log.close()
+        slot.log = None
+    tqdm.write(f"worker {slot.index} exited with status {code}; see {slot.log_path}", file=out)
+
+
+def _dashboard_command(url: str, artifacts: str) -> str:
+    flags = "" if url == DEFAULT_STORAGE else f" --storage {shlex.quote(url)}"
+    if artifacts != "runs/artifacts":
+        flags += f" --artifacts {shlex.quote(artifacts)}"
+    return f"hpo dashboard{flags}   (then open http://127.0.0.1:8080)"

@@ -1,0 +1,118 @@
+"""One trial: sample a config, train it, report KL(Q||P) as it goes, return the final estimate.
+
+Every trial reports at the same generator steps (multiples of ``budget.eval_every``), so the pruner
+compares like with like. What a trial stores (user attributes) is enough to reproduce and to defend
+it: the exportable config, seed, code version, the KL's stderr and 95% interval, Wasserstein-2, mode
+coverage, parameter count, seconds, and ``ended`` (complete / pruned at step N / diverged ...).
+A PNG of its samples over the target's contours is uploaded as an artifact.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.artifacts import upload_artifact
+
+import models
+from hpo.evaluate import Score, train_and_score
+from hpo.plots import plot_samples
+from hpo.space import suggest
+from hpo.study_file import StudySpec
+from hpo.target import build_target
+from hpo.version import code_version
+from metrics import KLEstimate
+
+
+def exported_config(spec: StudySpec, config: dict[str, Any]) -> dict[str, Any]:
+    """What ``hpo train`` needs to reproduce a trial: target, metric settings, training config."""
+    return {
+        "study": spec.name,
+        "target": build_target(spec.target).to_dict(),
+        "metric": spec.metric.model_dump(),
+        "train": config,
+    }
+
+
+class Objective:
+    """The callable handed to ``study.optimize``.
+
+    ``on_start`` runs first in every trial, once the trial is RUNNING (the worker releases its
+    budget lock there). ``training`` is True while ``models.train`` runs, so a SIGTERM handler
+    knows it may interrupt at once.
+    """
+
+    def __init__(self, spec: StudySpec, artifact_store: Any, worker_id: str,
+                 on_start: Callable[[], None] | None = None) -> None:
+        self.spec = spec
+        self.target = build_target(spec.target)
+        self.artifact_store = artifact_store
+        self.worker_id = worker_id
+        self.on_start = on_start
+        self.training = False
+        self.current_trial: optuna.Trial | None = None
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        if self.on_start is not None:
+            self.on_start()
+        self.current_trial = trial
+        trial.set_user_attr("worker", self.worker_id)
+        config = suggest(trial, self.spec)
+        trial.set_user_attr("config", exported_config(self.spec, config))
+        trial.set_user_attr("seed", config["seed"])
+        trial.set_user_attr("code_version", code_version())
+        trial.set_user_attr("generator_kind", config["generator"]["kind"])
+        last: dict[str, Any] = {}
+
+        def report(step: int, kl: KLEstimate, samples: np.ndarray) -> None:
+            last.update(step=step, samples=samples)
+            # A non-finite intermediate value would poison the pruner's statistics.
+            trial.report(kl.value if math.isfinite(kl.value) else float("inf"), step)
+            if trial.should_prune():
+                trial.set_user_attr("ended", f"pruned at step {step}")
+                self._upload_plot(trial, samples, f"pruned at step {step}, KL {kl.value:.3f}")
+                raise optuna.TrialPruned(f"KL {kl.value:.4f} at step {step}")
+
+        self.training = True
+        try:
+            score = train_and_score(config, self.target, self.spec.metric.model_dump(), report)
+        except models.TrainingDiverged as err:
+            trial.set_user_attr("ended", f"diverged: {err}")
+            if "samples" in last:
+                self._upload_plot(trial, last["samples"], f"diverged after step {last['step']}")
+            raise
+        except optuna.TrialPruned:
+            raise
+        except (Exception, KeyboardInterrupt) as err:
+            trial.set_user_attr("ended", f"failed: {type(err).__name__}: {err}"[:500])
+            raise
+        finally:
+            self.training = False
+        self._record(trial, score)
+        return score.kl.value
+
+    def _record(self, trial: optuna.Trial, score: Score) -> None:
+        details = score.as_dict()
+        for key in ("kl_stderr", "kl_ci", "w2", "mode_coverage", "n_params", "steps", "seconds",
+                    "kl_details"):
+            trial.set_user_attr(key, details[key])
+        trial.set_user_attr("ended", "complete")
+        kl = score.kl
+        self._upload_plot(trial, score.samples,
+                          f"KL(Q||P) {kl.value:.3f} [{kl.ci_low:.3f}, {kl.ci_high:.3f}]  "
+                          f"W2 {score.w2:.2f}")
+
+    def _upload_plot(self, trial: optuna.Trial, samples: np.ndarray, caption: str) -> None:
+        title = f"{self.spec.name} trial {trial.number}: {caption}"
+        with tempfile.TemporaryDirectory() as tmp:
+            path = plot_samples(self.target, samples, Path(tmp) / f"trial-{trial.number}.png",
+                                title=title)
+            artifact_id = upload_artifact(artifact_store=self.artifact_store,
+                                          file_path=str(path), study_or_trial=trial,
+                                          mimetype="image/png")
+        trial.set_user_attr("samples_png", artifact_id)

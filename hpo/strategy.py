@@ -1,0 +1,40 @@
+"""The study file's sampler and pruner as Optuna objects."""
+
+from __future__ import annotations
+
+import optuna
+
+from hpo.quiet import quiet_experimental
+from hpo.study_file import StudySpec
+
+
+def make_sampler(spec: StudySpec, worker_seed: int = 0) -> optuna.samplers.BaseSampler:
+    """Seeded TPE; each worker offsets the seed so parallel workers do not propose alike."""
+    s = spec.sampler
+    with quiet_experimental():
+        return optuna.samplers.TPESampler(
+            seed=s.seed + worker_seed, n_startup_trials=s.n_startup_trials,
+            multivariate=s.multivariate, group=s.group, constant_liar=s.constant_liar)
+
+
+def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    """Prunes on the intermediate KL reported every ``budget.eval_every`` generator steps."""
+    p, budget = spec.pruner, spec.budget
+    if p.kind == "none":
+        return optuna.pruners.NopPruner()
+    if p.kind == "median":
+        pruner: optuna.pruners.BasePruner = optuna.pruners.MedianPruner(
+            n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps,
+            interval_steps=budget.eval_every)
+    elif p.kind == "percentile":
+        pruner = optuna.pruners.PercentilePruner(
+            p.percentile, n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps,
+            interval_steps=budget.eval_every)
+    else:
+        pruner = optuna.pruners.HyperbandPruner(
+            min_resource=budget.eval_every, max_resource=budget.steps,
+            reduction_factor=p.reduction_factor)
+    if p.patience is not None:
+        with quiet_experimental():
+            pruner = optuna.pruners.PatientPruner(pruner, patience=p.patience)
+    return pruner

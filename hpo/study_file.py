@@ -1,0 +1,329 @@
+"""Study files (``studies/*.yaml``): the schema, and loading with one-line errors.
+
+A study file says what to search (a branch per generator kind plus shared training parameters),
+on which target, with which budget, sampler, pruner and metric settings. Every key is checked;
+an unknown key, a wrong type or an impossible range raises :class:`StudyFileError`, whose message
+names the file, the key and what is allowed. Ranges are also checked against ``models`` itself
+(a trial at either end of every range must be a valid training config), so a study cannot fail
+an hour in on ``n_qubits: 13``.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hpo.errors import StudyFileError
+
+GENERATOR_KINDS = ("classical", "quantum")
+
+# Convenience parameters that expand into list-valued config entries, e.g. width x depth -> hidden.
+DERIVED_BRANCH_PARAMS = {
+    "classical": {"width": "hidden", "depth": "hidden"},
+    "quantum": {"head_width": "head_hidden", "head_depth": "head_hidden"},
+}
+DERIVED_SHARED_PARAMS = {"critic_width": "critic", "critic_depth": "critic", "beta1": "betas"}
+# Training-config keys that belong to other sections of the study file.
+OWNED_ELSEWHERE = {
+    "steps": "budget.steps",
+    "eval_every": "budget.eval_every",
+    "eval_samples": "metric.eval_samples",
+    "seed": "seed (top level)",
+    "generator": "search.generators",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Param(_Strict):
+    """One searched parameter: ``{low, high[, log][, step]}`` or ``{choices: [...]}``."""
+
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    step: int | float | None = None
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Param:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or self.step is not None or self.log:
+                raise ValueError("give either choices or low/high, not both")
+            if not self.choices:
+                raise ValueError("choices is empty; give at least one value")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("give low and high (a range) or choices (a list)")
+        if self.low > self.high:
+            raise ValueError(f"impossible range: low {self.low} > high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0, got {self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined")
+        if self.step is not None and self.step <= 0:
+            raise ValueError(f"step must be > 0, got {self.step}")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        values = [self.low, self.high] + ([self.step] if self.step is not None else [])
+        return self.choices is None and all(isinstance(v, int) for v in values)
+
+    def ends(self) -> list[Any]:
+        """The extreme values a trial can take, to check them against the models' own rules."""
+        return list(self.choices) if self.choices is not None else [self.low, self.high]
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        if self.choices is not None:
+            return trial.suggest_categorical(name, self.choices)
+        if self.is_int:
+            return trial.suggest_int(name, self.low, self.high, step=self.step or 1, log=self.log)
+        return trial.suggest_float(name, float(self.low), float(self.high), step=self.step,
+                                   log=self.log)
+
+
+class Target(_Strict):
+    """A preset name, or an explicit 2-D Gaussian mixture."""
+
+    preset: str | None = None
+    weights: list[float] | None = None
+    means: list[list[float]] | None = None
+    covariances: list[list[list[float]]] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Target:
+        explicit = [self.weights, self.means, self.covariances]
+        if self.preset is not None and any(v is not None for v in explicit):
+            raise ValueError("give either preset or weights/means/covariances, not both")
+        if self.preset is None and any(v is None for v in explicit):
+            raise ValueError("give a preset name or all of weights, means, covariances")
+        return self
+
+
+class Budget(_Strict):
+    """How much work the whole study does."""
+
+    trials: int = Field(gt=0, description="finished trials across all workers")
+    steps: int = Field(gt=0, description="generator steps per trial")
+    eval_every: int = Field(gt=0, description="generator steps between KL reports")
+
+    @model_validator(mode="after")
+    def _fits(self) -> Budget:
+        if self.eval_every > self.steps:
+            raise ValueError(f"eval_every ({self.eval_every}) is larger than steps ({self.steps})")
+        return self
+
+
+class Metric(_Strict):
+    """How trials are scored; the same for every trial so that values compare."""
+
+    n_target: int = Field(20_000, ge=10_000, description="fixed target points scored against")
+    eval_samples: int = Field(2_000, ge=100, description="generator points per replicate (m)")
+    replicates: int = Field(5, ge=2, le=50, description="independent generator draws at the end")
+    k: int | None = Field(None, ge=1, le=50, description="neighbours; None = estimator default")
+    seed: int = Field(0, ge=0, description="seed of the target evaluation points")
+
+
+class Sampler(_Strict):
+    """TPE; multivariate and grouped by default because the space is conditional."""
+
+    seed: int = 0
+    n_startup_trials: int = Field(10, ge=0)
+    multivariate: bool = True
+    group: bool = True
+    constant_liar: bool = True
+
+
+class Pruner(_Strict):
+    """Which trials stop early on their intermediate KL."""
+
+    kind: Literal["none", "median", "percentile", "hyperband"] = "median"
+    n_startup_trials: int = Field(5, ge=0)
+    n_warmup_steps: int = Field(0, ge=0)
+    percentile: float = Field(25.0, gt=0, lt=100)
+    reduction_factor: int = Field(3, ge=2)
+    patience: int | None = Field(None, ge=0, description="wrap in PatientPruner when set")
+
+
+class Heartbeat(_Strict):
+    """Dead-worker detection on Postgres (seconds)."""
+
+    interval: int = Field(10, ge=1)
+    grace_period: int = Field(30, ge=2)
+    max_retry: int = Field(3, ge=0)
+
+    @model_validator(mode="after")
+    def _grace_longer(self) -> Heartbeat:
+        if self.grace_period <= self.interval:
+            raise ValueError("grace_period must be longer than interval")
+        return self
+
+
+class Branch(_Strict):
+    """One generator kind: its searched and its fixed generator parameters."""
+
+    search: dict[str, Param] = Field(default_factory=dict)
+    fixed: dict[str, Any] = Field(default_factory=dict)
+
+
+class Search(_Strict):
+    shared: dict[str, Param] = Field(default_factory=dict)
+    generators: dict[Literal["classical", "quantum"], Branch]
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Search:
+        if not self.generators:
+            raise ValueError("no generator kinds; give at least one of classical, quantum")
+        searched = len(self.shared) + sum(len(b.search) for b in self.generators.values())
+        if searched == 0 and len(self.generators) == 1:
+            raise ValueError("the search space is empty: nothing to search")
+        return self
+
+
+class StudySpec(_Strict):
+    """A whole study file."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    seed: int = Field(0, ge=0, description="base of every trial's training seed")
+    target: Target
+    budget: Budget
+    metric: Metric = Metric()
+    sampler: Sampler = Sampler()
+    pruner: Pruner = Pruner()
+    heartbeat: Heartbeat = Heartbeat()
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    search: Search
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read and fully validate a study file; raise :class:`StudyFileError` on any problem."""
+    spec = _parse(path, StudySpec)
+    _check_target(path, spec)
+    _check_against_models(path, spec)
+    return spec
+
+
+def _parse(path: str | Path, model: type[BaseModel]) -> Any:
+    data = read_yaml_mapping(path)
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise _one_line(path, model, err) from None
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping, or :class:`StudyFileError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise StudyFileError(str(path), "", "no such file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else ""
+        raise StudyFileError(str(path), where, f"not valid YAML ({getattr(err, 'problem', err)})"
+                             ) from None
+    if not isinstance(data, dict):
+        raise StudyFileError(str(path), "", "expected a mapping of keys at the top level")
+    return data
+
+
+def _one_line(path: str | Path, model: type[BaseModel], err: ValidationError) -> StudyFileError:
+    first = err.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    key = ".".join(loc) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        allowed = _fields_at(model, loc[:-1])
+        return StudyFileError(str(path), key, f"unknown key; allowed: {', '.join(allowed)}")
+    if first["type"] == "missing":
+        return StudyFileError(str(path), key, "required key is missing")
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] not in ("value_error", "assertion_error") and "input" in first:
+        message += f" (got {first['input']!r})"
+    return StudyFileError(str(path), key, message)
+
+
+def _fields_at(model: Any, loc: list[str]) -> list[str]:
+    """Field names of the pydantic model found by walking ``loc`` from ``model``."""
+    current = model
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part)
+            if field is None:
+                return []
+            current = _unwrap(field.annotation)
+        elif typing.get_origin(current) is dict:
+            current = _unwrap(typing.get_args(current)[1])
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def _check_target(path: str | Path, spec: StudySpec) -> None:
+    from hpo.target import build_target
+
+    try:
+        build_target(spec.target)
+    except ValueError as err:
+        raise StudyFileError(str(path), _target_key(spec), str(err)) from None
+
+
+def _target_key(spec: StudySpec) -> str:
+    return "target.preset" if spec.target.preset is not None else "target"
+
+
+def _check_against_models(path: str | Path, spec: StudySpec) -> None:
+    """Every searched/fixed key must be a training-config key, and every range end valid."""
+    from hpo.space import allowed_branch_params, allowed_shared_params, training_config
+
+    shared_allowed = allowed_shared_params()
+    for section, names in (("fixed", spec.fixed), ("search.shared", spec.search.shared)):
+        for name in names:
+            if name in OWNED_ELSEWHERE:
+                raise StudyFileError(str(path), f"{section}.{name}",
+                                     f"set this with {OWNED_ELSEWHERE[name]}")
+            if name not in shared_allowed:
+                raise StudyFileError(str(path), f"{section}.{name}",
+                                     f"unknown parameter; allowed: {', '.join(shared_allowed)}")
+    for kind, branch in spec.search.generators.items():
+        allowed = allowed_branch_params(kind)
+        for section, names in (("search", branch.search), ("fixed", branch.fixed)):
+            for name in names:
+                if name not in allowed:
+                    raise StudyFileError(
+                        str(path), f"search.generators.{kind}.{section}.{name}",
+                        f"unknown {kind} parameter; allowed: {', '.join(allowed)}")
+
+    # A trial at either end of each range (others at their low ends) must be a valid config.
+    def check(kind: str, key: str, shared: dict[str, Any], branch: dict[str, Any]) -> None:
+        try:
+            training_config(spec, kind, shared, branch)
+        except ValueError as err:
+            raise StudyFileError(str(path), key, str(err)) from None
+
+    for kind, branch in spec.search.generators.items():
+        low_shared = {n: p.ends()[0] for n, p in spec.search.shared.items()}
+        low_branch = {n: p.ends()[0] for n, p in branch.search.items()}
+        check(kind, f"search.generators.{kind}", low_shared, low_branch)
+        for name, param in branch.search.items():
+            for value in param.ends():
+                check(kind, f"search.generators.{kind}.search.{name}", low_shared,
+                      {**low_branch, name: value})
+        for name, param in spec.search.shared.items():
+            for value in param.ends():
+                check(kind, f"search.shared.{name}", {**low_shared, name: value}, low_branch)

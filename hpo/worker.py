@@ -1,0 +1,135 @@
+"""A worker: pull trials from a study until its total budget of finished trials is met.
+
+The budget is exact across any number of workers: a worker claims a slot under a lock shared by
+all processes on the storage, and the claim becomes a RUNNING trial before the lock is released.
+Finished means COMPLETE, PRUNED, or FAIL that is not being retried; a trial whose worker died (stale
+heartbeat on Postgres, or reported by the local launcher) is failed and re-queued, and its retry
+takes its slot. SIGTERM interrupts training at once, fails the trial, re-queues it, and exits 0.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import torch
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from hpo.objective import Objective
+from hpo.quiet import quiet_experimental
+from hpo.storage import ProcessLock, artifact_store, ensure_study
+from hpo.strategy import make_pruner, make_sampler
+from hpo.study_file import StudySpec
+
+POLL_S = 1.0
+
+
+class WorkerStopped(KeyboardInterrupt):
+    """Raised inside training by SIGTERM; a KeyboardInterrupt so Optuna fails the trial."""
+
+
+@dataclass(frozen=True)
+class BudgetCounts:
+    finished: int
+    running: int
+    waiting: int
+    complete: int
+    pruned: int
+    failed: int
+
+
+def budget_counts(study: optuna.Study) -> BudgetCounts:
+    """Count trials against the budget; a failed trial that has a retry does not count."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    states = [t.state for t in trials if not (t.state == TrialState.FAIL and t.number in retried)]
+    complete, pruned = states.count(TrialState.COMPLETE), states.count(TrialState.PRUNED)
+    failed = states.count(TrialState.FAIL)
+    return BudgetCounts(finished=complete + pruned + failed,
+                        running=states.count(TrialState.RUNNING),
+                        waiting=states.count(TrialState.WAITING),
+                        complete=complete, pruned=pruned, failed=failed)
+
+
+def retry_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, max_retry: int) -> None:
+    """Re-queue a failed trial with the same parameters (and so the same seed)."""
+    with quiet_experimental():
+        RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, trial)
+
+
+def default_worker_id() -> str:
+    return os.environ.get("HPO_WORKER_ID") or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threads: int = 1,
+               worker_seed: int | None = None, worker_id: str | None = None,
+               log: Any = sys.stderr) -> int:
+    """Run trials until the study's budget is met; return how many this worker ran."""
+    torch.set_num_threads(threads)
+    worker_id = worker_id or default_worker_id()
+    if worker_seed is None:  # distinct per process, stable for a given worker id
+        worker_seed = int.from_bytes(worker_id.encode()[-4:].rjust(4, b"\0"), "big") % 10_000
+    study = ensure_study(url, spec, sampler=make_sampler(spec, worker_seed),
+                         pruner=make_pruner(spec))
+    lock = ProcessLock(url, f"hpo:budget:{spec.name}")
+    objective = Objective(spec, artifact_store(artifacts), worker_id, on_start=lock.release)
+    stop = {"requested": False}
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        stop["requested"] = True
+        if objective.training:
+            raise WorkerStopped(f"worker {worker_id} received SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ran = 0
+    try:
+        while not stop["requested"]:
+            lock.acquire()
+            with quiet_experimental():
+                optuna.storages.fail_stale_trials(study)
+            counts = budget_counts(study)
+            if counts.finished >= spec.budget.trials:
+                break
+            if counts.waiting == 0 and (counts.finished + counts.running
+                                        >= spec.budget.trials):
+                lock.release()  # others hold the remaining slots; wait for them
+                time.sleep(POLL_S)
+                continue
+            try:
+                # A failing trial is recorded (state FAIL, user attr "ended") and the worker goes on.
+                study.optimize(objective, n_trials=1, catch=(Exception,))
+                ran += 1
+                _log_last(study, worker_id, log)
+            except WorkerStopped:
+                trial = objective.current_trial
+                if trial is not None:
+                    retry_trial(study, study._storage.get_trial(trial._trial_id),
+                                spec.heartbeat.max_retry)
+                    print(f"[{worker_id}] SIGTERM: trial {trial.number} failed and re-queued",
+                          file=log, flush=True)
+            finally:
+                lock.release()
+    finally:
+        lock.close()
+        signal.signal(signal.SIGTERM, previous)
+    print(f"[{worker_id}] done: ran {ran} trial(s)", file=log, flush=True)
+    return ran
+
+
+def _log_last(study: optuna.Study, worker_id: str, log: Any) -> None:
+    mine = [t for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get("worker") == worker_id and t.state.is_finished()]
+    if not mine:
+        return
+    t = max(mine, key=lambda t: t.number)
+    value = f" KL {t.value:.4f}" if t.value is not None else ""
+    print(f"[{worker_id}] trial {t.number} {t.user_attrs.get('generator_kind', '?')}: "
+          f"{t.user_attrs.get('ended', t.state.name.lower())}{value}", file=log, flush=True)
