@@ -104,7 +104,7 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
                 time.sleep(POLL_S)
                 continue
             try:
-                # A failing trial is recorded (state FAIL, user attr "ended") and the worker goes on.
+                # A failing trial is recorded (FAIL, user attr "ended"); the worker goes on.
                 study.optimize(objective, n_trials=1, catch=(Exception,))
                 ran += 1
                 _log_last(study, worker_id, log)
