@@ -12,7 +12,7 @@ from .config import resolve_config, resolve_generator_config
 from .critic import Critic
 from .generator import build_generator
 from .quantum import QuantumGenerator
-from .train import TrainingDiverged, TrainResult, train
+from .training import TrainingDiverged, TrainResult, train
 
 __all__ = [
     "ClassicalGenerator",

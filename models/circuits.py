@@ -65,6 +65,20 @@ def cnot_permutation(n_qubits: int, pairs: list[tuple[int, int]]) -> torch.Tenso
     return src
 
 
+def product_state(vectors: torch.Tensor) -> torch.Tensor:
+    """(B, n, 2) single-wire states -> (B, 2^n), their Kronecker product (wire 0 first)."""
+    psi = vectors[:, 0]
+    for i in range(1, vectors.shape[1]):
+        psi = (psi[:, :, None] * vectors[:, i, None, :]).reshape(psi.shape[0], -1)
+    return psi
+
+
+def _powers(x: torch.Tensor, n: int) -> torch.Tensor:
+    """(B,) -> (B, n + 1): x^0, x^1, ..., x^n (by repeated products: complex pow is slow)."""
+    ones = torch.ones_like(x)[:, None]
+    return torch.cat([ones, torch.cumprod(x[:, None].expand(-1, n), dim=1)], dim=1)
+
+
 @dataclass
 class Layer:
     """One trainable layer: ``gates[i]`` (2x2) on wire i, then the basis permutation ``perm`` (if
@@ -98,6 +112,13 @@ class Ansatz:
         """(B, n, 2, 2) complex: the gate that loads sample b's noise onto wire i."""
         raise NotImplementedError
 
+    def encoded_state(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The encoded product state (the encoding gates applied to |0...0>) as coefficients
+        ``c`` (B, r) over the rows of a fixed ``basis`` (r, 2^n): psi = c @ basis. Here r = 2^n and
+        ``basis`` is None (the identity); ansatze whose encoded states lie in a smaller subspace
+        override this, so that the fast backend multiplies by r x 2^n instead of 2^n x 2^n."""
+        return product_state(self.encoding(z)[..., 0]), None
+
     def layers(self, params: dict[str, torch.Tensor]) -> list[Layer]:
         """The trainable layers, in order, for the fast backend."""
         raise NotImplementedError
@@ -125,6 +146,8 @@ class GaussGAN(Ansatz):
         super().__init__(n_qubits, n_layers)
         b = bits(n_qubits)
         self.zz_signs = (1 - 2 * (b[:, :-1] ^ b[:, 1:])).to(DTYPE)  # (2^n, n-1): Z_i Z_{i+1}
+        weight = b.sum(1)  # Hamming weight of each basis state
+        self.weight_classes = (weight == torch.arange(n_qubits + 1)[:, None]).to(CDTYPE)
 
     def init_parameters(self) -> dict[str, torch.Tensor]:
         n, layers = self.n_qubits, self.n_layers
@@ -134,6 +157,15 @@ class GaussGAN(Ansatz):
     def encoding(self, z: torch.Tensor) -> torch.Tensor:
         gate = rz(torch.arcsin(z[:, 1])) @ ry(torch.arcsin(z[:, 0]))  # (B, 2, 2)
         return gate[:, None].expand(-1, self.n_qubits, 2, 2)
+
+    def encoded_state(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every wire holds the same state (alpha, beta), so amplitude k is alpha^(n-w) beta^w with
+        w the Hamming weight of k: r = n + 1 coefficients over the weight-class indicators."""
+        a, b = torch.arcsin(z[:, 0]), torch.arcsin(z[:, 1])
+        alpha = torch.cos(a / 2) * torch.exp(-0.5j * b)
+        beta = torch.sin(a / 2) * torch.exp(0.5j * b)
+        coeffs = _powers(alpha, self.n_qubits).flip(1) * _powers(beta, self.n_qubits)
+        return coeffs, self.weight_classes
 
     def layers(self, params: dict[str, torch.Tensor]) -> list[Layer]:
         out = []
@@ -197,6 +229,11 @@ class StronglyEntangling(Ansatz):
 
     def encoding(self, z: torch.Tensor) -> torch.Tensor:
         return ry(torch.arcsin(z))  # (B, n, 2, 2)
+
+    def encoded_state(self, z: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """RY(a)|0> = (cos(a/2), sin(a/2)) is real, so the encoded state is real too."""
+        half = torch.arcsin(z) / 2
+        return product_state(torch.stack([torch.cos(half), torch.sin(half)], -1)), None
 
     def layers(self, params: dict[str, torch.Tensor]) -> list[Layer]:
         w = params["weights"]

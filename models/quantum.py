@@ -28,20 +28,12 @@ import torch
 from torch import nn
 
 from .base import DTYPE, Generator, mlp
-from .circuits import ANSATZE, Ansatz, Layer, z_signs
+from .circuits import ANSATZE, CDTYPE, Ansatz, Layer, z_signs
 
 UNITARY_MAX_QUBITS = 8
 
 
 # --- fast backend: torch state-vector arithmetic --------------------------------------------------
-
-def product_state(vectors: torch.Tensor) -> torch.Tensor:
-    """(B, n, 2) single-wire states -> (B, 2^n), their Kronecker product (wire 0 first)."""
-    psi = vectors[:, 0]
-    for i in range(1, vectors.shape[1]):
-        psi = (psi[:, :, None] * vectors[:, i, None, :]).reshape(psi.shape[0], -1)
-    return psi
-
 
 def apply_gates(psi: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
     """Apply 2x2 ``gates[..., i, :, :]`` to wire i of the states ``psi`` (B, 2^n). ``gates`` is
@@ -86,26 +78,39 @@ class FastBackend:
         self.use_unitary = use_unitary
 
     def prepare(self, params: dict[str, torch.Tensor]) -> list:
-        """Everything that depends on the weights only: the layer matrices (multiplied into one U
-        when the noise is encoded only once), or the layers themselves."""
+        """Everything that depends on the weights only: one block per (re-)encoding of the noise,
+        each the transposed product of its layer matrices, or its list of layers."""
         layers = self.ansatz.layers(params)
+        blocks = [[layer] for layer in layers] if self.ansatz.reupload else [layers]
         if not self.use_unitary:
-            return layers
-        matrices = [layer_matrix(layer) for layer in layers]
-        if self.ansatz.reupload:
-            return matrices
-        return [reduce(lambda u, m: m @ u, matrices)]  # U = M_L ... M_1
+            return blocks
+        # U^T = M_1^T M_2^T ... for the layers M_1, M_2, ... of a block
+        return [reduce(torch.matmul, [layer_matrix(layer).T for layer in block])
+                for block in blocks]
 
     def expvals(self, prepared: list, z: torch.Tensor) -> torch.Tensor:
         """<Z_i> for every sample: (B, n_qubits) float64."""
-        gates = self.ansatz.encoding(z.to(DTYPE))  # (B, n, 2, 2)
-        psi = product_state(gates[..., 0])  # encoding gates applied to |0...0>
-        for i, step in enumerate(prepared):
-            if i > 0:  # only re-uploading circuits prepare more than one step
-                psi = apply_gates(psi, gates)
-            psi = psi @ step.T if self.use_unitary else apply_layer(psi, step)
+        z = z.to(DTYPE)
+        coeffs, basis = self.ansatz.encoded_state(z)  # psi_0 = coeffs @ basis
+        if self.use_unitary:
+            # psi_1 = psi_0 U^T = coeffs @ (basis U^T): an r x 2^n product instead of 2^n x 2^n
+            psi = _matmul(coeffs, prepared[0] if basis is None else basis @ prepared[0])
+        else:
+            psi = coeffs.to(CDTYPE) if basis is None else coeffs @ basis
+            psi = reduce(apply_layer, prepared[0], psi)
+        gates = self.ansatz.encoding(z) if len(prepared) > 1 else None
+        for block in prepared[1:]:  # only re-uploading circuits have more than one block
+            psi = apply_gates(psi, gates)
+            psi = psi @ block if self.use_unitary else reduce(apply_layer, block, psi)
         probs = psi.real**2 + psi.imag**2
         return probs @ self.signs
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b for complex b, with half the work when a is real."""
+    if a.is_complex():
+        return a @ b
+    return torch.complex(a @ b.real, a @ b.imag)
 
 
 # --- PennyLane backend ----------------------------------------------------------------------------
