@@ -431,25 +431,30 @@ class ComposeEquivalent:
                 argv = set_option(argv, "--host", "127.0.0.1")
         return argv, published
 
-    def start(self, service: str, *, name: str | None = None,
-              extra_argv: list[str] | None = None) -> tuple[Proc, dict[str, int]]:
+    def start(self, service: str, *, name: str | None = None, extra_argv: list[str] | None = None,
+              stdout: Path | None = None) -> tuple[Proc, dict[str, int]]:
+        """Start a service's command (or ``extra_argv`` in its environment, like ``compose exec``).
+
+        Output goes to tmp/logs/NAME.log; with ``stdout``, standard output goes there instead.
+        """
         argv, published = self.argv(service)
         if extra_argv is not None:
             argv = extra_argv
         name = name or service
         log = self.tmp / "logs" / f"{name}.log"
-        with open(log, "wb") as out:
+        with open(log, "wb") as err, open(stdout or os.devnull, "wb") as out:
             popen = subprocess.Popen(argv, cwd=REPO, env=self.environment(service),
-                                     stdin=subprocess.DEVNULL, stdout=out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stdin=subprocess.DEVNULL,
+                                     stdout=out if stdout else err, stderr=err,
+                                     start_new_session=True)
         proc = Proc(name, argv, popen, log)
         self.procs.append(proc)
         return proc, published
 
     def run(self, service: str, *, name: str | None = None, timeout: float = 120.0,
-            extra_argv: list[str] | None = None) -> Proc:
+            extra_argv: list[str] | None = None, stdout: Path | None = None) -> Proc:
         """Run a one-shot service (or a command in a service's context) to completion."""
-        proc, _ = self.start(service, name=name, extra_argv=extra_argv)
+        proc, _ = self.start(service, name=name, extra_argv=extra_argv, stdout=stdout)
         try:
             proc.popen.wait(timeout)
         except subprocess.TimeoutExpired:

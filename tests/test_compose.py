@@ -344,6 +344,7 @@ def test_compose_equivalent_run_init_8_workers_and_dashboard(stack: ComposeEquiv
     # The dashboard: up the whole time, and it shows this study, its reports and its images.
     assert dashboard.popen.poll() is None, f"dashboard exited:\n{dashboard.tail()}"
     wait_http(f"{base}/api/studies", timeout=60, proc=dashboard.popen)
+    assert answered_while_running, "the dashboard did not answer while the workers ran"
     status, body = http_get(f"{base}/dashboard")
     assert status == 200 and b"<html" in body.lower()
     summaries = json.loads(http_get(f"{base}/api/studies")[1])["study_summaries"]
@@ -359,12 +360,14 @@ def test_compose_equivalent_run_init_8_workers_and_dashboard(stack: ComposeEquiv
     status, png = http_get(f"{base}/artifacts/{study_id}/{trial_id}/{artifact_id}")
     assert status == 200 and png.startswith(PNG_SIGNATURE), "artifact not served from the volume"
 
-    # `docker compose exec dashboard hpo export ...` writes into the shared artifact volume.
-    out = stack.volume_dir("artifacts") / "best.yaml"
-    export = stack.run("dashboard", name="export", timeout=120,
-                       extra_argv=["hpo", "export", name, "--top", "3", "--out", str(out)])
+    # README: `docker compose exec -T dashboard hpo export NAME --top 3 > best.yaml`.
+    out = stack.tmp / "best.yaml"
+    export = stack.run("dashboard", name="export", timeout=120, stdout=out,
+                       extra_argv=["hpo", "export", name, "--top", "3"])
     assert export.popen.returncode == 0, f"export failed:\n{export.tail()}"
-    assert out.is_file() and yaml.safe_load(out.read_text()), "export wrote nothing"
+    configs = [d for d in yaml.safe_load_all(out.read_text()) if d]
+    assert 1 <= len(configs) <= 3, f"export wrote {len(configs)} configs"
+    assert all(c["study"] == name for c in configs), configs
 
     # A second `docker compose up`: init is idempotent and a worker finds the budget met.
     again = stack.run("init", name="init-again", timeout=120)

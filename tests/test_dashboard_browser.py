@@ -94,7 +94,7 @@ def test_dashboard_shows_study_trials_plot_and_sample_image(chromium, dashboard)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
             page.set_default_timeout(30_000)
 
             # Home: the study list links to the study by name.
@@ -125,7 +125,9 @@ def test_dashboard_shows_study_trials_plot_and_sample_image(chromium, dashboard)
             page.wait_for_function("img => img.complete && img.naturalWidth > 0",
                                    arg=image.element_handle())
             assert image.evaluate("img => img.naturalWidth") > 0
-            page.screenshot(path=str(OUT / "dashboard.png"), full_page=True)
+            # The viewport, not the full page: long user attributes make the page very wide.
+            image.scroll_into_view_if_needed()
+            page.screenshot(path=str(OUT / "dashboard.png"))
         finally:
             browser.close()
     assert (OUT / "dashboard.png").stat().st_size > 10_000
