@@ -23,10 +23,11 @@ RUN pip install .
 COPY studies ./studies
 
 # Non-root. /data/artifacts belongs to this user, so a fresh named volume mounted there inherits
-# that ownership and the workers can write their sample PNGs into it.
+# that ownership and the workers can write their sample PNGs into it. /app/runs is where the
+# embedded default storage would go (`hpo run` without HPO_STORAGE).
 RUN useradd --create-home --uid 10001 --user-group hpo \
-    && mkdir -p /data/artifacts \
-    && chown -R hpo:hpo /data
+    && mkdir -p /data/artifacts /app/runs \
+    && chown -R hpo:hpo /data /app/runs
 USER hpo
 
 ENV HPO_ARTIFACTS=/data/artifacts \
