@@ -6,8 +6,9 @@ Quantum generator: 6 qubits, 2 layers, gaussgan ansatz, linear head, run by
   per-sample        one QNode call per sample (the research code's way; timed over one step)
 against a classical MLP generator of similar parameter count (hidden [6]), and for reference the
 default classical generator and the other ansatze on the fast path. One torch thread, as a worker
-runs. Each figure is the best of several blocks of steps (the machine is shared, so the best block
-is the least disturbed one); the per-sample path is timed over a single step.
+runs. Each figure is the best of several blocks of steps, the variants taking turns (the
+machine is shared; the best block is the least disturbed one); the per-sample path is timed over
+a single step.
 
     .venv/bin/python bench/quantum_step.py [--blocks 5] [--block-steps 5] [--skip-per-sample]
 """
@@ -38,10 +39,8 @@ def real_sampler(n: int, rng: np.random.Generator) -> np.ndarray:
     return centres[rng.integers(0, 4, n)] + 0.2 * rng.standard_normal((n, 2))
 
 
-def seconds_per_step(generator_config: dict, *, blocks: int, block_steps: int,
-                     per_sample: bool = False) -> tuple[float, int]:
-    """Best mean over ``blocks`` blocks of ``block_steps`` training steps, after one warm-up step.
-    Returns (seconds per step, generator parameter count)."""
+def step_runner(generator_config: dict, *, per_sample: bool = False):
+    """A function run(k) doing k training steps of a fresh setup; returns seconds per step."""
     cfg = resolve_config({"generator": generator_config, "batch_size": 256, "n_critic": 5})
     generator = build_generator(cfg["generator"], seed=0)
     if per_sample:
@@ -59,10 +58,8 @@ def seconds_per_step(generator_config: dict, *, blocks: int, block_steps: int,
             training_step(generator, critic, opt_g, opt_c, real_batch, noise, cfg, step)
         return (time.perf_counter() - start) / steps
 
-    if per_sample:
-        return run(1), generator.n_parameters()
-    run(1)  # warm-up
-    return min(run(block_steps) for _ in range(blocks)), generator.n_parameters()
+    run.n_parameters = generator.n_parameters()
+    return run
 
 
 def main() -> None:
@@ -73,7 +70,6 @@ def main() -> None:
                         help="leave out the slow one-QNode-call-per-sample timing")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    timing = {"blocks": args.blocks, "block_steps": args.block_steps}
 
     rows = [
         ("quantum fast", {**QUANTUM, "backend": "fast"}),
@@ -84,16 +80,22 @@ def main() -> None:
         ("quantum fast, strongly_entangling", {**QUANTUM, "ansatz": "strongly_entangling"}),
         ("quantum fast, mlp head [32]", {**QUANTUM, "head": "mlp"}),
     ]
-    results = {}
     print(f"seconds per training step (5 critic + 1 generator step, batch 256, 1 thread); "
-          f"best of {args.blocks} blocks of {args.block_steps} steps")
-    for name, config in rows:
-        results[name], n_params = seconds_per_step(config, **timing)
-        print(f"  {name:36s} {results[name]:9.4f} s   ({n_params} parameters)", flush=True)
+          f"best of {args.blocks} blocks of {args.block_steps} steps, variants interleaved")
+    runners = {name: step_runner(config) for name, config in rows}
+    for run in runners.values():
+        run(1)  # warm-up
+    best = dict.fromkeys(runners, float("inf"))
+    for _ in range(args.blocks):  # round robin, so that a busy spell hits every variant alike
+        for name, run in runners.items():
+            best[name] = min(best[name], run(args.block_steps))
+    results = dict(best)
     if not args.skip_per_sample:
         name = "quantum per-sample QNode (1 step)"
-        results[name], n_params = seconds_per_step(QUANTUM, per_sample=True, **timing)
-        print(f"  {name:36s} {results[name]:9.4f} s   ({n_params} parameters)", flush=True)
+        runners[name] = step_runner(QUANTUM, per_sample=True)
+        results[name] = runners[name](1)
+    for name, seconds in results.items():
+        print(f"  {name:36s} {seconds:9.4f} s   ({runners[name].n_parameters} parameters)")
 
     fast = results["quantum fast"]
     print("ratios (targets in parentheses)")

@@ -1,10 +1,11 @@
 """Quantum circuits (ansatze), each written twice from one definition:
 
 * ``qfunc``: the PennyLane quantum function, the reference that runs on any PennyLane device;
-* ``layers``: the same circuit as a list of :class:`Layer` objects, each a Kronecker product of 2x2
-  gates followed by a fixed permutation of basis states (a CNOT network) and/or a diagonal phase (a
-  chain of ZZ rotations). The fast backend (``models/quantum.py``) turns each layer into one
-  2^n x 2^n matrix cheaply, or applies it gate by gate to a batch of states.
+* ``layers``: the same circuit as :class:`Layers`: each layer a Kronecker product of 2x2 gates
+  followed by a fixed permutation of basis states (a CNOT network) and/or a diagonal phase (a
+  chain of ZZ rotations). The fast backend (``models/quantum.py``) turns every layer into one
+  2^n x 2^n matrix with a few vectorised operations, or applies it gate by gate to a batch of
+  states.
 
 Wire 0 is the most significant bit of a basis-state index, as in PennyLane. Latent noise is
 z ~ U(-1, 1)^latent_dim, encoded as rotation angles arcsin(z) (the research code's choice).
@@ -27,9 +28,9 @@ CDTYPE = torch.complex128
 # --- 2x2 gates, batched over leading dimensions ---------------------------------------------------
 
 def ry(theta: torch.Tensor) -> torch.Tensor:
-    """RY(theta) = exp(-i theta Y / 2), shape (..., 2, 2), complex."""
+    """RY(theta) = exp(-i theta Y / 2), shape (..., 2, 2), real (float64)."""
     c, s = torch.cos(theta / 2), torch.sin(theta / 2)
-    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2).to(CDTYPE)
+    return torch.stack([c, -s, s, c], -1).unflatten(-1, (2, 2))
 
 
 def rz(theta: torch.Tensor) -> torch.Tensor:
@@ -41,7 +42,7 @@ def rz(theta: torch.Tensor) -> torch.Tensor:
 
 def rot(phi: torch.Tensor, theta: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
     """PennyLane's Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi), shape (..., 2, 2)."""
-    return rz(omega) @ ry(theta) @ rz(phi)
+    return rz(omega) @ ry(theta).to(CDTYPE) @ rz(phi)
 
 
 def bits(n_qubits: int) -> torch.Tensor:
@@ -80,13 +81,14 @@ def _powers(x: torch.Tensor, n: int) -> torch.Tensor:
 
 
 @dataclass
-class Layer:
-    """One trainable layer: ``gates[i]`` (2x2) on wire i, then the basis permutation ``perm`` (if
-    any), then the diagonal phase ``exp(i phase)`` (if any)."""
+class Layers:
+    """The trainable layers. Layer l applies ``gates[l, i]`` (2x2) to wire i, then maps a state
+    psi to psi[perm[l]] (if ``perm`` is given), then multiplies it by exp(i phase[l]) (if
+    ``phase`` is given)."""
 
-    gates: torch.Tensor  # (n, 2, 2) complex
-    perm: torch.Tensor | None = None  # (2^n,) long
-    phase: torch.Tensor | None = None  # (2^n,) float64 angles
+    gates: torch.Tensor  # (L, n, 2, 2), real or complex
+    perm: torch.Tensor | None = None  # (L, 2^n) long
+    phase: torch.Tensor | None = None  # (L, 2^n) float64 angles
 
 
 # --- the ansatze ----------------------------------------------------------------------------------
@@ -112,15 +114,18 @@ class Ansatz:
         """(B, n, 2, 2) complex: the gate that loads sample b's noise onto wire i."""
         raise NotImplementedError
 
-    def encoded_state(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The encoded product state (the encoding gates applied to |0...0>) as coefficients
-        ``c`` (B, r) over the rows of a fixed ``basis`` (r, 2^n): psi = c @ basis. Here r = 2^n and
-        ``basis`` is None (the identity); ansatze whose encoded states lie in a smaller subspace
-        override this, so that the fast backend multiplies by r x 2^n instead of 2^n x 2^n."""
-        return product_state(self.encoding(z)[..., 0]), None
+    # Encoded states psi_0 = encoded_state(z) @ state_basis; None stands for the identity.
+    state_basis: torch.Tensor | None = None
 
-    def layers(self, params: dict[str, torch.Tensor]) -> list[Layer]:
-        """The trainable layers, in order, for the fast backend."""
+    def encoded_state(self, z: torch.Tensor) -> torch.Tensor:
+        """The encoded product state (the encoding gates applied to |0...0>) as coefficients
+        (B, r) over the rows of ``state_basis`` (r, 2^n). Here r = 2^n and the basis is the
+        identity; ansatze whose encoded states lie in a smaller subspace override both, so that the
+        fast backend multiplies by r x 2^n instead of 2^n x 2^n."""
+        return product_state(self.encoding(z)[..., 0])
+
+    def layers(self, params: dict[str, torch.Tensor]) -> Layers:
+        """The trainable layers, for the fast backend."""
         raise NotImplementedError
 
     def qfunc(self, params: dict[str, torch.Tensor], z: torch.Tensor) -> None:
@@ -147,7 +152,7 @@ class GaussGAN(Ansatz):
         b = bits(n_qubits)
         self.zz_signs = (1 - 2 * (b[:, :-1] ^ b[:, 1:])).to(DTYPE)  # (2^n, n-1): Z_i Z_{i+1}
         weight = b.sum(1)  # Hamming weight of each basis state
-        self.weight_classes = (weight == torch.arange(n_qubits + 1)[:, None]).to(CDTYPE)
+        self.state_basis = (weight == torch.arange(n_qubits + 1)[:, None]).to(CDTYPE)
 
     def init_parameters(self) -> dict[str, torch.Tensor]:
         n, layers = self.n_qubits, self.n_layers
@@ -155,26 +160,21 @@ class GaussGAN(Ansatz):
                 "zz": 2 * math.pi * torch.rand(layers - 1, n - 1, dtype=DTYPE)}
 
     def encoding(self, z: torch.Tensor) -> torch.Tensor:
-        gate = rz(torch.arcsin(z[:, 1])) @ ry(torch.arcsin(z[:, 0]))  # (B, 2, 2)
+        gate = rz(torch.arcsin(z[:, 1])) @ ry(torch.arcsin(z[:, 0])).to(CDTYPE)  # (B, 2, 2)
         return gate[:, None].expand(-1, self.n_qubits, 2, 2)
 
-    def encoded_state(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encoded_state(self, z: torch.Tensor) -> torch.Tensor:
         """Every wire holds the same state (alpha, beta), so amplitude k is alpha^(n-w) beta^w with
         w the Hamming weight of k: r = n + 1 coefficients over the weight-class indicators."""
         a, b = torch.arcsin(z[:, 0]), torch.arcsin(z[:, 1])
         alpha = torch.cos(a / 2) * torch.exp(-0.5j * b)
         beta = torch.sin(a / 2) * torch.exp(0.5j * b)
-        coeffs = _powers(alpha, self.n_qubits).flip(1) * _powers(beta, self.n_qubits)
-        return coeffs, self.weight_classes
+        return _powers(alpha, self.n_qubits).flip(1) * _powers(beta, self.n_qubits)
 
-    def layers(self, params: dict[str, torch.Tensor]) -> list[Layer]:
-        out = []
-        for layer in range(self.n_layers):
-            phase = None
-            if layer < self.n_layers - 1:
-                phase = -0.5 * (self.zz_signs @ params["zz"][layer])
-            out.append(Layer(gates=ry(params["ry"][layer]), phase=phase))
-        return out
+    def layers(self, params: dict[str, torch.Tensor]) -> Layers:
+        phase = -0.5 * (params["zz"] @ self.zz_signs.T)  # (L - 1, 2^n)
+        phase = torch.cat([phase, torch.zeros(1, 2**self.n_qubits, dtype=DTYPE)])  # no last chain
+        return Layers(gates=ry(params["ry"]), phase=phase)
 
     def qfunc(self, params: dict[str, torch.Tensor], z: torch.Tensor) -> None:
         wires = range(self.n_qubits)
@@ -214,14 +214,12 @@ class StronglyEntangling(Ansatz):
     def __init__(self, n_qubits: int, n_layers: int):
         super().__init__(n_qubits, n_layers)
         self.latent_dim = n_qubits
-        self.perms = []
-        for layer in range(n_layers):
-            if n_qubits == 1:
-                self.perms.append(None)
-                continue
-            r = layer % (n_qubits - 1) + 1
-            ring = [(i, (i + r) % n_qubits) for i in range(n_qubits)]
-            self.perms.append(cnot_permutation(n_qubits, ring))
+        self.perm = None  # one wire: no CNOTs
+        if n_qubits > 1:
+            ranges = [layer % (n_qubits - 1) + 1 for layer in range(n_layers)]
+            self.perm = torch.stack([
+                cnot_permutation(n_qubits, [(i, (i + r) % n_qubits) for i in range(n_qubits)])
+                for r in ranges])
 
     def init_parameters(self) -> dict[str, torch.Tensor]:
         shape = (self.n_layers, self.n_qubits, 3)
@@ -230,15 +228,14 @@ class StronglyEntangling(Ansatz):
     def encoding(self, z: torch.Tensor) -> torch.Tensor:
         return ry(torch.arcsin(z))  # (B, n, 2, 2)
 
-    def encoded_state(self, z: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def encoded_state(self, z: torch.Tensor) -> torch.Tensor:
         """RY(a)|0> = (cos(a/2), sin(a/2)) is real, so the encoded state is real too."""
         half = torch.arcsin(z) / 2
-        return product_state(torch.stack([torch.cos(half), torch.sin(half)], -1)), None
+        return product_state(torch.stack([torch.cos(half), torch.sin(half)], -1))
 
-    def layers(self, params: dict[str, torch.Tensor]) -> list[Layer]:
+    def layers(self, params: dict[str, torch.Tensor]) -> Layers:
         w = params["weights"]
-        return [Layer(gates=rot(w[layer, :, 0], w[layer, :, 1], w[layer, :, 2]),
-                      perm=self.perms[layer]) for layer in range(self.n_layers)]
+        return Layers(gates=rot(w[..., 0], w[..., 1], w[..., 2]), perm=self.perm)
 
     def qfunc(self, params: dict[str, torch.Tensor], z: torch.Tensor) -> None:
         for i in range(self.n_qubits):

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .base import DTYPE, Generator, mlp
-from .circuits import ANSATZE, CDTYPE, Ansatz, Layer, z_signs
+from .circuits import ANSATZE, CDTYPE, Ansatz, Layers, z_signs
 
 UNITARY_MAX_QUBITS = 8
 
@@ -40,30 +40,39 @@ def apply_gates(psi: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
     (n, 2, 2), shared by the batch, or (B, n, 2, 2), one set per sample."""
     batch, n = psi.shape[0], gates.shape[-3]
     pattern = "ij,bajc->baic" if gates.dim() == 3 else "bij,bajc->baic"
+    gates = gates.to(psi.dtype)
     for i in range(n):
         psi = torch.einsum(pattern, gates[..., i, :, :], psi.reshape(batch, 2**i, 2, -1))
     return psi.reshape(batch, -1)
 
 
-def apply_layer(psi: torch.Tensor, layer: Layer) -> torch.Tensor:
-    """Apply one :class:`Layer` to the states ``psi`` (B, 2^n), gate by gate."""
-    psi = apply_gates(psi, layer.gates)
-    if layer.perm is not None:
-        psi = psi[:, layer.perm]
-    if layer.phase is not None:
-        psi = psi * torch.exp(1j * layer.phase)
+def apply_layers(psi: torch.Tensor, layers: Layers) -> torch.Tensor:
+    """Apply ``layers`` to the states ``psi`` (B, 2^n), gate by gate."""
+    for layer in range(layers.gates.shape[0]):
+        psi = apply_gates(psi, layers.gates[layer])
+        if layers.perm is not None:
+            psi = psi[:, layers.perm[layer]]
+        if layers.phase is not None:
+            psi = psi * torch.exp(1j * layers.phase[layer])
     return psi
 
 
-def layer_matrix(layer: Layer) -> torch.Tensor:
-    """One :class:`Layer` as a 2^n x 2^n matrix: a Kronecker product of its 2x2 gates, rows
-    permuted, rows scaled by the phase."""
-    matrix = reduce(torch.kron, layer.gates.unbind(0))
-    if layer.perm is not None:
-        matrix = matrix[layer.perm]
-    if layer.phase is not None:
-        matrix = torch.exp(1j * layer.phase)[:, None] * matrix
-    return matrix
+def layer_matrices(layers: Layers) -> torch.Tensor:
+    """Every layer as a 2^n x 2^n matrix, (L, 2^n, 2^n) complex: the Kronecker product of its n
+    gates (built for all layers at once, one wire at a time), rows permuted, rows scaled by the
+    phase."""
+    gates = layers.gates
+    matrices = gates[:, 0]
+    for i in range(1, gates.shape[1]):
+        dim = matrices.shape[-1]
+        matrices = (matrices[:, :, None, :, None] * gates[:, i, None, :, None, :])
+        matrices = matrices.reshape(gates.shape[0], 2 * dim, 2 * dim)
+    dim = matrices.shape[-1]
+    if layers.perm is not None:
+        matrices = matrices.gather(1, layers.perm[:, :, None].expand(-1, -1, dim))
+    if layers.phase is not None:
+        matrices = torch.exp(1j * layers.phase)[:, :, None] * matrices
+    return matrices.to(CDTYPE)
 
 
 class FastBackend:
@@ -78,32 +87,54 @@ class FastBackend:
         self.use_unitary = use_unitary
 
     def prepare(self, params: dict[str, torch.Tensor]) -> list:
-        """Everything that depends on the weights only: one block per (re-)encoding of the noise,
-        each the transposed product of its layer matrices, or its list of layers."""
+        """Everything that depends on the weights only. With ``use_unitary``: one matrix per
+        (re-)encoding of the noise, the product of its layers' transposed matrices, the first one
+        multiplied into the ansatz's state basis (so psi = coeffs @ prepared[0]). Otherwise the
+        :class:`Layers` themselves."""
         layers = self.ansatz.layers(params)
-        blocks = [[layer] for layer in layers] if self.ansatz.reupload else [layers]
         if not self.use_unitary:
-            return blocks
-        # U^T = M_1^T M_2^T ... for the layers M_1, M_2, ... of a block
-        return [reduce(torch.matmul, [layer_matrix(layer).T for layer in block])
-                for block in blocks]
+            return [layers]
+        transposed = layer_matrices(layers).transpose(1, 2)  # M_l^T
+        if self.ansatz.reupload:
+            blocks = list(transposed.unbind(0))
+        else:
+            blocks = [reduce(torch.matmul, transposed.unbind(0))]  # U^T = M_1^T M_2^T ...
+        if self.ansatz.state_basis is not None:
+            blocks[0] = self.ansatz.state_basis @ blocks[0]
+        return blocks
 
     def expvals(self, prepared: list, z: torch.Tensor) -> torch.Tensor:
         """<Z_i> for every sample: (B, n_qubits) float64."""
         z = z.to(DTYPE)
-        coeffs, basis = self.ansatz.encoded_state(z)  # psi_0 = coeffs @ basis
+        coeffs = self.ansatz.encoded_state(z)  # psi_0 = coeffs @ state_basis
         if self.use_unitary:
-            # psi_1 = psi_0 U^T = coeffs @ (basis U^T): an r x 2^n product instead of 2^n x 2^n
-            psi = _matmul(coeffs, prepared[0] if basis is None else basis @ prepared[0])
+            psi = _matmul(coeffs, prepared[0])
+            if len(prepared) > 1:  # re-uploading: encode again before every further layer
+                gates = self.ansatz.encoding(z)
+                for block in prepared[1:]:
+                    psi = apply_gates(psi, gates) @ block
         else:
+            basis = self.ansatz.state_basis
             psi = coeffs.to(CDTYPE) if basis is None else coeffs @ basis
-            psi = reduce(apply_layer, prepared[0], psi)
-        gates = self.ansatz.encoding(z) if len(prepared) > 1 else None
-        for block in prepared[1:]:  # only re-uploading circuits have more than one block
-            psi = apply_gates(psi, gates)
-            psi = psi @ block if self.use_unitary else reduce(apply_layer, block, psi)
+            layers = prepared[0]
+            if not self.ansatz.reupload:
+                psi = apply_layers(psi, layers)
+            else:
+                gates = self.ansatz.encoding(z)
+                for layer in range(layers.gates.shape[0]):
+                    if layer > 0:
+                        psi = apply_gates(psi, gates)
+                    psi = apply_layers(psi, _select(layers, layer))
         probs = psi.real**2 + psi.imag**2
         return probs @ self.signs
+
+
+def _select(layers: Layers, layer: int) -> Layers:
+    """The single layer ``layer`` of ``layers``."""
+    pick = slice(layer, layer + 1)
+    return Layers(layers.gates[pick],
+                  None if layers.perm is None else layers.perm[pick],
+                  None if layers.phase is None else layers.phase[pick])
 
 
 def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
