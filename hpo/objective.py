@@ -29,6 +29,10 @@ from hpo.version import code_version
 from metrics import KLEstimate
 
 
+class WorkerStopped(KeyboardInterrupt):
+    """Raised inside training on SIGTERM; a KeyboardInterrupt so Optuna fails the trial."""
+
+
 def exported_config(spec: StudySpec, config: dict[str, Any]) -> dict[str, Any]:
     """What ``hpo train`` needs to reproduce a trial: target, metric settings, training config."""
     return {
@@ -87,6 +91,9 @@ class Objective:
                 self._upload_plot(trial, last["samples"], f"diverged after step {last['step']}")
             raise
         except optuna.TrialPruned:
+            raise
+        except WorkerStopped:
+            trial.set_user_attr("ended", "interrupted: worker stopped by SIGTERM; re-queued")
             raise
         except (Exception, KeyboardInterrupt) as err:
             trial.set_user_attr("ended", f"failed: {type(err).__name__}: {err}"[:500])

@@ -238,7 +238,7 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
 
 def _one_line(path: str | Path, model: type[BaseModel], err: ValidationError) -> StudyFileError:
     first = err.errors()[0]
-    loc = [str(p) for p in first["loc"]]
+    loc = [str(p) for p in first["loc"] if p != "[key]"]
     key = ".".join(loc) or "(top level)"
     if first["type"] == "extra_forbidden":
         allowed = _fields_at(model, loc[:-1])

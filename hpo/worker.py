@@ -22,17 +22,13 @@ import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from hpo.objective import Objective
+from hpo.objective import Objective, WorkerStopped
 from hpo.quiet import quiet_experimental
 from hpo.storage import ProcessLock, artifact_store, ensure_study
 from hpo.strategy import make_pruner, make_sampler
 from hpo.study_file import StudySpec
 
 POLL_S = 1.0
-
-
-class WorkerStopped(KeyboardInterrupt):
-    """Raised inside training by SIGTERM; a KeyboardInterrupt so Optuna fails the trial."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,99 @@
+"""Shared fixtures: a fresh PostgreSQL database per use, and running the real `hpo` CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "studies" / "smoke.yaml"
+PG_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+
+
+def _admin() -> sqlalchemy.Engine:
+    return sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT",
+                                    poolclass=sqlalchemy.pool.NullPool)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> sqlalchemy.Engine:
+    """The real server on 127.0.0.1:5432 (.ci/run starts it); fail loudly if it is down."""
+    engine = _admin()
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+    except sqlalchemy.exc.OperationalError as err:
+        pytest.fail(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({err.orig}); "
+                    "start it as .ci/run does")
+    return engine
+
+
+def _new_database(engine: sqlalchemy.Engine) -> tuple[str, str]:
+    name = f"hpo_test_{uuid.uuid4().hex[:12]}"
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    return name, f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+
+
+def _drop_database(engine: sqlalchemy.Engine, name: str) -> None:
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def pg_url(postgres: sqlalchemy.Engine) -> Iterator[str]:
+    """A URL to a brand-new database, dropped afterwards."""
+    name, url = _new_database(postgres)
+    yield url
+    _drop_database(postgres, name)
+
+
+@pytest.fixture(scope="module")
+def module_pg_url(postgres: sqlalchemy.Engine) -> Iterator[str]:
+    """Like ``pg_url``, shared by the tests of one module."""
+    name, url = _new_database(postgres)
+    yield url
+    _drop_database(postgres, name)
+
+
+def hpo_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPO_")}
+    env.update(extra)
+    return env
+
+
+def hpo_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "hpo", *args]
+
+
+def run_hpo(*args: str, cwd: Path, timeout: float = 300, **env: str
+            ) -> subprocess.CompletedProcess:
+    """Run the real CLI in ``cwd`` (so its default ``runs/`` lands there)."""
+    return subprocess.run(hpo_cmd(*args), cwd=cwd, env=hpo_env(**env), text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def start_hpo(*args: str, cwd: Path, log: Path | None = None, **env: str) -> subprocess.Popen:
+    out: Any = open(log, "w") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(hpo_cmd(*args), cwd=cwd, env=hpo_env(**env), text=True,
+                            stdout=out, stderr=subprocess.STDOUT)
+
+
+def study_variant(tmp_path: Path, name: str, **changes: Any) -> Path:
+    """A copy of studies/smoke.yaml with top-level sections replaced, written under tmp_path."""
+    data = yaml.safe_load(SMOKE.read_text())
+    data["name"] = name
+    for key, value in changes.items():
+        data[key] = value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path

@@ -1,0 +1,135 @@
+"""Bad input gets one line naming file, key and what is allowed, exit status 2, no traceback;
+an unreachable database gets a clear message quickly; and no stored trial is ever lost."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from tests.conftest import SMOKE, run_hpo
+
+COMMANDS = ["init", "worker", "run", "status", "dashboard", "export", "train"]
+
+
+def _bad_study(tmp_path: Path, mutate) -> Path:
+    data = yaml.safe_load(SMOKE.read_text())
+    mutate(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _set(path: str, value):
+    def mutate(data):
+        *parents, last = path.split(".")
+        node = data
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    return mutate
+
+
+BAD_FILES = {
+    # case: (mutation, key the message must name, words the message must contain)
+    "unknown top-level key": (_set("budgt", 3), "budgt", "allowed: name"),
+    "unknown nested key": (_set("budget.trails", 3), "budget.trails", "allowed: trials"),
+    "unknown generator parameter": (_set("search.generators.quantum.search.n_qubit",
+                                         {"low": 1, "high": 2}),
+                                    "search.generators.quantum.search.n_qubit",
+                                    "allowed:"),
+    "wrong type": (_set("budget.trials", "many"), "budget.trials", "integer"),
+    "empty space": (_set("search", {"generators": {"classical": {}}}), "search",
+                    "search space is empty"),
+    "no generators": (_set("search.generators", {}), "search", "at least one"),
+    "impossible range": (_set("search.shared.lr_critic", {"low": 0.1, "high": 0.01}),
+                         "search.shared.lr_critic", "impossible range"),
+    "unknown preset": (_set("target", {"preset": "ring9"}), "target.preset", "gaussgan"),
+    "unknown generator kind": (_set("search.generators.photonic", {}),
+                               "search.generators.photonic", "classical"),
+    "unknown pruner": (_set("pruner", {"kind": "mean"}), "pruner.kind", "median"),
+}
+
+
+BAD_FILES["range outside the model's limits"] = (
+    _set("search.generators.quantum.search", {"n_qubits": {"low": 2, "high": 13}}),
+    "search.generators.quantum.search.n_qubits", "1..12")
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_study_file_is_one_line_exit_2(tmp_path: Path, case: str) -> None:
+    mutate, key, words = BAD_FILES[case]
+    path = _bad_study(tmp_path, mutate)
+    result = run_hpo("init", str(path), cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(path) in lines[0] and f": {key}:" in lines[0], lines[0]
+    assert words in lines[0], lines[0]
+    assert not (tmp_path / "runs").exists(), "a rejected study file must not touch storage"
+
+
+def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    for path in (broken, tmp_path / "nowhere.yaml"):
+        result = run_hpo("init", str(path), cwd=tmp_path, timeout=120)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and str(path) in result.stderr
+
+
+def test_bad_input_never_loses_stored_trials(tmp_path: Path) -> None:
+    """A good run, then every kind of bad call on the same storage: the trials are all there."""
+    ok = run_hpo("run", str(SMOKE), "--workers", "1", cwd=tmp_path, timeout=300)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    journal = tmp_path / "runs" / "hpo.journal"
+    before = optuna.load_study(study_name="smoke", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal)))).get_trials()
+    assert len(before) == 6
+
+    bad = _bad_study(tmp_path, _set("budget.trials", -1))
+    for args in (["init", str(bad)], ["worker", str(bad)], ["run", str(bad)],
+                 ["export", "nosuchstudy"], ["export", "smoke", "--top", "0"],
+                 ["train", str(bad)], ["run", str(SMOKE), "--workers", "0"]):
+        result = run_hpo(*args, cwd=tmp_path, timeout=120)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+    after = optuna.load_study(study_name="smoke", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal)))).get_trials()
+    assert [(t.number, t.state, t.value) for t in after] == \
+        [(t.number, t.state, t.value) for t in before]
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg2://postgres@127.0.0.1:1/hpo",            # nothing listens there
+    "postgresql+psycopg2://postgres@127.0.0.1:5432/no_such_db_x",  # server up, no database
+])
+def test_unreachable_database_is_clear_and_quick(tmp_path: Path, url: str) -> None:
+    for command in (["init", str(SMOKE)], ["worker", str(SMOKE)], ["status"]):
+        started = time.monotonic()
+        result = run_hpo(*command, "--storage", url, cwd=tmp_path, timeout=60)
+        elapsed = time.monotonic() - started
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        assert "cannot reach the study database" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert elapsed < 15, f"{command} took {elapsed:.1f} s to give up"
+
+
+def test_unknown_storage_scheme(tmp_path: Path) -> None:
+    result = run_hpo("status", "--storage", "nosuchdb://x/y", cwd=tmp_path, timeout=60)
+    assert result.returncode == 2 and "not understood" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(tmp_path: Path, command: str) -> None:
+    result = run_hpo(command, "--help", cwd=tmp_path, timeout=60)
+    assert result.returncode == 0
+    assert "usage: hpo " + command in result.stdout
+    assert "--storage" in result.stdout or command == "train"

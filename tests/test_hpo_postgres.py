@@ -1,0 +1,207 @@
+"""The service on a real PostgreSQL: concurrent init, exact budgets with many workers, pruning,
+export -> train reproduction, and dead or stopped workers whose trials are retried."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from tests.conftest import SMOKE, run_hpo, start_hpo, study_variant
+
+SMOKE_SPEC = yaml.safe_load(SMOKE.read_text())
+BUDGET = SMOKE_SPEC["budget"]["trials"]
+EVAL_EVERY = SMOKE_SPEC["budget"]["eval_every"]
+STEPS = SMOKE_SPEC["budget"]["steps"]
+
+
+def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=url).get_trials()
+
+
+def _wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    codes = []
+    for p in procs:
+        try:
+            codes.append(p.wait(timeout=max(1.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail(f"workers still running after {timeout} s")
+    return codes
+
+
+def _finished_ok(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    return [t for t in trials if t.state.is_finished() and t.number not in retried]
+
+
+def test_eight_concurrent_inits_make_one_study(pg_url: str, tmp_path: Path) -> None:
+    procs = [start_hpo("init", str(SMOKE), "--storage", pg_url, cwd=tmp_path,
+                       log=tmp_path / f"init{i}.log") for i in range(8)]
+    codes = _wait_all(procs, timeout=180)
+    logs = [(tmp_path / f"init{i}.log").read_text() for i in range(8)]
+    assert codes == [0] * 8, logs
+    assert not any("Traceback" in log or "rror" in log for log in logs), logs
+    studies = optuna.get_all_study_summaries(storage=pg_url)
+    assert [s.study_name for s in studies] == ["smoke"]
+
+
+@pytest.fixture(scope="module")
+def smoke_on_postgres(module_pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """studies/smoke.yaml finished by 4 concurrent `hpo worker` processes."""
+    cwd = tmp_path_factory.mktemp("four-workers")
+    assert run_hpo("init", str(SMOKE), "--storage", module_pg_url, cwd=cwd).returncode == 0
+    procs = [start_hpo("worker", str(SMOKE), "--storage", module_pg_url, cwd=cwd,
+                       log=cwd / f"worker{i}.log") for i in range(4)]
+    codes = _wait_all(procs, timeout=300)
+    assert codes == [0] * 4, [(cwd / f"worker{i}.log").read_text() for i in range(4)]
+    return module_pg_url
+
+
+def test_four_workers_finish_exactly_the_budget(smoke_on_postgres: str) -> None:
+    trials = _trials(smoke_on_postgres, "smoke")
+    assert len(trials) == BUDGET, "no worker may start a trial beyond the budget"
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), \
+        [(t.number, t.state, t.user_attrs.get("ended")) for t in trials]
+    assert {t.user_attrs["generator_kind"] for t in trials} <= {"classical", "quantum"}
+    assert len({t.user_attrs["worker"] for t in trials}) >= 2, "the work was shared"
+
+
+def test_trials_report_at_the_same_steps_and_record_their_details(smoke_on_postgres: str
+                                                                   ) -> None:
+    steps = set(range(EVAL_EVERY, STEPS + 1, EVAL_EVERY))
+    for t in _trials(smoke_on_postgres, "smoke"):
+        assert set(t.intermediate_values) <= steps
+        if t.state == TrialState.COMPLETE:
+            assert set(t.intermediate_values) == steps
+            a = t.user_attrs
+            assert a["ended"] == "complete"
+            lo, hi = a["kl_ci"]
+            assert lo <= t.value <= hi and a["kl_stderr"] > 0
+            assert a["w2"] >= 0 and 0 <= a["mode_coverage"] <= 1 and a["n_params"] > 0
+            assert a["config"]["train"]["seed"] == a["seed"] and a["code_version"]
+            assert a["samples_png"]
+        else:
+            last = max(t.intermediate_values)
+            assert t.user_attrs["ended"] == f"pruned at step {last}"
+
+
+def test_pruner_prunes_at_reported_steps(pg_url: str, tmp_path: Path) -> None:
+    """An aggressive percentile pruner on one worker: trials worse than the best are stopped
+    at a reported step, before the end."""
+    study = study_variant(tmp_path, "prune", budget={"trials": 6, "steps": 30, "eval_every": 10},
+                          pruner={"kind": "percentile", "percentile": 5.0,
+                                  "n_startup_trials": 1, "n_warmup_steps": 0})
+    result = run_hpo("worker", str(study), "--storage", pg_url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    trials = _trials(pg_url, "prune")
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned, [(t.number, t.state, dict(t.intermediate_values)) for t in trials]
+    for t in pruned:
+        last = max(t.intermediate_values)
+        assert last % 10 == 0 and last < 30
+        assert t.user_attrs["ended"] == f"pruned at step {last}"
+
+
+def test_export_then_train_reproduces_the_trial(smoke_on_postgres: str, tmp_path: Path) -> None:
+    out = tmp_path / "best.yaml"
+    result = run_hpo("export", "smoke", "--top", "2", "--out", str(out),
+                     "--storage", smoke_on_postgres, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    docs = list(yaml.safe_load_all(out.read_text()))
+    best = min((t for t in _trials(smoke_on_postgres, "smoke") if t.value is not None),
+               key=lambda t: t.value)
+    assert docs[0]["source"]["trial"] == best.number
+    assert len(docs) == 2 and docs[0]["source"]["kl"] <= docs[1]["source"]["kl"]
+
+    trained = run_hpo("train", str(out), "--json", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    got = json.loads(trained.stdout)
+    assert {"kl", "kl_stderr", "kl_ci", "w2", "seconds"} <= set(got)
+    assert got["kl"] == pytest.approx(best.value, rel=1e-9, abs=1e-9)
+    assert got["kl_ci"] == pytest.approx(best.user_attrs["kl_ci"], rel=1e-9, abs=1e-9)
+
+
+def _slow_study(tmp_path: Path, name: str, trials: int) -> Path:
+    """Classical only, long enough trials to be caught mid-way; fast heartbeats."""
+    spec = yaml.safe_load(SMOKE.read_text())
+    generators = {"classical": spec["search"]["generators"]["classical"]}
+    return study_variant(tmp_path, name, budget={"trials": trials, "steps": 600,
+                                                 "eval_every": 100},
+                         pruner={"kind": "none"},
+                         search={"shared": spec["search"]["shared"], "generators": generators})
+
+
+def _wait_for_running(url: str, name: str, worker_id: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            running = [t for t in _trials(url, name) if t.state == TrialState.RUNNING
+                       and t.user_attrs.get("worker") == worker_id and t.intermediate_values]
+        except KeyError:
+            running = []
+        if running:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{worker_id} never got a trial under way")
+
+
+def test_killed_worker_trial_is_retried_and_budget_completes(pg_url: str, tmp_path: Path
+                                                             ) -> None:
+    study = _slow_study(tmp_path, "sigkill", trials=3)
+    assert run_hpo("init", str(study), "--storage", pg_url, cwd=tmp_path).returncode == 0
+    victim = start_hpo("worker", str(study), "--storage", pg_url, "--worker-id", "victim",
+                       cwd=tmp_path, log=tmp_path / "victim.log")
+    _wait_for_running(pg_url, "sigkill", "victim")
+    survivor = start_hpo("worker", str(study), "--storage", pg_url, "--worker-id", "survivor",
+                         cwd=tmp_path, log=tmp_path / "survivor.log")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert _wait_all([survivor], timeout=400) == [0], (tmp_path / "survivor.log").read_text()
+
+    trials = _trials(pg_url, "sigkill")
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    killed = [t for t in trials if t.user_attrs.get("worker") == "victim"
+              and t.state == TrialState.FAIL]
+    assert len(killed) == 1
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed[0].number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].user_attrs["worker"] == "survivor"
+    assert retries[0].params == killed[0].params
+    assert retries[0].user_attrs["seed"] == killed[0].user_attrs["seed"]
+    assert len(_finished_ok(trials)) == 3
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+
+
+def test_sigterm_stops_cleanly_and_requeues(pg_url: str, tmp_path: Path) -> None:
+    study = _slow_study(tmp_path, "sigterm", trials=2)
+    worker = start_hpo("worker", str(study), "--storage", pg_url, "--worker-id", "stopped",
+                       cwd=tmp_path, log=tmp_path / "stopped.log")
+    _wait_for_running(pg_url, "sigterm", "stopped")
+    started = time.monotonic()
+    os.kill(worker.pid, signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, (tmp_path / "stopped.log").read_text()
+    assert time.monotonic() - started < 10, "SIGTERM must not wait for the trial to finish"
+
+    trials = _trials(pg_url, "sigterm")
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    stopped = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(stopped) == 1 and "SIGTERM" in stopped[0].user_attrs["ended"]
+    assert [t.state for t in trials if t.system_attrs.get("failed_trial") == stopped[0].number] \
+        == [TrialState.WAITING]
+
+    result = run_hpo("worker", str(study), "--storage", pg_url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    trials = _trials(pg_url, "sigterm")
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+    assert len(_finished_ok(trials)) == 2
