@@ -1,0 +1,183 @@
+"""Quantum generators: the fast torch path against real PennyLane, values and gradients.
+
+PennyLane's ``default.qubit`` (backprop, broadcasting) runs each ansatz's qfunc; the ``fast``
+backend runs the same circuit as torch matrix arithmetic. They must agree to 1e-8 on outputs and
+on the gradient of every parameter, for every ansatz and head, and gradients must reach every
+circuit weight.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models import QuantumGenerator, build_generator, resolve_config
+from models.critic import Critic
+from models.quantum import FastBackend
+from models.training import optimizers, training_step
+
+ANSATZE = ["gaussgan", "strongly_entangling", "reuploading"]
+HEADS = ["linear", "mlp"]
+TOL = 1e-8
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread, as workers run: on a shared 2-core machine more threads thrash."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
+def quantum(backend: str, seed: int = 1, **overrides) -> QuantumGenerator:
+    config = {"kind": "quantum", "n_qubits": 3, "n_layers": 3, "head_hidden": [5], **overrides,
+              "backend": backend}
+    return build_generator(config, seed=seed)
+
+
+def outputs_and_grads(generator: QuantumGenerator, z: torch.Tensor, weights: torch.Tensor):
+    """Generator output for ``z`` and the gradient of a fixed linear functional of it."""
+    generator.zero_grad()
+    out = generator(z)
+    (out * weights).sum().backward()
+    return out.detach(), {name: p.grad.clone() for name, p in generator.named_parameters()}
+
+
+def assert_close(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
+    err = (a - b).abs().max().item() if a.numel() else 0.0
+    assert err <= TOL, f"{what}: max abs difference {err:.3g} > {TOL}"
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("ansatz", ANSATZE)
+def test_fast_matches_pennylane_values_and_gradients(ansatz: str, head: str) -> None:
+    n_qubits = 4 if ansatz == "strongly_entangling" else 3  # 4 wires: CNOT ranges 1, 2, 3
+    fast = quantum("fast", ansatz=ansatz, head=head, n_qubits=n_qubits)
+    reference = quantum("pennylane", ansatz=ansatz, head=head, n_qubits=n_qubits)
+    reference.load_state_dict(fast.state_dict())  # same names on both backends
+    gen = torch.Generator().manual_seed(7)
+    z = fast.sample_latent(6, gen)
+    weights = torch.randn(6, 2, generator=gen, dtype=torch.float64)
+
+    out_fast, grads_fast = outputs_and_grads(fast, z, weights)
+    out_ref, grads_ref = outputs_and_grads(reference, z, weights)
+
+    assert out_fast.shape == (6, 2) and out_fast.dtype == torch.float64
+    assert_close(out_fast, out_ref, "outputs")
+    assert set(grads_fast) == set(grads_ref)
+    for name in grads_ref:
+        assert_close(grads_fast[name], grads_ref[name], f"gradient of {name}")
+    assert any(name.startswith("circuit.") for name in grads_ref)
+
+
+@pytest.mark.parametrize("ansatz", ANSATZE)
+def test_gate_by_gate_path_matches_unitary_path(ansatz: str) -> None:
+    """Above UNITARY_MAX_QUBITS the fast backend applies gates to the batch, not building U."""
+    generator = quantum("fast", ansatz=ansatz)
+    z = generator.sample_latent(5, torch.Generator().manual_seed(3))
+    weights = torch.ones(5, 2, dtype=torch.float64)
+    out_u, grads_u = outputs_and_grads(generator, z, weights)
+    generator.backend = FastBackend(generator.ansatz, use_unitary=False)
+    out_s, grads_s = outputs_and_grads(generator, z, weights)
+    assert_close(out_u, out_s, "outputs")
+    for name in grads_u:
+        assert_close(grads_u[name], grads_s[name], f"gradient of {name}")
+
+
+@pytest.mark.parametrize("n_qubits", [1, 2])
+@pytest.mark.parametrize("ansatz", ANSATZE)
+def test_small_circuits_match_pennylane(ansatz: str, n_qubits: int) -> None:
+    """Edge cases: one wire (no entanglers), two wires, one layer."""
+    for n_layers in (1, 2):
+        fast = quantum("fast", ansatz=ansatz, n_qubits=n_qubits, n_layers=n_layers)
+        reference = quantum("pennylane", ansatz=ansatz, n_qubits=n_qubits, n_layers=n_layers)
+        reference.load_state_dict(fast.state_dict())
+        z = fast.sample_latent(4, torch.Generator().manual_seed(0))
+        assert_close(fast.expvals(z).detach(), reference.expvals(z).detach(), "expvals")
+
+
+def test_frozen_reuses_the_unitary_and_gives_the_same_samples() -> None:
+    generator = quantum("fast")
+    z = generator.sample_latent(8, torch.Generator().manual_seed(0))
+    expected = generator(z).detach()
+    with generator.frozen():
+        assert generator._prepared is not None
+        inside = generator(z)
+    assert generator._prepared is None
+    assert not inside.requires_grad
+    assert torch.equal(inside, expected)
+
+
+def test_other_pennylane_device_by_name() -> None:
+    """Any installed PennyLane device runs the same circuit (its own differentiation method)."""
+    fast = quantum("fast")
+    other = quantum("default.mixed")
+    other.load_state_dict(fast.state_dict())
+    z = fast.sample_latent(3, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(other(z), fast(z), atol=1e-6, rtol=0)
+
+
+# --- gradients reach the circuit: the research code's last version trained nothing ----------------
+
+def dead_weights(generator: QuantumGenerator) -> dict[str, torch.Tensor]:
+    """Masks of circuit weights that provably cannot change the output: strongly_entangling's last
+    RZ angles (an RZ just before the final CNOTs and the Z measurement). gaussgan and reuploading
+    have none (their final ZZ chain, diagonal too, is left out of the circuit)."""
+    masks = {name: torch.zeros_like(p, dtype=torch.bool) for name, p in generator.circuit.items()}
+    if generator.ansatz.name == "strongly_entangling":
+        masks["weights"][-1, :, 2] = True
+    return masks
+
+
+@pytest.mark.parametrize("backend", ["fast", "pennylane"])
+@pytest.mark.parametrize("ansatz", ANSATZE)
+def test_one_training_step_changes_every_circuit_weight(ansatz: str, backend: str) -> None:
+    cfg = resolve_config({"batch_size": 32, "n_critic": 1, "generator": {
+        "kind": "quantum", "n_qubits": 3, "n_layers": 2, "ansatz": ansatz, "backend": backend}})
+    generator = build_generator(cfg["generator"], seed=0)
+    critic = Critic(**cfg["critic"])
+    opt_g, opt_c = optimizers(generator, critic, cfg)
+    before = {name: p.detach().clone() for name, p in generator.circuit.items()}
+    rng = torch.Generator().manual_seed(0)
+
+    def real_batch() -> torch.Tensor:
+        return torch.randn(32, 2, generator=rng, dtype=torch.float64) + 3.0
+
+    training_step(generator, critic, opt_g, opt_c, real_batch, torch.Generator().manual_seed(1),
+                  cfg, step=1)
+
+    for name, p in generator.circuit.items():
+        live = ~dead_weights(generator)[name]
+        assert p.numel() > 0
+        changed = p.detach() != before[name]
+        assert changed[live].all(), f"circuit.{name}: {int((~changed[live]).sum())} unchanged"
+
+
+@pytest.mark.parametrize("backend", ["fast", "pennylane"])
+def test_strongly_entangling_dead_weights_have_zero_gradient(backend: str) -> None:
+    generator = quantum(backend, ansatz="strongly_entangling")
+    z = generator.sample_latent(5, torch.Generator().manual_seed(0))
+    generator(z).sum().backward()
+    grad = generator.circuit["weights"].grad
+    assert torch.all(grad[-1, :, 2].abs() < 1e-12)
+    assert torch.all(grad[:-1].abs() > 0)
+
+
+def test_gaussgan_weight_shapes_leave_out_the_last_zz_chain() -> None:
+    generator = build_generator({"kind": "quantum", "n_qubits": 6, "n_layers": 2}, seed=0)
+    assert generator.circuit["ry"].shape == (2, 6)
+    assert generator.circuit["zz"].shape == (1, 5)
+    assert generator.latent_dim == 2
+    assert generator.n_parameters() == 12 + 5 + 6 * 2 + 2
+
+
+def test_state_dict_moves_between_backends_and_sample_shapes() -> None:
+    fast = quantum("fast", ansatz="reuploading", head="mlp")
+    reference = quantum("pennylane", seed=99, ansatz="reuploading", head="mlp")
+    assert list(fast.state_dict()) == list(reference.state_dict())
+    reference.load_state_dict(fast.state_dict())
+    a = fast.sample(10, torch.Generator().manual_seed(5))
+    b = reference.sample(10, torch.Generator().manual_seed(5))
+    assert a.shape == (10, 2)
+    assert_close(a.detach(), b.detach(), "samples")
