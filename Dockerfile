@@ -30,7 +30,10 @@ RUN useradd --create-home --uid 10001 --user-group hpo \
     && chown -R hpo:hpo /data /app/runs
 USER hpo
 
-ENV HPO_ARTIFACTS=/data/artifacts \
+# The image has no git: the commit it was built from is passed in, and every trial records it.
+ARG HPO_CODE_VERSION=""
+ENV HPO_CODE_VERSION=${HPO_CODE_VERSION} \
+    HPO_ARTIFACTS=/data/artifacts \
     HPO_TORCH_THREADS=1 \
     OMP_NUM_THREADS=1
 

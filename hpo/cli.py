@@ -218,6 +218,9 @@ COMMANDS = {"init": cmd_init, "worker": cmd_worker, "run": cmd_run, "status": cm
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happened
     try:
         return COMMANDS[args.command](args)
     except HpoError as err:

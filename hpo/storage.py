@@ -80,13 +80,14 @@ def open_storage(url: str, heartbeat: Any | None = None) -> BaseStorage:
         path = Path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
-    kwargs: dict[str, Any] = {}
-    if heartbeat is not None:
-        kwargs = dict(heartbeat_interval=heartbeat.interval, grace_period=heartbeat.grace_period,
-                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                          max_retry=heartbeat.max_retry))
     try:
         with quiet_experimental():
+            kwargs: dict[str, Any] = {}
+            if heartbeat is not None:
+                kwargs = dict(heartbeat_interval=heartbeat.interval,
+                              grace_period=heartbeat.grace_period,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                  max_retry=heartbeat.max_retry))
             return RDBStorage(url, engine_kwargs=_engine_kwargs(url), **kwargs)
     except (sqlalchemy.exc.ArgumentError, ImportError) as err:
         raise UsageError(f"storage URL {display_url(url)} is not understood: {err}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -10,7 +11,8 @@ from pathlib import Path
 
 @functools.cache
 def code_version() -> str:
-    """``"<version>+g<sha>[.dirty]"`` in a git checkout, else the installed package version."""
+    """``"<version>+g<sha>[.dirty]"`` in a git checkout; else ``HPO_CODE_VERSION`` (the image
+    sets it at build time, having no git), else the installed package version."""
     try:
         base = version("qgan-hpo")
     except PackageNotFoundError:
@@ -22,5 +24,5 @@ def code_version() -> str:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                text=True, capture_output=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return base
+        return os.environ.get("HPO_CODE_VERSION") or base
     return f"{base}+g{sha}" + (".dirty" if dirty else "")

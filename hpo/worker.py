@@ -104,6 +104,11 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
                 study.optimize(objective, n_trials=1, catch=(Exception,))
                 ran += 1
                 _log_last(study, worker_id, log)
+            except optuna.exceptions.UpdateFinishedTrialError as err:
+                # Our heartbeat was judged stale (a starved CPU) and the trial re-queued; its
+                # retry will run, so this result is dropped rather than the worker.
+                print(f"[{worker_id}] {err}; the trial was re-queued meanwhile", file=log,
+                      flush=True)
             except WorkerStopped:
                 trial = objective.current_trial
                 if trial is not None:
