@@ -87,12 +87,15 @@ class FastBackend:
         self.use_unitary = use_unitary
 
     def prepare(self, params: dict[str, torch.Tensor]) -> list:
-        """Everything that depends on the weights only. With ``use_unitary``: one matrix per
-        (re-)encoding of the noise, the product of its layers' transposed matrices, the first one
-        multiplied into the ansatz's state basis (so psi = coeffs @ prepared[0]). Otherwise the
+        """Everything that depends on the weights only: one block per (re-)encoding of the noise
+        (one block, or one per layer when the circuit re-uploads). With ``use_unitary`` a block is
+        the product of its layers' transposed matrices, and the first is multiplied into the
+        ansatz's state basis, so that psi = coeffs @ prepared[0]; otherwise a block is the
         :class:`Layers` themselves."""
         layers = self.ansatz.layers(params)
         if not self.use_unitary:
+            if self.ansatz.reupload:
+                return [_select(layers, i) for i in range(self.ansatz.n_layers)]
             return [layers]
         transposed = layer_matrices(layers).transpose(1, 2)  # M_l^T
         if self.ansatz.reupload:
@@ -109,22 +112,13 @@ class FastBackend:
         coeffs = self.ansatz.encoded_state(z)  # psi_0 = coeffs @ state_basis
         if self.use_unitary:
             psi = _matmul(coeffs, prepared[0])
-            if len(prepared) > 1:  # re-uploading: encode again before every further layer
-                gates = self.ansatz.encoding(z)
-                for block in prepared[1:]:
-                    psi = apply_gates(psi, gates) @ block
         else:
             basis = self.ansatz.state_basis
-            psi = coeffs.to(CDTYPE) if basis is None else coeffs @ basis
-            layers = prepared[0]
-            if not self.ansatz.reupload:
-                psi = apply_layers(psi, layers)
-            else:
-                gates = self.ansatz.encoding(z)
-                for layer in range(layers.gates.shape[0]):
-                    if layer > 0:
-                        psi = apply_gates(psi, gates)
-                    psi = apply_layers(psi, _select(layers, layer))
+            psi = apply_layers(coeffs.to(CDTYPE) if basis is None else coeffs @ basis, prepared[0])
+        gates = self.ansatz.encoding(z) if len(prepared) > 1 else None
+        for block in prepared[1:]:  # re-uploading: encode again before every further layer
+            psi = apply_gates(psi, gates)
+            psi = psi @ block if self.use_unitary else apply_layers(psi, block)
         probs = psi.real**2 + psi.imag**2
         return probs @ self.signs
 

@@ -25,6 +25,7 @@ def test_defaults_are_complete_plain_data() -> None:
     assert cfg["seed"] == 0 and cfg["steps"] == 2000 and cfg["n_critic"] == 5
     assert cfg["batch_size"] == 256 and cfg["gp_weight"] == 10.0 and cfg["betas"] == [0.5, 0.9]
     assert cfg["eval_every"] == 100 and cfg["eval_samples"] == 2000
+    assert cfg["lr_generator"] == 1e-3 and cfg["lr_critic"] == 3e-3
     assert cfg["critic"] == {"hidden": [64, 64], "activation": "leaky_relu"}
     assert cfg["generator"] == {"kind": "classical", "latent": "normal", "latent_dim": 2,
                                 "hidden": [64, 64], "activation": "relu"}
@@ -35,6 +36,7 @@ def test_defaults_are_complete_plain_data() -> None:
 def test_quantum_defaults_and_partial_configs() -> None:
     cfg = resolve_config({"lr_generator": 1, "generator": {"kind": "quantum", "n_qubits": 4}})
     assert cfg["lr_generator"] == 1.0 and isinstance(cfg["lr_generator"], float)
+    assert resolve_config({"generator": {"kind": "quantum"}})["lr_generator"] == 1e-2
     assert cfg["generator"] == {"kind": "quantum", "n_qubits": 4, "n_layers": 2,
                                 "ansatz": "gaussgan", "head": "linear", "head_hidden": [32],
                                 "head_activation": "relu", "backend": "fast"}
