@@ -104,11 +104,10 @@ def write_report(results: dict[str, dict[str, dict]], out: Path, args: argparse.
         "Each run trains the default configuration of `models.resolve_config`, where only the",
         "generator kind differs:",
         "",
-        f"- classical: `{first['classical']['config']['generator']}`",
-        f"- quantum: `{first['quantum']['config']['generator']}`",
+        *[f"- {kind}: lr_generator {r['config']['lr_generator']}, generator "
+          f"`{r['config']['generator']}`" for kind, r in first.items()],
         "- shared: " + ", ".join(f"{k} {first['classical']['config'][k]}" for k in (
-            "steps", "n_critic", "batch_size", "gp_weight", "lr_generator", "lr_critic",
-            "betas")),
+            "steps", "n_critic", "batch_size", "gp_weight", "lr_critic", "betas", "critic")),
         "",
         "KL(Q||P) is the bias-corrected k-NN estimate of `metrics.kl_divergence` (k = 1, 20 000",
         f"fixed target points), from {args.eval_samples} fresh generated points per evaluation "

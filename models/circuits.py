@@ -99,23 +99,21 @@ class Ansatz:
     """
 
     name: str
+    latent_dim: int
     reupload = False
+    # Encoded states are psi_0 = encoded_state(z) @ state_basis; None stands for the identity.
+    state_basis: torch.Tensor | None = None
 
     def __init__(self, n_qubits: int, n_layers: int):
         self.n_qubits, self.n_layers = n_qubits, n_layers
-
-    latent_dim: int
 
     def init_parameters(self) -> dict[str, torch.Tensor]:
         """Initial circuit weights (angles, float64), drawn from torch's global generator."""
         raise NotImplementedError
 
     def encoding(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, n, 2, 2) complex: the gate that loads sample b's noise onto wire i."""
+        """(B, n, 2, 2), real or complex: the gate that loads sample b's noise onto wire i."""
         raise NotImplementedError
-
-    # Encoded states psi_0 = encoded_state(z) @ state_basis; None stands for the identity.
-    state_basis: torch.Tensor | None = None
 
     def encoded_state(self, z: torch.Tensor) -> torch.Tensor:
         """The encoded product state (the encoding gates applied to |0...0>) as coefficients

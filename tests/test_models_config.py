@@ -25,7 +25,7 @@ def test_defaults_are_complete_plain_data() -> None:
     assert cfg["seed"] == 0 and cfg["steps"] == 2000 and cfg["n_critic"] == 5
     assert cfg["batch_size"] == 256 and cfg["gp_weight"] == 10.0 and cfg["betas"] == [0.5, 0.9]
     assert cfg["eval_every"] == 100 and cfg["eval_samples"] == 2000
-    assert cfg["lr_generator"] == 1e-3 and cfg["lr_critic"] == 3e-3
+    assert cfg["lr_generator"] == 3e-4 and cfg["lr_critic"] == 3e-3
     assert cfg["critic"] == {"hidden": [64, 64], "activation": "leaky_relu"}
     assert cfg["generator"] == {"kind": "classical", "latent": "normal", "latent_dim": 2,
                                 "hidden": [64, 64], "activation": "relu"}
