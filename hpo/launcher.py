@@ -58,6 +58,10 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
 
     print(f"study {spec.name} on {display_url(url)}: {spec.budget.trials} trials, "
           f"{workers} workers; logs in {log_dir}/{spec.name}-{run_id}-w*.log", file=out)
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # stop the workers cleanly, as for Ctrl-C
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     for slot in slots:
         start(slot)
     interrupted = False
@@ -85,6 +89,7 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
             if slot.process is not None:
                 slot.process.wait(timeout=60)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         _update(bar, study)
         bar.close()
         for slot in slots:
