@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-DTYPE = torch.float64  # every model computes in float64: tiny networks, and exact circuit checks
+DTYPE = torch.float64  # generators compute in float64: tiny networks, exact circuit checks
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -20,16 +20,16 @@ _ACTIVATIONS = {
 }
 
 
-def mlp(sizes: list[int], activation: str) -> nn.Sequential:
+def mlp(sizes: list[int], activation: str, dtype: torch.dtype = DTYPE) -> nn.Sequential:
     """Linear layers through ``sizes`` (input, hidden..., output), ``activation`` between them.
 
-    ``leaky_relu`` has negative slope 0.2. Weights are float64.
+    ``leaky_relu`` has negative slope 0.2. Weights are ``dtype`` (default float64).
     """
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         if i > 0:
             layers.append(_ACTIVATIONS[activation]())
-        layers.append(nn.Linear(n_in, n_out, dtype=DTYPE))
+        layers.append(nn.Linear(n_in, n_out, dtype=dtype))
     return nn.Sequential(*layers)
 
 

@@ -62,17 +62,13 @@ def critic_loss(critic: Critic, real: torch.Tensor, fake: torch.Tensor, gp_weigh
                 generator: torch.Generator) -> torch.Tensor:
     """E[D(fake)] - E[D(real)] + gp_weight * E[(|grad D(x_hat)|_2 - 1)^2], where
     x_hat = eps * real + (1 - eps) * fake, eps ~ U(0, 1) per sample (drawn from ``generator``).
-
-    The three batches go through the critic as one (fewer, larger operations); the critic treats
-    samples independently, so the gradient of the summed x_hat scores is the per-sample gradient.
-    """
-    n = real.shape[0]
-    eps = torch.rand(n, 1, generator=generator, dtype=real.dtype)
+    The critic treats samples independently, so the gradient of the summed x_hat scores is the
+    per-sample gradient."""
+    eps = torch.rand(real.shape[0], 1, generator=generator, dtype=real.dtype)
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    scores = critic(torch.cat([real, fake, x_hat]))
-    (grad,) = torch.autograd.grad(scores[2 * n:].sum(), x_hat, create_graph=True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     penalty = ((grad.norm(dim=1) - 1) ** 2).mean()
-    return scores[n:2 * n].mean() - scores[:n].mean() + gp_weight * penalty
+    return critic(fake).mean() - critic(real).mean() + gp_weight * penalty
 
 
 def eval_generator(seed: int, step: int) -> torch.Generator:
