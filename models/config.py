@@ -21,11 +21,11 @@ names the key and what is allowed. The defaults::
       {kind: quantum, n_qubits: 6, n_layers: 2, ansatz: gaussgan, head: linear,
        head_hidden: [32], head_activation: relu, backend: fast}
 
-The generator's default learning rate depends on its kind. In short runs on the gaussgan target
-(2000 steps, KL(Q||P) every 200-250 steps; ``docs/convergence.md``): the classical MLP, with a
-critic at 0.003, oscillated between KL 0.9 and 3.7 at lr 0.001 but settled near 0.8-0.9 from step
-800 at 0.0003; the quantum circuit, whose weights are rotation angles, was still at KL 1.9 and
-falling after 2000 steps at 0.001, and settled near 0.6 by step 1000 at 0.01.
+The generator's default learning rate depends on its kind. In a 2000-step sweep on the gaussgan
+target (KL(Q||P) every 200-250 steps, critic lr 0.003, float64 critic at the time): the classical
+MLP swung between KL 0.9 and 3.7 at lr 0.001 and between 0.8 and 1.5 at 0.0003; the quantum
+circuit, whose weights are rotation angles, was still at KL 1.9 and falling after 2000 steps at
+0.001 and settled near 0.6 by step 1000 at 0.01. Current curves: ``docs/convergence.md``.
 """
 
 from __future__ import annotations
