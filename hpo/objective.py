@@ -77,7 +77,9 @@ class Objective:
             last.update(step=step, samples=samples)
             # A non-finite intermediate value would poison the pruner's statistics.
             trial.report(kl.value if math.isfinite(kl.value) else float("inf"), step)
-            if trial.should_prune():
+            # At the last step training is over: nothing to save, so the trial gets its
+            # final, replicated score instead of being pruned.
+            if step < self.spec.budget.steps and trial.should_prune():
                 trial.set_user_attr("ended", f"pruned at step {step}")
                 self._upload_plot(trial, samples, f"pruned at step {step}, KL {kl.value:.3f}")
                 raise optuna.TrialPruned(f"KL {kl.value:.4f} at step {step}")
