@@ -12,11 +12,21 @@ from typing import Any
 
 import pytest
 import sqlalchemy
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "studies" / "smoke.yaml"
 PG_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread, as workers run: on a shared 2-core machine more threads thrash."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _admin() -> sqlalchemy.Engine:

@@ -20,15 +20,6 @@ ANSATZE = ["gaussgan", "strongly_entangling", "reuploading"]
 HEADS = ["linear", "mlp"]
 TOL = 1e-8
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One torch thread, as workers run: on a shared 2-core machine more threads thrash."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 
 def quantum(backend: str, seed: int = 1, **overrides) -> QuantumGenerator:
     config = {"kind": "quantum", "n_qubits": 3, "n_layers": 3, "head_hidden": [5], **overrides,

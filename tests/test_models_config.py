@@ -10,16 +10,6 @@ import torch
 from models import ClassicalGenerator, QuantumGenerator, build_generator, resolve_config
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One torch thread, as workers run: on a shared 2-core machine more threads thrash."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-
 def test_defaults_are_complete_plain_data() -> None:
     cfg = resolve_config({})
     assert cfg["seed"] == 0 and cfg["steps"] == 2000 and cfg["n_critic"] == 5

@@ -10,15 +10,6 @@ from models import TrainingDiverged, TrainResult, build_generator, resolve_confi
 
 QUANTUM = {"kind": "quantum", "n_qubits": 3, "n_layers": 2}
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One torch thread, as workers run: on a shared 2-core machine more threads thrash."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 
 def gaussian(mean=(2.0, -1.0), std=0.5):
     def sample(n: int, rng: np.random.Generator) -> np.ndarray:
