@@ -8,16 +8,18 @@ with ``hpo train`` on the same machine gives the same KL.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import yaml
 from optuna.trial import TrialState
 
 from hpo.errors import StudyFileError, UsageError
-from hpo.evaluate import Score, train_and_score
 from hpo.study_file import Metric
 from hpo.target import build_target
+
+if TYPE_CHECKING:
+    from hpo.evaluate import Score
 
 
 def best_trials(study: optuna.Study, top: int) -> list[optuna.trial.FrozenTrial]:
@@ -75,6 +77,7 @@ def load_exported(path: str | Path, rank: int = 1) -> dict[str, Any]:
 def train_exported(doc: dict[str, Any], path: str | Path = "config") -> Score:
     """Train an exported document and score it exactly as its trial was scored."""
     import models
+    from hpo.evaluate import train_and_score  # torch: only when training
 
     try:
         target = build_target(doc["target"])

@@ -20,10 +20,10 @@ import optuna
 from optuna.trial import TrialState
 from tqdm import tqdm
 
+from hpo.budget import budget_counts, retry_trial
 from hpo.report import summary
 from hpo.storage import DEFAULT_STORAGE, display_url, ensure_study
 from hpo.study_file import StudySpec
-from hpo.worker import budget_counts, retry_trial
 
 MAX_RESTARTS_PER_SLOT = 3
 

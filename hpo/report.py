@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from hpo.worker import budget_counts
+from hpo.budget import budget_counts
 
 
 def best_by_kind(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:

@@ -14,14 +14,12 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import optuna
 import torch
-from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.trial import TrialState
 
+from hpo.budget import budget_counts, retry_trial
 from hpo.objective import Objective, WorkerStopped
 from hpo.quiet import quiet_experimental
 from hpo.storage import ProcessLock, artifact_store, ensure_study
@@ -29,35 +27,6 @@ from hpo.strategy import make_pruner, make_sampler
 from hpo.study_file import StudySpec
 
 POLL_S = 1.0
-
-
-@dataclass(frozen=True)
-class BudgetCounts:
-    finished: int
-    running: int
-    waiting: int
-    complete: int
-    pruned: int
-    failed: int
-
-
-def budget_counts(study: optuna.Study) -> BudgetCounts:
-    """Count trials against the budget; a failed trial that has a retry does not count."""
-    trials = study.get_trials(deepcopy=False)
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-    states = [t.state for t in trials if not (t.state == TrialState.FAIL and t.number in retried)]
-    complete, pruned = states.count(TrialState.COMPLETE), states.count(TrialState.PRUNED)
-    failed = states.count(TrialState.FAIL)
-    return BudgetCounts(finished=complete + pruned + failed,
-                        running=states.count(TrialState.RUNNING),
-                        waiting=states.count(TrialState.WAITING),
-                        complete=complete, pruned=pruned, failed=failed)
-
-
-def retry_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, max_retry: int) -> None:
-    """Re-queue a failed trial with the same parameters (and so the same seed)."""
-    with quiet_experimental():
-        RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, trial)
 
 
 def default_worker_id() -> str:

@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 import numpy as np
-import ot
 
 from ._validation import check_replicates, check_target
 from .mixture import GaussianMixture
@@ -50,6 +49,8 @@ def wasserstein2(
         raise ValueError(f"n_target must be >= 2, got {n_target!r}")
     n = min(n, max_points)
     x = target.sample(n, rng)
+    import ot  # here, not at the top: POT imports torch when it is installed (a 2 s start-up)
+
     cost = ot.dist(y, x, metric="sqeuclidean")
     a = np.full(y.shape[0], 1.0 / y.shape[0])
     b = np.full(n, 1.0 / n)
