@@ -108,11 +108,16 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
 
 
 def _update(bar: tqdm, study: optuna.Study) -> None:
+    """Redraw the bar when something changed (elapsed time alone is not news in a log file)."""
     c = budget_counts(study)
-    bar.n = min(c.finished, bar.total)
     best = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    bar.set_postfix(running=c.running, pruned=c.pruned, failed=c.failed,
-                    best_kl=f"{min(best):.4f}" if best else "-", refresh=False)
+    postfix = dict(running=c.running, pruned=c.pruned, failed=c.failed,
+                   best_kl=f"{min(best):.4f}" if best else "-")
+    if getattr(bar, "_last_postfix", None) == (c.finished, postfix):
+        return
+    bar._last_postfix = (c.finished, postfix)
+    bar.n = min(c.finished, bar.total)
+    bar.set_postfix(postfix, refresh=False)
     bar.refresh()
 
 
