@@ -177,11 +177,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from hpo.storage import load_study, storage_url
 
     study = load_study(storage_url(args.storage), _study_name(args.study))
-    text = dump_documents(export_documents(study, args.top))
+    docs = export_documents(study, args.top)
+    text = dump_documents(docs)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
-        print(f"wrote {min(args.top, text.count('source:'))} config(s) to {args.out}; "
+        print(f"wrote {len(docs)} config(s) to {args.out}; "
               f"train one with: hpo train {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -195,7 +196,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(_threads(args.threads))
     doc = load_exported(args.config, args.rank)
-    score = train_exported(doc, args.config)
+    steps = doc.get("train", {}).get("steps", "?")
+
+    def progress(step: int, kl, samples) -> None:  # on stderr, so --json stays parseable
+        print(f"step {step}/{steps}: KL(Q||P) {kl.value:.4f}", file=sys.stderr, flush=True)
+
+    score = train_exported(doc, args.config, progress)
     result = score.as_dict()
     expected = doc.get("source", {}).get("kl")
     if args.json:

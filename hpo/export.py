@@ -74,8 +74,12 @@ def load_exported(path: str | Path, rank: int = 1) -> dict[str, Any]:
     return doc
 
 
-def train_exported(doc: dict[str, Any], path: str | Path = "config") -> Score:
-    """Train an exported document and score it exactly as its trial was scored."""
+def train_exported(doc: dict[str, Any], path: str | Path = "config",
+                   report: Any = None) -> Score:
+    """Train an exported document and score it exactly as its trial was scored.
+
+    ``report(step, kl, samples)`` sees each evaluation, as a trial's pruner would.
+    """
     import models
     from hpo.evaluate import train_and_score  # torch: only when training
 
@@ -91,4 +95,4 @@ def train_exported(doc: dict[str, Any], path: str | Path = "config") -> Score:
         config = models.resolve_config(doc["train"])
     except ValueError as err:
         raise StudyFileError(str(path), "train", str(err)) from None
-    return train_and_score(config, target, metric)
+    return train_and_score(config, target, metric, report)
