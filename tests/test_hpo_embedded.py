@@ -103,3 +103,24 @@ def test_launcher_requeues_the_trial_of_a_killed_worker(tmp_path: Path) -> None:
     assert retry[0].params == failed[0].params
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_diverged_trials_are_recorded_and_the_worker_goes_on(tmp_path: Path) -> None:
+    """A learning rate of 1e100 makes every trial diverge: each is a visible FAIL with the step
+    and quantity that blew up, and the one worker still finishes the budget and exits 0."""
+    spec = yaml.safe_load(SMOKE.read_text())
+    study_path = study_variant(
+        tmp_path, "diverge", budget={"trials": 3, "steps": 30, "eval_every": 10},
+        fixed={**spec["fixed"], "lr_critic": 1e100},
+        search={"shared": {"lr_generator": spec["search"]["shared"]["lr_generator"]},
+                "generators": spec["search"]["generators"]})
+    result = subprocess.run(hpo_cmd("worker", str(study_path)), cwd=tmp_path, env=hpo_env(),
+                            text=True, capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    trials = optuna.load_study(study_name="diverge", storage=dashboard_get_storage(
+        str(tmp_path / "runs" / "hpo.journal"))).get_trials()
+    assert len(trials) == 3
+    for t in trials:
+        assert t.state == TrialState.FAIL
+        assert t.user_attrs["ended"].startswith("diverged: training diverged at generator step")
+        assert "not finite" in t.user_attrs["ended"]
