@@ -235,17 +235,36 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hpo {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # a storage that fails mid-run: one line, not a traceback
-        import sqlalchemy
+    except Exception as err:  # one line, not a traceback, for what the user can act on
+        message = _known_failure(err, args)
+        if message is None:
+            raise
+        print(f"hpo {args.command}: {message}", file=sys.stderr)
+        return 1
 
-        if isinstance(err, sqlalchemy.exc.OperationalError):
+
+def _known_failure(err: Exception, args: argparse.Namespace) -> str | None:
+    """A one-line message for failures that are the world's, not the code's; else None."""
+    import optuna
+    import sqlalchemy
+
+    chain, cause = [], err
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for e in chain:  # Optuna wraps SQLAlchemy errors in StorageInternalError
+        if isinstance(e, sqlalchemy.exc.OperationalError):
             from hpo.storage import storage_url, unreachable_message
 
-            url = storage_url(getattr(args, "storage", None))
-            print(f"hpo {args.command}: {unreachable_message(url, err)}", file=sys.stderr)
-            return 1
-        raise
-
+            return unreachable_message(storage_url(getattr(args, "storage", None)), e)
+    if isinstance(err, optuna.exceptions.StorageInternalError):
+        return f"the study storage failed: {err}"
+    if type(err).__name__ == "TrainingDiverged":  # models is not imported for every command
+        return str(err)
+    if isinstance(err, OSError):
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror or err}{where}"
+    return None
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -80,7 +80,7 @@ def train_and_score(config: dict[str, Any], target: GaussianMixture, metric: dic
         kl=kl,
         w2=float(wasserstein2(target, draws[0], seed=metric["seed"])),
         mode_coverage=float(mode_coverage(target, draws[0])),
-        n_params=sum(p.numel() for p in result.generator.parameters()),
+        n_params=result.generator.n_parameters(),
         steps=result.steps,
         seconds=time.perf_counter() - started,
         samples=draws[0],

@@ -16,7 +16,6 @@ from optuna.trial import TrialState
 
 from hpo.errors import StudyFileError, UsageError
 from hpo.study_file import Metric
-from hpo.target import build_target
 
 if TYPE_CHECKING:
     from hpo.evaluate import Score
@@ -81,7 +80,8 @@ def train_exported(doc: dict[str, Any], path: str | Path = "config",
     ``report(step, kl, samples)`` sees each evaluation, as a trial's pruner would.
     """
     import models
-    from hpo.evaluate import train_and_score  # torch: only when training
+    from hpo.evaluate import train_and_score  # torch and metrics: only when training
+    from hpo.target import build_target
 
     try:
         target = build_target(doc["target"])

@@ -7,8 +7,10 @@ its RUNNING trials are failed and re-queued, and a replacement worker is started
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -54,54 +56,63 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
                "--artifacts", artifacts, "--threads", str(threads),
                "--worker-seed", str(slot.index + 1000 * slot.restarts),
                "--worker-id", slot.worker_id]
-        slot.process = subprocess.Popen(cmd, stdout=slot.log, stderr=subprocess.STDOUT)
+        # A session of its own: Ctrl-C reaches only the launcher, which stops workers in order.
+        slot.process = subprocess.Popen(cmd, stdout=slot.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+
+    def finish(slot: _Slot) -> None:
+        slot.process = None
+        if slot.log is not None:
+            slot.log.close()
+            slot.log = None
 
     print(f"study {spec.name} on {display_url(url)}: {spec.budget.trials} trials, "
           f"{workers} workers; logs in {log_dir}/{spec.name}-{run_id}-w*.log", file=out)
-    def on_sigterm(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # stop the workers cleanly, as for Ctrl-C
+    stop: dict[str, int | None] = {"signal": None}
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    def on_signal(signum: int, frame: object) -> None:
+        stop["signal"] = signum  # acted on in the loop, never in the middle of a storage write
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _recover_orphans(study, spec, out)
     for slot in slots:
         start(slot)
-    interrupted = False
     bar = tqdm(total=spec.budget.trials, unit="trial", file=out, dynamic_ncols=True)
     try:
-        while any(s.process is not None and s.process.poll() is None for s in slots):
-            _update(bar, study)
+        while stop["signal"] is None:
             for slot in slots:
                 code = slot.process.poll() if slot.process is not None else None
-                if code is not None and code != 0:
+                if code is None:
+                    continue
+                if code != 0:
                     _recover(study, spec, slot, code, out)
                     if slot.restarts < MAX_RESTARTS_PER_SLOT and \
                             budget_counts(study).finished < spec.budget.trials:
                         slot.restarts += 1
+                        finish(slot)
                         start(slot)
-                    else:
-                        slot.process = None
+                        continue
+                finish(slot)
+            _update(bar, study)
+            if all(slot.process is None for slot in slots):
+                break
             time.sleep(0.5)
-    except KeyboardInterrupt:
-        interrupted = True
-        for slot in slots:
-            if slot.process is not None and slot.process.poll() is None:
-                slot.process.send_signal(signal.SIGTERM)
-        for slot in slots:
-            if slot.process is not None:
-                slot.process.wait(timeout=60)
+        if stop["signal"] is not None:
+            _stop_workers(study, spec, slots, out)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         _update(bar, study)
         bar.close()
         for slot in slots:
-            if slot.log is not None:
-                slot.log.close()
+            finish(slot)
 
     counts = budget_counts(study)
     print("\n" + summary(study, spec.budget.trials), file=out)
     print(f"\nbrowse it:  {_dashboard_command(url, artifacts)}", file=out)
     print(f"export it:  hpo export {spec.name} --top 3 --out runs/{spec.name}-best.yaml"
           + ("" if url == DEFAULT_STORAGE else f" --storage {shlex.quote(url)}"), file=out)
-    if interrupted:
+    if stop["signal"] is not None:
         print("interrupted: workers stopped; their trials were re-queued", file=out)
         return 130
     return 0 if counts.finished >= spec.budget.trials else 1
@@ -121,19 +132,58 @@ def _update(bar: tqdm, study: optuna.Study) -> None:
     bar.refresh()
 
 
+def _stop_workers(study: optuna.Study, spec: StudySpec, slots: list[_Slot], out: IO) -> None:
+    """SIGTERM every worker (each re-queues its own trial); kill and recover the stubborn."""
+    live = [s for s in slots if s.process is not None and s.process.poll() is None]
+    for slot in live:
+        slot.process.send_signal(signal.SIGTERM)
+    for slot in live:
+        try:
+            slot.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            slot.process.kill()
+            slot.process.wait()
+            _recover(study, spec, slot, -9, out)
+
+
 def _recover(study: optuna.Study, spec: StudySpec, slot: _Slot, code: int, out: IO) -> None:
     """Fail and re-queue the RUNNING trials of a worker that died."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("worker") != slot.worker_id:
-            continue
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        retry_trial(study, study._storage.get_trial(t._trial_id), spec.heartbeat.max_retry)
-        tqdm.write(f"worker {slot.index} died (exit {code}); trial {t.number} re-queued",
-                   file=out)
-    if slot.log is not None:
-        slot.log.close()
-        slot.log = None
+        if t.user_attrs.get("worker") == slot.worker_id:
+            _requeue(study, spec, t)
+            tqdm.write(f"worker {slot.index} died (exit {code}); trial {t.number} re-queued",
+                       file=out)
     tqdm.write(f"worker {slot.index} exited with status {code}; see {slot.log_path}", file=out)
+
+
+def _recover_orphans(study: optuna.Study, spec: StudySpec, out: IO) -> None:
+    """Re-queue RUNNING trials whose worker process, on this host, no longer exists (a run that
+    was killed outright): without this they would hold their budget slots for ever."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        host, _, pid = str(t.user_attrs.get("worker_process", "")).rpartition(":")
+        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+            _requeue(study, spec, t)
+            print(f"trial {t.number} was left RUNNING by a dead process; re-queued", file=out)
+
+
+def _requeue(study: optuna.Study, spec: StudySpec, trial: optuna.trial.FrozenTrial) -> None:
+    study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    retry_trial(study, study._storage.get_trial(trial._trial_id), spec.heartbeat.max_retry)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs here; a zombie (killed, not yet reaped) does not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill(0)
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _dashboard_command(url: str, artifacts: str) -> str:

@@ -9,7 +9,8 @@ A PNG of its samples over the target's contours is uploaded as an artifact.
 
 from __future__ import annotations
 
-import math
+import os
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -26,18 +27,19 @@ from hpo.space import suggest
 from hpo.study_file import StudySpec
 from hpo.target import build_target
 from hpo.version import code_version
-from metrics import KLEstimate
+from metrics import GaussianMixture, KLEstimate
 
 
 class WorkerStopped(KeyboardInterrupt):
     """Raised inside training on SIGTERM; a KeyboardInterrupt so Optuna fails the trial."""
 
 
-def exported_config(spec: StudySpec, config: dict[str, Any]) -> dict[str, Any]:
+def exported_config(spec: StudySpec, target: GaussianMixture, config: dict[str, Any]
+                    ) -> dict[str, Any]:
     """What ``hpo train`` needs to reproduce a trial: target, metric settings, training config."""
     return {
         "study": spec.name,
-        "target": build_target(spec.target).to_dict(),
+        "target": target.to_dict(),
         "metric": spec.metric.model_dump(),
         "train": config,
     }
@@ -59,15 +61,20 @@ class Objective:
         self.worker_id = worker_id
         self.on_start = on_start
         self.training = False
+        self.stop_requested = False  # set by the worker's signal handler
         self.current_trial: optuna.Trial | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
         if self.on_start is not None:
             self.on_start()
         self.current_trial = trial
+        if self.stop_requested:
+            trial.set_user_attr("ended", "interrupted: worker stopped before training; re-queued")
+            raise WorkerStopped("stop requested before training started")
         trial.set_user_attr("worker", self.worker_id)
+        trial.set_user_attr("worker_process", f"{socket.gethostname()}:{os.getpid()}")
         config = suggest(trial, self.spec)
-        trial.set_user_attr("config", exported_config(self.spec, config))
+        trial.set_user_attr("config", exported_config(self.spec, self.target, config))
         trial.set_user_attr("seed", config["seed"])
         trial.set_user_attr("code_version", code_version())
         trial.set_user_attr("generator_kind", config["generator"]["kind"])
@@ -75,14 +82,19 @@ class Objective:
 
         def report(step: int, kl: KLEstimate, samples: np.ndarray) -> None:
             last.update(step=step, samples=samples)
-            # A non-finite intermediate value would poison the pruner's statistics.
-            trial.report(kl.value if math.isfinite(kl.value) else float("inf"), step)
-            # At the last step training is over: nothing to save, so the trial gets its
-            # final, replicated score instead of being pruned.
-            if step < self.spec.budget.steps and trial.should_prune():
-                trial.set_user_attr("ended", f"pruned at step {step}")
-                self._upload_plot(trial, samples, f"pruned at step {step}, KL {kl.value:.3f}")
-                raise optuna.TrialPruned(f"KL {kl.value:.4f} at step {step}")
+            self.training = False  # a signal must not interrupt the storage writes below
+            try:
+                trial.report(kl.value, step)
+                # At the last step training is over: nothing to save, so the trial gets its
+                # final, replicated score instead of being pruned.
+                if step < self.spec.budget.steps and trial.should_prune():
+                    trial.set_user_attr("ended", f"pruned at step {step}")
+                    self._upload_plot(trial, samples, f"pruned at step {step}, KL {kl.value:.3f}")
+                    raise optuna.TrialPruned(f"KL {kl.value:.4f} at step {step}")
+            finally:
+                self.training = True
+            if self.stop_requested:
+                raise WorkerStopped("stop requested during training")
 
         self.training = True
         try:
@@ -95,7 +107,7 @@ class Objective:
         except optuna.TrialPruned:
             raise
         except WorkerStopped:
-            trial.set_user_attr("ended", "interrupted: worker stopped by SIGTERM; re-queued")
+            trial.set_user_attr("ended", "interrupted: worker stopped (SIGTERM); re-queued")
             raise
         except (Exception, KeyboardInterrupt) as err:
             trial.set_user_attr("ended", f"failed: {type(err).__name__}: {err}"[:500])

@@ -122,8 +122,10 @@ class ProcessLock:
             except sqlalchemy.exc.SQLAlchemyError as err:
                 raise StorageError(unreachable_message(url, err)) from None
         elif is_database_url(url):
-            # SQLite and others: a lock file next to where the runs live.
-            self._path = Path("runs") / f".lock-{self._key}"
+            # SQLite: a lock file beside the database file (in-memory: beside the runs).
+            database = sqlalchemy.engine.make_url(url).database or ""
+            base = Path(database) if database and database != ":memory:" else Path("runs/db")
+            self._path = Path(f"{base}.lock-{self._key}")
         else:
             self._path = Path(f"{url}.lock-{self._key}")
 

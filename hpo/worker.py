@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import time
+import zlib
 from typing import Any
 
 import optuna
@@ -40,24 +41,27 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
     torch.set_num_threads(threads)
     worker_id = worker_id or default_worker_id()
     if worker_seed is None:  # distinct per process, stable for a given worker id
-        worker_seed = int.from_bytes(worker_id.encode()[-4:].rjust(4, b"\0"), "big") % 10_000
+        worker_seed = zlib.crc32(worker_id.encode()) % 1_000_000
     study = ensure_study(url, spec, sampler=make_sampler(spec, worker_seed),
                          pruner=make_pruner(spec))
     lock = ProcessLock(url, f"hpo:budget:{spec.name}")
     objective = Objective(spec, artifact_store(artifacts), worker_id, on_start=lock.release)
-    stop = {"requested": False}
 
-    def on_sigterm(signum: int, frame: Any) -> None:
-        stop["requested"] = True
+    def on_signal(signum: int, frame: Any) -> None:
+        # Interrupt at once only inside training; elsewhere (storage writes) stop at the next
+        # safe point: the objective's report, or the top of the loop.
+        objective.stop_requested = True
         if objective.training:
-            raise WorkerStopped(f"worker {worker_id} received SIGTERM")
+            raise WorkerStopped(f"worker {worker_id} received {signal.Signals(signum).name}")
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ran = 0
     try:
-        while not stop["requested"]:
+        while not objective.stop_requested:
             lock.acquire()
+            if objective.stop_requested:
+                break
             with quiet_experimental():
                 optuna.storages.fail_stale_trials(study)
             counts = budget_counts(study)
@@ -72,7 +76,7 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
                 # A failing trial is recorded (FAIL, user attr "ended"); the worker goes on.
                 study.optimize(objective, n_trials=1, catch=(Exception,))
                 ran += 1
-                _log_last(study, worker_id, log)
+                _log_last(study, objective.current_trial, worker_id, log)
             except optuna.exceptions.UpdateFinishedTrialError as err:
                 # Our heartbeat was judged stale (a starved CPU) and the trial re-queued; its
                 # retry will run, so this result is dropped rather than the worker.
@@ -83,23 +87,22 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
                 if trial is not None:
                     retry_trial(study, study._storage.get_trial(trial._trial_id),
                                 spec.heartbeat.max_retry)
-                    print(f"[{worker_id}] SIGTERM: trial {trial.number} failed and re-queued",
+                    print(f"[{worker_id}] stopped: trial {trial.number} failed and re-queued",
                           file=log, flush=True)
             finally:
                 lock.release()
     finally:
         lock.close()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(f"[{worker_id}] done: ran {ran} trial(s)", file=log, flush=True)
     return ran
 
 
-def _log_last(study: optuna.Study, worker_id: str, log: Any) -> None:
-    mine = [t for t in study.get_trials(deepcopy=False)
-            if t.user_attrs.get("worker") == worker_id and t.state.is_finished()]
-    if not mine:
+def _log_last(study: optuna.Study, trial: optuna.Trial | None, worker_id: str, log: Any) -> None:
+    if trial is None:
         return
-    t = max(mine, key=lambda t: t.number)
+    t = study._storage.get_trial(trial._trial_id)
     value = f" KL {t.value:.4f}" if t.value is not None else ""
     print(f"[{worker_id}] trial {t.number} {t.user_attrs.get('generator_kind', '?')}: "
           f"{t.user_attrs.get('ended', t.state.name.lower())}{value}", file=log, flush=True)

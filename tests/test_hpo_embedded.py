@@ -56,32 +56,47 @@ def _worker_pids(marker: str) -> list[int]:
     return pids
 
 
-def test_launcher_requeues_the_trial_of_a_killed_worker(tmp_path: Path) -> None:
+def _slow_study(tmp_path: Path, name: str, trials: int) -> Path:
+    """Classical only, trials long enough to be caught mid-way, no pruning."""
     spec = yaml.safe_load(SMOKE.read_text())
-    study_path = study_variant(
-        tmp_path, "launcher-kill", budget={"trials": 3, "steps": 600, "eval_every": 100},
+    return study_variant(
+        tmp_path, name, budget={"trials": trials, "steps": 600, "eval_every": 100},
         pruner={"kind": "none"},
         search={"shared": spec["search"]["shared"],
                 "generators": {"classical": spec["search"]["generators"]["classical"]}})
-    launcher = subprocess.Popen(hpo_cmd("run", str(study_path), "--workers", "2"), cwd=tmp_path,
-                                env=hpo_env(), text=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
+
+
+def _trials(tmp_path: Path, name: str) -> list[optuna.trial.FrozenTrial]:
     journal = tmp_path / "runs" / "hpo.journal"
-    victim_id = None
-    deadline = time.monotonic() + 180
-    while victim_id is None and time.monotonic() < deadline:
+    return optuna.load_study(study_name=name,
+                             storage=dashboard_get_storage(str(journal))).get_trials()
+
+
+def _start_run(tmp_path: Path, study_path: Path, workers: int) -> subprocess.Popen:
+    return subprocess.Popen(hpo_cmd("run", str(study_path), "--workers", str(workers)),
+                            cwd=tmp_path, env=hpo_env(), text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+
+
+def _running_worker(tmp_path: Path, name: str, timeout: float = 180) -> str:
+    """The worker id of a trial that has reported at least once."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         time.sleep(0.3)
-        if not journal.exists():
-            continue
         try:
-            trials = optuna.load_study(study_name="launcher-kill",
-                                       storage=dashboard_get_storage(str(journal))).get_trials()
-        except KeyError:
+            trials = _trials(tmp_path, name)
+        except (KeyError, ValueError):  # no journal file yet, or no study in it yet
             continue
         running = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
         if running:
-            victim_id = running[0].user_attrs["worker"]
-    assert victim_id is not None, "no trial got under way"
+            return running[0].user_attrs["worker"]
+    pytest.fail("no trial got under way")
+
+
+def test_launcher_requeues_the_trial_of_a_killed_worker(tmp_path: Path) -> None:
+    study_path = _slow_study(tmp_path, "launcher-kill", trials=3)
+    launcher = _start_run(tmp_path, study_path, workers=2)
+    victim_id = _running_worker(tmp_path, "launcher-kill")
     pids = _worker_pids(victim_id)
     assert len(pids) == 1
     os.kill(pids[0], signal.SIGKILL)
@@ -94,8 +109,7 @@ def test_launcher_requeues_the_trial_of_a_killed_worker(tmp_path: Path) -> None:
     assert launcher.returncode == 0, out
     assert "re-queued" in out
 
-    trials = optuna.load_study(study_name="launcher-kill",
-                               storage=dashboard_get_storage(str(journal))).get_trials()
+    trials = _trials(tmp_path, "launcher-kill")
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert len(failed) == 1 and failed[0].user_attrs["worker"] == victim_id
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number]
@@ -124,3 +138,42 @@ def test_diverged_trials_are_recorded_and_the_worker_goes_on(tmp_path: Path) -> 
         assert t.state == TrialState.FAIL
         assert t.user_attrs["ended"].startswith("diverged: training diverged at generator step")
         assert "not finite" in t.user_attrs["ended"]
+
+
+def test_ctrl_c_on_hpo_run_stops_workers_and_requeues(tmp_path: Path) -> None:
+    study_path = _slow_study(tmp_path, "ctrl-c", trials=2)
+    launcher = _start_run(tmp_path, study_path, workers=1)
+    _running_worker(tmp_path, "ctrl-c")
+    launcher.send_signal(signal.SIGINT)
+    out, _ = launcher.communicate(timeout=90)
+    assert launcher.returncode == 130, out
+    trials = _trials(tmp_path, "ctrl-c")
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    stopped = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(stopped) == 1 and stopped[0].user_attrs["ended"].startswith("interrupted")
+    assert [t.state for t in trials if t.system_attrs.get("failed_trial") == stopped[0].number] \
+        == [TrialState.WAITING]
+
+
+def test_next_run_recovers_trials_of_a_run_killed_outright(tmp_path: Path) -> None:
+    """Launcher and worker both SIGKILLed: the trial is stuck RUNNING until the next `hpo run`,
+    which sees its process is gone, re-queues it and completes the budget."""
+    study_path = _slow_study(tmp_path, "killed-run", trials=2)
+    launcher = _start_run(tmp_path, study_path, workers=1)
+    victim_id = _running_worker(tmp_path, "killed-run")
+    launcher.kill()
+    launcher.wait()
+    for pid in _worker_pids(victim_id):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while _worker_pids(victim_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [t.state for t in _trials(tmp_path, "killed-run")] == [TrialState.RUNNING]
+
+    again = subprocess.run(hpo_cmd("run", str(study_path), "--workers", "1"), cwd=tmp_path,
+                           env=hpo_env(), text=True, capture_output=True, timeout=400)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "left RUNNING by a dead process; re-queued" in again.stdout
+    trials = _trials(tmp_path, "killed-run")
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
