@@ -120,8 +120,10 @@ against it for parallel workers; under heavier contention it raises `database is
 whereas the journal file is designed for several processes appending at once. The
 journal has no heartbeat: on the embedded default, `hpo run` (the local launcher) watches its
 worker processes and, when one dies, fails and re-queues its running trial and starts a
-replacement (tested in `tests/test_hpo_embedded.py`). Workers started by hand with `hpo worker`
-on the journal file have no such guard; use Postgres for that.
+replacement; if the whole run was killed outright, the next `hpo run` re-queues the trials
+whose worker process on this host is gone (both tested in `tests/test_hpo_embedded.py`).
+Workers started by hand with `hpo worker` on the journal file have no such guard; use Postgres
+for that.
 
 Dashboard: `hpo dashboard` serves optuna-dashboard on the same storage and the artifact directory
 (`--artifacts`, else `HPO_ARTIFACTS`, else `runs/artifacts`).
