@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from hpo.budget import budget_counts, retry_trial
 from hpo.report import summary
-from hpo.storage import DEFAULT_STORAGE, display_url, ensure_study
+from hpo.storage import DEFAULT_ARTIFACTS, DEFAULT_STORAGE, display_url, ensure_study
 from hpo.study_file import StudySpec
 
 MAX_RESTARTS_PER_SLOT = 3
@@ -111,7 +111,7 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
     print("\n" + summary(study, spec.budget.trials), file=out)
     print(f"\nbrowse it:  {_dashboard_command(url, artifacts)}", file=out)
     print(f"export it:  hpo export {spec.name} --top 3 --out runs/{spec.name}-best.yaml"
-          + ("" if url == DEFAULT_STORAGE else f" --storage {shlex.quote(url)}"), file=out)
+          f"{_storage_flag(url)}", file=out)
     if stop["signal"] is not None:
         print("interrupted: workers stopped; their trials were re-queued", file=out)
         return 130
@@ -186,8 +186,13 @@ def _alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
+def _storage_flag(url: str) -> str:
+    """The ``--storage`` a printed command needs: none for the embedded default."""
+    return "" if url == DEFAULT_STORAGE else f" --storage {shlex.quote(url)}"
+
+
 def _dashboard_command(url: str, artifacts: str) -> str:
-    flags = "" if url == DEFAULT_STORAGE else f" --storage {shlex.quote(url)}"
-    if artifacts != "runs/artifacts":
+    flags = _storage_flag(url)
+    if artifacts != DEFAULT_ARTIFACTS:
         flags += f" --artifacts {shlex.quote(artifacts)}"
     return f"hpo dashboard{flags}   (then open http://127.0.0.1:8080)"

@@ -39,9 +39,7 @@ def mode_coverage(
         raise ValueError(f"min_share must be in (0, 1], got {min_share!r}")
     y = np.concatenate(check_replicates(samples, min_points=1))
     m = y.shape[0]
-    comp_lp = target.component_log_prob(y)  # (m, K) = -d^2/2 - log det L - log 2 pi
-    log_det = np.log(target._chol[:, 0, 0]) + np.log(target._chol[:, 1, 1])
-    d2 = -2.0 * (comp_lp + log_det + np.log(2.0 * np.pi))
+    d2 = target.mahalanobis_sq(y)  # (m, K)
     active = target.weights > 0
     d2[:, ~active] = np.inf
     nearest = np.argmin(d2, axis=1)

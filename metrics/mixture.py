@@ -161,6 +161,11 @@ class GaussianMixture:
 
     def component_log_prob(self, x: np.ndarray) -> np.ndarray:
         """Log density of each component (without its weight) at ``x``: shape (n, K), nats."""
+        log_det = np.log(self._chol[:, 0, 0]) + np.log(self._chol[:, 1, 1])
+        return -0.5 * self.mahalanobis_sq(x) - log_det - math.log(2.0 * math.pi)
+
+    def mahalanobis_sq(self, x: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance of ``x`` to each component: shape (n, K)."""
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != 2:
             raise ValueError(f"x must have shape (n, 2), got {x.shape}")
@@ -168,8 +173,7 @@ class GaussianMixture:
         l11, l21, l22 = self._chol[:, 0, 0], self._chol[:, 1, 0], self._chol[:, 1, 1]
         z1 = diff[..., 0] / l11
         z2 = (diff[..., 1] - l21 * z1) / l22
-        log_det = np.log(l11) + np.log(l22)
-        return -0.5 * (z1**2 + z2**2) - log_det - math.log(2.0 * math.pi)
+        return z1**2 + z2**2
 
     def log_prob(self, x: np.ndarray) -> np.ndarray:
         """Exact log density log q(x) in nats, for ``x`` of shape (n, 2); returns shape (n,)."""

@@ -107,3 +107,13 @@ def study_variant(tmp_path: Path, name: str, **changes: Any) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def slow_study(tmp_path: Path, name: str, trials: int) -> Path:
+    """Classical only, no pruning, trials long enough (600 steps) to be caught mid-way."""
+    spec = yaml.safe_load(SMOKE.read_text())
+    return study_variant(
+        tmp_path, name, budget={"trials": trials, "steps": 600, "eval_every": 100},
+        pruner={"kind": "none"},
+        search={"shared": spec["search"]["shared"],
+                "generators": {"classical": spec["search"]["generators"]["classical"]}})

@@ -14,7 +14,7 @@ import yaml
 from optuna.trial import TrialState
 from optuna_dashboard._storage_url import get_storage as dashboard_get_storage
 
-from tests.conftest import SMOKE, hpo_cmd, hpo_env, study_variant
+from tests.conftest import SMOKE, hpo_cmd, hpo_env, slow_study, study_variant
 
 BUDGET = yaml.safe_load(SMOKE.read_text())["budget"]["trials"]
 
@@ -56,16 +56,6 @@ def _worker_pids(marker: str) -> list[int]:
     return pids
 
 
-def _slow_study(tmp_path: Path, name: str, trials: int) -> Path:
-    """Classical only, trials long enough to be caught mid-way, no pruning."""
-    spec = yaml.safe_load(SMOKE.read_text())
-    return study_variant(
-        tmp_path, name, budget={"trials": trials, "steps": 600, "eval_every": 100},
-        pruner={"kind": "none"},
-        search={"shared": spec["search"]["shared"],
-                "generators": {"classical": spec["search"]["generators"]["classical"]}})
-
-
 def _trials(tmp_path: Path, name: str) -> list[optuna.trial.FrozenTrial]:
     journal = tmp_path / "runs" / "hpo.journal"
     return optuna.load_study(study_name=name,
@@ -94,7 +84,7 @@ def _running_worker(tmp_path: Path, name: str, timeout: float = 180) -> str:
 
 
 def test_launcher_requeues_the_trial_of_a_killed_worker(tmp_path: Path) -> None:
-    study_path = _slow_study(tmp_path, "launcher-kill", trials=3)
+    study_path = slow_study(tmp_path, "launcher-kill", trials=3)
     launcher = _start_run(tmp_path, study_path, workers=2)
     victim_id = _running_worker(tmp_path, "launcher-kill")
     pids = _worker_pids(victim_id)
@@ -141,7 +131,7 @@ def test_diverged_trials_are_recorded_and_the_worker_goes_on(tmp_path: Path) -> 
 
 
 def test_ctrl_c_on_hpo_run_stops_workers_and_requeues(tmp_path: Path) -> None:
-    study_path = _slow_study(tmp_path, "ctrl-c", trials=2)
+    study_path = slow_study(tmp_path, "ctrl-c", trials=2)
     launcher = _start_run(tmp_path, study_path, workers=1)
     _running_worker(tmp_path, "ctrl-c")
     launcher.send_signal(signal.SIGINT)
@@ -158,7 +148,7 @@ def test_ctrl_c_on_hpo_run_stops_workers_and_requeues(tmp_path: Path) -> None:
 def test_next_run_recovers_trials_of_a_run_killed_outright(tmp_path: Path) -> None:
     """Launcher and worker both SIGKILLed: the trial is stuck RUNNING until the next `hpo run`,
     which sees its process is gone, re-queues it and completes the budget."""
-    study_path = _slow_study(tmp_path, "killed-run", trials=2)
+    study_path = slow_study(tmp_path, "killed-run", trials=2)
     launcher = _start_run(tmp_path, study_path, workers=1)
     victim_id = _running_worker(tmp_path, "killed-run")
     launcher.kill()

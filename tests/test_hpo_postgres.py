@@ -15,7 +15,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tests.conftest import SMOKE, run_hpo, start_hpo, study_variant
+from tests.conftest import SMOKE, run_hpo, slow_study, start_hpo, study_variant
 
 SMOKE_SPEC = yaml.safe_load(SMOKE.read_text())
 BUDGET = SMOKE_SPEC["budget"]["trials"]
@@ -132,16 +132,6 @@ def test_export_then_train_reproduces_the_trial(smoke_on_postgres: str, tmp_path
     assert got["kl_ci"] == pytest.approx(best.user_attrs["kl_ci"], rel=1e-9, abs=1e-9)
 
 
-def _slow_study(tmp_path: Path, name: str, trials: int) -> Path:
-    """Classical only, long enough trials to be caught mid-way; fast heartbeats."""
-    spec = yaml.safe_load(SMOKE.read_text())
-    generators = {"classical": spec["search"]["generators"]["classical"]}
-    return study_variant(tmp_path, name, budget={"trials": trials, "steps": 600,
-                                                 "eval_every": 100},
-                         pruner={"kind": "none"},
-                         search={"shared": spec["search"]["shared"], "generators": generators})
-
-
 def _wait_for_running(url: str, name: str, worker_id: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -158,7 +148,7 @@ def _wait_for_running(url: str, name: str, worker_id: str, timeout: float = 120)
 
 def test_killed_worker_trial_is_retried_and_budget_completes(pg_url: str, tmp_path: Path
                                                              ) -> None:
-    study = _slow_study(tmp_path, "sigkill", trials=3)
+    study = slow_study(tmp_path, "sigkill", trials=3)
     assert run_hpo("init", str(study), "--storage", pg_url, cwd=tmp_path).returncode == 0
     victim = start_hpo("worker", str(study), "--storage", pg_url, "--worker-id", "victim",
                        cwd=tmp_path, log=tmp_path / "victim.log")
@@ -184,7 +174,7 @@ def test_killed_worker_trial_is_retried_and_budget_completes(pg_url: str, tmp_pa
 
 
 def test_sigterm_stops_cleanly_and_requeues(pg_url: str, tmp_path: Path) -> None:
-    study = _slow_study(tmp_path, "sigterm", trials=2)
+    study = slow_study(tmp_path, "sigterm", trials=2)
     worker = start_hpo("worker", str(study), "--storage", pg_url, "--worker-id", "stopped",
                        cwd=tmp_path, log=tmp_path / "stopped.log")
     _wait_for_running(pg_url, "sigterm", "stopped")
