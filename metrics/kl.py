@@ -6,13 +6,21 @@
 generator samples at ``n_target`` fresh target points drawn from a fixed evaluation seed, so every
 trial is scored on the same points. The default ``method="knn"`` uses the k-nearest-neighbour
 density with the digamma term; ``method="kde"`` a fixed-bandwidth Gaussian KDE (Scott's rule unless
-``bandwidth`` is given). With ``bias_correction=True`` the estimator's own mean when P = Q at the
-same (target, n_target, m, k/bandwidth, seed) is subtracted; it is computed once per process by
-Monte Carlo and cached.
+``bandwidth`` is given).
+
+The raw estimate is biased at finite m, mostly where Q has mass that P's m samples barely reach.
+A correction subtracts the estimator's own bias, measured by Monte Carlo at a distribution whose
+density is known exactly and which looks like P:
+
+- ``correction="refit"`` (default): Q's mixture refitted to the samples by EM
+  (:func:`metrics.refit.refit_mixture`), ``N_REFIT_DRAWS`` draws of size m, per call;
+- ``correction="null"``: Q itself (the P = Q correction of DESIGN.md), 128 draws, cached;
+- ``correction="none"``: no correction.
 
 A generator with bounded support (or any P that puts no mass where Q does) has, formally, infinite
 KL(Q||P). The estimate is then finite: it grows with the Q-mass that P misses and with how far that
 mass lies from P's samples, so it still ranks such generators, but it is not the (infinite) truth.
+With ``"refit"`` the missing mass is priced by the refitted mixture's Gaussian tails.
 """
 
 from __future__ import annotations
@@ -28,21 +36,29 @@ from scipy import stats
 from ._density import kde_log_density, knn_log_density
 from ._validation import check_replicates, check_target
 from .mixture import GaussianMixture
+from .refit import refit_mixture
 
-__all__ = ["DEFAULT_K", "DEFAULT_N_TARGET", "KLEstimate", "METHODS", "kl_divergence"]
+__all__ = [
+    "CORRECTIONS", "DEFAULT_K", "DEFAULT_N_TARGET", "KLEstimate", "METHODS", "kl_divergence",
+]
 
 #: Default number of target evaluation points.
 DEFAULT_N_TARGET = 20_000
-#: Default neighbour rank for ``method="knn"`` (see docs/kl-estimators.md for why 1).
-DEFAULT_K = 1
+#: Default neighbour rank for ``method="knn"`` (see docs/kl-estimators.md for why 4).
+DEFAULT_K = 4
 #: Estimators ``kl_divergence`` accepts.
 METHODS: tuple[str, ...] = ("knn", "kde")
-#: P = Q replicates averaged for the finite-sample correction, per method.
+#: Finite-sample corrections ``kl_divergence`` accepts (see the module docstring).
+CORRECTIONS: tuple[str, ...] = ("refit", "null", "none")
+#: P = Q draws averaged for ``correction="null"``, per method (once per process, cached).
 N_NULL = {"knn": 128, "kde": 16}
+#: Draws from the refitted mixture averaged for ``correction="refit"``, per method (every call).
+N_REFIT_DRAWS = {"knn": 8, "kde": 2}
 
 # Stream tags that keep evaluation points and P = Q draws apart from default_rng(seed).
 _EVAL_STREAM = 0x51A7
 _NULL_STREAM = 0x9E11
+_REFIT_STREAM = 0x2EF1
 
 
 @dataclass(frozen=True)
@@ -74,7 +90,9 @@ class KLEstimate:
     seed : int
         Evaluation seed.
     correction : float
-        The P = Q mean that was subtracted from every replicate (0.0 without bias correction).
+        The estimated bias that was subtracted from every replicate (0.0 with no correction).
+    correction_method : str
+        ``"refit"``, ``"null"`` or ``"none"``: where that bias was measured.
     values : tuple of float
         The per-replicate estimates.
     """
@@ -91,6 +109,7 @@ class KLEstimate:
     bandwidth: float | None
     seed: int
     correction: float
+    correction_method: str
     values: tuple[float, ...]
 
     def as_dict(self) -> dict[str, Any]:
@@ -155,6 +174,33 @@ def _null_mean(
     return float(np.mean(draws))
 
 
+def _refit_bias(
+    target: GaussianMixture,
+    pooled: np.ndarray,
+    n: int,
+    m: int,
+    method: str,
+    k: int,
+    bandwidth: float | None,
+    seed: int,
+) -> float:
+    """Mean error of the uncorrected estimator at Q refitted to ``pooled``, over draws of size m.
+
+    At that stand-in the truth on the evaluation points is known exactly (its log density), so
+    ``mean(raw) - truth`` is the estimator's bias for a P shaped like the samples. Draws are seeded
+    from (seed, m, k), so the same samples always give the same value.
+    """
+    x, _ = _evaluation_points(target, n, seed)
+    stand_in = refit_mixture(target, pooled)
+    log_p = stand_in.log_prob(x)
+    rng = np.random.default_rng([_REFIT_STREAM, seed, m, k])
+    draws = [
+        _raw_estimate(x, log_p, stand_in.sample(m, rng), method, k, bandwidth)
+        for _ in range(N_REFIT_DRAWS[method])
+    ]
+    return float(np.mean(draws))
+
+
 def kl_divergence(
     target: GaussianMixture,
     samples: Any,
@@ -163,7 +209,7 @@ def kl_divergence(
     n_target: int = DEFAULT_N_TARGET,
     k: int = DEFAULT_K,
     method: str = "knn",
-    bias_correction: bool = True,
+    correction: str = "refit",
     bandwidth: float | None = None,
 ) -> KLEstimate:
     """Estimate KL(Q||P) in nats, Q = ``target`` (exact), P known through ``samples``.
@@ -179,13 +225,14 @@ def kl_divergence(
         Fixes the ``n_target`` evaluation points drawn from Q (and the P = Q correction draws).
     n_target : int, default 20000
         Number of target evaluation points.
-    k : int, default 1
+    k : int, default 4
         Neighbour rank for ``method="knn"``; ``m`` must exceed it.
     method : {"knn", "kde"}, default "knn"
         Density estimator for log p.
-    bias_correction : bool, default True
-        Subtract the estimator's mean at P = Q for the same (target, n_target, m, k or bandwidth,
-        seed), computed once per process (128 exact draws for knn, 16 for kde) and cached.
+    correction : {"refit", "null", "none"}, default "refit"
+        Subtract the estimator's bias measured at Q refitted to all replicates' samples
+        (``"refit"``: 8 draws of size m for knn, 2 for kde, every call), at Q itself (``"null"``:
+        128 draws for knn, 16 for kde, cached per process), or nothing (``"none"``).
     bandwidth : float or None, default None
         ``method="kde"`` only: isotropic kernel standard deviation; None is Scott's rule.
 
@@ -204,6 +251,8 @@ def kl_divergence(
     check_target(target)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
     seed = _check_int("seed", seed, 0)
     n_target = _check_int("n_target", n_target, 2)
     if method == "knn":
@@ -225,9 +274,13 @@ def kl_divergence(
     m = sizes.pop()
 
     x, log_q = _evaluation_points(target, n_target, seed)
-    offset = (
-        _null_mean(target, n_target, m, method, k, bandwidth, seed) if bias_correction else 0.0
-    )
+    if correction == "refit":
+        pooled = np.concatenate(reps)
+        offset = _refit_bias(target, pooled, n_target, m, method, k, bandwidth, seed)
+    elif correction == "null":
+        offset = _null_mean(target, n_target, m, method, k, bandwidth, seed)
+    else:
+        offset = 0.0
     values = np.array([_raw_estimate(x, log_q, y, method, k, bandwidth) for y in reps]) - offset
     if not np.all(np.isfinite(values)):  # pragma: no cover - guarded by the distance floor
         raise ValueError(f"KL estimate is not finite ({values.tolist()}); check the samples")
@@ -253,5 +306,6 @@ def kl_divergence(
         bandwidth=bandwidth,
         seed=seed,
         correction=float(offset),
+        correction_method=correction,
         values=tuple(float(v) for v in values),
     )
