@@ -8,11 +8,12 @@ numpy/scipy (and POT for Wasserstein) only. All divergences are in nats.
 """
 
 from .coverage import mode_coverage
-from .kl import DEFAULT_K, DEFAULT_N_TARGET, METHODS, KLEstimate, kl_divergence
+from .kl import CORRECTIONS, DEFAULT_K, DEFAULT_N_TARGET, METHODS, KLEstimate, kl_divergence
 from .mixture import PRESETS, GaussianMixture
 from .wasserstein import wasserstein2
 
 __all__ = [
+    "CORRECTIONS",
     "DEFAULT_K",
     "DEFAULT_N_TARGET",
     "METHODS",

@@ -12,8 +12,9 @@ The raw estimate is biased at finite m, mostly where Q has mass that P's m sampl
 A correction subtracts the estimator's own bias, measured by Monte Carlo at a distribution whose
 density is known exactly and which looks like P:
 
-- ``correction="refit"`` (default): Q's mixture refitted to the samples by EM
-  (:func:`metrics.refit.refit_mixture`), ``N_REFIT_DRAWS`` draws of size m, per call;
+- ``correction="refit"`` (default): Q's mixture refitted to the samples by EM, with components
+  added while BIC asks for them (:func:`metrics.refit.stand_in_mixture`), ``N_REFIT_DRAWS``
+  draws of size m, per call;
 - ``correction="null"``: Q itself (the P = Q correction of DESIGN.md), 128 draws, cached;
 - ``correction="none"``: no correction.
 
@@ -36,7 +37,7 @@ from scipy import stats
 from ._density import kde_log_density, knn_log_density
 from ._validation import check_replicates, check_target
 from .mixture import GaussianMixture
-from .refit import refit_mixture
+from .refit import stand_in_mixture
 
 __all__ = [
     "CORRECTIONS", "DEFAULT_K", "DEFAULT_N_TARGET", "KLEstimate", "METHODS", "kl_divergence",
@@ -53,7 +54,7 @@ CORRECTIONS: tuple[str, ...] = ("refit", "null", "none")
 #: P = Q draws averaged for ``correction="null"``, per method (once per process, cached).
 N_NULL = {"knn": 128, "kde": 16}
 #: Draws from the refitted mixture averaged for ``correction="refit"``, per method (every call).
-N_REFIT_DRAWS = {"knn": 8, "kde": 2}
+N_REFIT_DRAWS = {"knn": 6, "kde": 2}
 
 # Stream tags that keep evaluation points and P = Q draws apart from default_rng(seed).
 _EVAL_STREAM = 0x51A7
@@ -151,54 +152,51 @@ def _raw_estimate(
     return float(np.mean(log_q - log_p))
 
 
-@lru_cache(maxsize=256)
-def _null_mean(
-    target: GaussianMixture,
-    n: int,
+def _bias_at(
+    stand_in: GaussianMixture,
+    x: np.ndarray,
     m: int,
+    draws: int,
+    rng: np.random.Generator,
     method: str,
     k: int,
     bandwidth: float | None,
+) -> float:
+    """Mean error of the uncorrected estimator when P is ``stand_in``, over ``draws`` of size m.
+
+    The stand-in's density is known exactly, so its own ``log p`` replaces ``log q`` and the truth
+    on the evaluation points is exactly 0: the mean is the estimator's bias for such a P.
+    """
+    log_p = stand_in.log_prob(x)
+    return float(np.mean([
+        _raw_estimate(x, log_p, stand_in.sample(m, rng), method, k, bandwidth)
+        for _ in range(draws)
+    ]))
+
+
+@lru_cache(maxsize=256)
+def _null_mean(
+    target: GaussianMixture, n: int, m: int, method: str, k: int, bandwidth: float | None,
     seed: int,
 ) -> float:
-    """Mean of the uncorrected estimator when P = Q, over ``N_NULL[method]`` exact draws of size m.
-
-    The truth is exactly 0 there, so this is the estimator's finite-sample bias at P = Q.
-    """
-    x, log_q = _evaluation_points(target, n, seed)
+    """The bias at P = Q, over ``N_NULL[method]`` exact draws of size m (cached per process)."""
+    x, _ = _evaluation_points(target, n, seed)
     rng = np.random.default_rng([_NULL_STREAM, seed, m, k])
-    draws = [
-        _raw_estimate(x, log_q, target.sample(m, rng), method, k, bandwidth)
-        for _ in range(N_NULL[method])
-    ]
-    return float(np.mean(draws))
+    return _bias_at(target, x, m, N_NULL[method], rng, method, k, bandwidth)
 
 
 def _refit_bias(
-    target: GaussianMixture,
-    pooled: np.ndarray,
-    n: int,
-    m: int,
-    method: str,
-    k: int,
-    bandwidth: float | None,
-    seed: int,
+    target: GaussianMixture, pooled: np.ndarray, n: int, m: int, method: str, k: int,
+    bandwidth: float | None, seed: int,
 ) -> float:
-    """Mean error of the uncorrected estimator at Q refitted to ``pooled``, over draws of size m.
+    """The bias at Q refitted to ``pooled``, over ``N_REFIT_DRAWS[method]`` draws of size m.
 
-    At that stand-in the truth on the evaluation points is known exactly (its log density), so
-    ``mean(raw) - truth`` is the estimator's bias for a P shaped like the samples. Draws are seeded
-    from (seed, m, k), so the same samples always give the same value.
+    Draws are seeded from (seed, m, k), so the same samples always give the same value.
     """
     x, _ = _evaluation_points(target, n, seed)
-    stand_in = refit_mixture(target, pooled)
-    log_p = stand_in.log_prob(x)
     rng = np.random.default_rng([_REFIT_STREAM, seed, m, k])
-    draws = [
-        _raw_estimate(x, log_p, stand_in.sample(m, rng), method, k, bandwidth)
-        for _ in range(N_REFIT_DRAWS[method])
-    ]
-    return float(np.mean(draws))
+    stand_in = stand_in_mixture(target, pooled)
+    return _bias_at(stand_in, x, m, N_REFIT_DRAWS[method], rng, method, k, bandwidth)
 
 
 def kl_divergence(
@@ -231,7 +229,7 @@ def kl_divergence(
         Density estimator for log p.
     correction : {"refit", "null", "none"}, default "refit"
         Subtract the estimator's bias measured at Q refitted to all replicates' samples
-        (``"refit"``: 8 draws of size m for knn, 2 for kde, every call), at Q itself (``"null"``:
+        (``"refit"``: 6 draws of size m for knn, 2 for kde, every call), at Q itself (``"null"``:
         128 draws for knn, 16 for kde, cached per process), or nothing (``"none"``).
     bandwidth : float or None, default None
         ``method="kde"`` only: isotropic kernel standard deviation; None is Scott's rule.

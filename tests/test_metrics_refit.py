@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from metrics import GaussianMixture
-from metrics.refit import VARIANCE_FLOOR, refit_mixture
+from metrics.refit import VARIANCE_FLOOR, refit_mixture, split_components, stand_in_mixture
 
 GG = GaussianMixture.preset("gaussgan")
 R8 = GaussianMixture.preset("ring8")
@@ -51,3 +51,35 @@ def test_collapsed_samples_give_a_narrow_not_singular_fit():
     fit = refit_mixture(GG, np.tile([[1.0, 2.0]], (500, 1)))
     assert fit.n_components == 1
     np.testing.assert_allclose(fit.covariances[0], VARIANCE_FLOOR * np.eye(2), rtol=1e-9)
+
+
+def _moments(g: GaussianMixture) -> tuple[np.ndarray, np.ndarray]:
+    mean = g.weights @ g.means
+    second = np.einsum("k,kij->ij", g.weights, g.covariances + np.einsum("ki,kj->kij", g.means,
+                                                                           g.means))
+    return mean, second - np.outer(mean, mean)
+
+
+def test_split_keeps_the_mixture_mean_and_covariance():
+    g = GaussianMixture([0.6, 0.4], [[0.0, 0.0], [3.0, 1.0]], [[[2.0, 0.5], [0.5, 1.0]], np.eye(2)])
+    split = split_components(g, 2)
+    assert split.n_components == 4
+    for a, b in zip(_moments(split), _moments(g), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+    assert np.all(np.linalg.eigvalsh(split.covariances) > 0)
+
+
+@pytest.mark.parametrize("q,p", [(GG, GG), (R8, R8.subset(range(7)))], ids=["gaussgan", "ring8-7"])
+def test_stand_in_keeps_the_start_family_for_mixture_samples(q, p):
+    assert stand_in_mixture(q, p.sample(10_000, 8)).n_components == p.n_components
+
+
+def test_stand_in_grows_for_a_curved_generator():
+    z = np.random.default_rng(9).standard_normal((10_000, 2))
+    z[:, 1] += 0.6 * (z[:, 0] ** 2 - 1)  # a banana: one Gaussian fits it badly
+    start = GaussianMixture([1.0], [[0.0, 0.0]], [np.eye(2)])
+    fit = stand_in_mixture(start, z)
+    assert fit.n_components >= 3
+    held_out = np.random.default_rng(10).standard_normal((10_000, 2))
+    held_out[:, 1] += 0.6 * (held_out[:, 0] ** 2 - 1)
+    assert fit.log_prob(held_out).mean() > refit_mixture(start, z).log_prob(held_out).mean() + 0.05
