@@ -248,29 +248,27 @@ def render(rows, head, reps: int) -> tuple[str, list[str]]:
         f"n=20000, m=2000, 5 replicates, warm: {med:.3f} s on {preset} (median of 20; max "
         f"{mx:.3f} s; target 0.2 s)" for preset, (med, mx) in head.items()
     ]
-    ratios = {}
+    ours = pooled_rmse(rows, OURS, 2000, in_family)
+    peers = {peer: pooled_rmse(rows, peer, 2000, in_family) for peer in PEERS}
     for peer, how in PEERS.items():
-        a, b = pooled_rmse(rows, OURS, 2000, in_family), pooled_rmse(rows, peer, 2000, in_family)
-        ratios[peer] = b / a
         figures.append(f"RMSE at m=2000, pooled over the 9 mixture cases without dropped modes: "
-                       f"ours {a:.4f} nats, universal-divergence ({how}) {b:.4f}: "
-                       f"{b / a:.1f}x lower")
+                       f"ours {ours:.4f} nats, universal-divergence ({how}) {peers[peer]:.4f}: "
+                       f"{peers[peer] / ours:.1f}x lower")
     a, b = (pooled_rmse(rows, e, 2000, out_of_family) for e in (OURS, "universal-divergence n=m"))
     figures.append(f"the same over the 4 cases outside the mixture family (Student-t, banana): "
                    f"ours {a:.4f}, universal-divergence (n=m) {b:.4f}: {b / a:.1f}x lower")
     first = pooled_rmse(rows, DESIGN_FIRST, 2000, in_family)
     figures.append(f"the estimator as DESIGN.md first wrote it (k=1, P=Q correction): "
                    f"{first:.4f} on the 9 mixture cases")
-    usual = ratios["universal-divergence n=m"]
+    usual = peers["universal-divergence n=m"] / ours
     figures.append(f"target of issue 2 (>= 3x lower RMSE than universal-divergence at m=2000): "
                    f"{'met' if usual >= 3 else 'NOT met'} against its usual use ({usual:.1f}x); "
-                   f"{ratios['universal-divergence']:.1f}x against the peer given {UD_N} target "
-                   f"samples, where the efficiency bound below caps any estimator")
+                   f"{peers['universal-divergence'] / ours:.1f}x against the peer given {UD_N} "
+                   f"target samples, where the efficiency bound below caps any estimator")
     bounds = [(c, efficiency_bound(q, p, 2000)) for c, q, p in cases() if in_family(c)
               or out_of_family(c)]
-    pooled_bound = math.sqrt(np.mean([b**2 for _, b in bounds if in_family(_)]))
-    std_of = {(r["case"], r["estimator"]): r for r in rows if r["m"] == 2000}
-    peer_big = pooled_rmse(rows, "universal-divergence", 2000, in_family)
+    pooled_bound = math.sqrt(np.mean([b**2 for c, b in bounds if in_family(c)]))
+    peer_big = peers["universal-divergence"]
     names = [c for c, _, _ in cases()]
     dropped = [c for c in names if "dropped" in c]
     narrow = [c for c in names if "narrow" in c]
@@ -334,7 +332,7 @@ def render(rows, head, reps: int) -> tuple[str, list[str]]:
         "q/p - 1; chi^2 by Monte Carlo over 10^6 draws of Q). At P = Q the bound is 0: there the",
         "spread is pure finite-sample noise, which larger k removes.",
         f"Pooled over the 9 mixture cases the bound is {pooled_bound:.4f} nats; ours is "
-        f"{pooled_rmse(rows, OURS, 2000, in_family):.4f}. 3x below the peer given {UD_N} target",
+        f"{ours:.4f}. 3x below the peer given {UD_N} target",
         f"samples would take {peer_big / 3:.4f} ({peer_big:.4f} / 3), below the bound: out of "
         "reach for any regular estimator.",
         "",
@@ -342,7 +340,7 @@ def render(rows, head, reps: int) -> tuple[str, list[str]]:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for case, bound in bounds:
-        o, d, u = (std_of[case, e] for e in (OURS, DESIGN_FIRST, "universal-divergence n=m"))
+        o, d, u = (cell(rows, case, e) for e in (OURS, DESIGN_FIRST, "universal-divergence n=m"))
         shown = f"{bound:.4f}" if bound < 1 else "> 1 (q/p unbounded)"
         out.append(f"| {case} | {shown} | {o['std']:.4f} | {o['bias']:+.4f} | {d['std']:.4f} "
                    f"| {d['bias']:+.4f} | {u['std']:.4f} |")

@@ -56,7 +56,8 @@ N_NULL = {"knn": 128, "kde": 16}
 #: Draws from the refitted mixture averaged for ``correction="refit"``, per method (every call).
 N_REFIT_DRAWS = {"knn": 6, "kde": 2}
 
-# Stream tags that keep evaluation points and P = Q draws apart from default_rng(seed).
+# Stream tags that keep evaluation points, P = Q draws and stand-in draws apart from
+# default_rng(seed).
 _EVAL_STREAM = 0x51A7
 _NULL_STREAM = 0x9E11
 _REFIT_STREAM = 0x2EF1
@@ -155,6 +156,7 @@ def _raw_estimate(
 def _bias_at(
     stand_in: GaussianMixture,
     x: np.ndarray,
+    log_p: np.ndarray,
     m: int,
     draws: int,
     rng: np.random.Generator,
@@ -164,10 +166,9 @@ def _bias_at(
 ) -> float:
     """Mean error of the uncorrected estimator when P is ``stand_in``, over ``draws`` of size m.
 
-    The stand-in's density is known exactly, so its own ``log p`` replaces ``log q`` and the truth
-    on the evaluation points is exactly 0: the mean is the estimator's bias for such a P.
+    ``log_p`` is the stand-in's exact log density at ``x``; it replaces ``log q``, so the truth on
+    the evaluation points is exactly 0 and the mean is the estimator's bias for such a P.
     """
-    log_p = stand_in.log_prob(x)
     return float(np.mean([
         _raw_estimate(x, log_p, stand_in.sample(m, rng), method, k, bandwidth)
         for _ in range(draws)
@@ -180,9 +181,9 @@ def _null_mean(
     seed: int,
 ) -> float:
     """The bias at P = Q, over ``N_NULL[method]`` exact draws of size m (cached per process)."""
-    x, _ = _evaluation_points(target, n, seed)
+    x, log_q = _evaluation_points(target, n, seed)
     rng = np.random.default_rng([_NULL_STREAM, seed, m, k])
-    return _bias_at(target, x, m, N_NULL[method], rng, method, k, bandwidth)
+    return _bias_at(target, x, log_q, m, N_NULL[method], rng, method, k, bandwidth)
 
 
 def _refit_bias(
@@ -196,7 +197,9 @@ def _refit_bias(
     x, _ = _evaluation_points(target, n, seed)
     rng = np.random.default_rng([_REFIT_STREAM, seed, m, k])
     stand_in = stand_in_mixture(target, pooled)
-    return _bias_at(stand_in, x, m, N_REFIT_DRAWS[method], rng, method, k, bandwidth)
+    return _bias_at(
+        stand_in, x, stand_in.log_prob(x), m, N_REFIT_DRAWS[method], rng, method, k, bandwidth
+    )
 
 
 def kl_divergence(
@@ -220,7 +223,7 @@ def kl_divergence(
         Generator draws; a list holds R independent draws of equal size m, which give the standard
         error and confidence interval.
     seed : int, default 0
-        Fixes the ``n_target`` evaluation points drawn from Q (and the P = Q correction draws).
+        Fixes the ``n_target`` evaluation points drawn from Q (and the correction's draws).
     n_target : int, default 20000
         Number of target evaluation points.
     k : int, default 4
