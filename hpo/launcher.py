@@ -47,8 +47,8 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
     run_id = run_id or time.strftime("%Y%m%d-%H%M%S")
     log_dir = Path("runs/logs")
     log_dir.mkdir(parents=True, exist_ok=True)
-    slots = [_Slot(i, f"{spec.name}-{run_id}-w{i}", log_dir / f"{spec.name}-{run_id}-w{i}.log")
-             for i in range(workers)]
+    ids = [f"{spec.name}-{run_id}-w{i}" for i in range(workers)]
+    slots = [_Slot(i, worker_id, log_dir / f"{worker_id}.log") for i, worker_id in enumerate(ids)]
 
     def start(slot: _Slot) -> None:
         slot.log = open(slot.log_path, "a")  # noqa: SIM115 - lives as long as the worker
@@ -86,8 +86,8 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
                     continue
                 if code != 0:
                     _recover(study, spec, slot, code, out)
-                    if slot.restarts < MAX_RESTARTS_PER_SLOT and \
-                            budget_counts(study).finished < spec.budget.trials:
+                    finished = budget_counts(study.get_trials(deepcopy=False)).finished
+                    if slot.restarts < MAX_RESTARTS_PER_SLOT and finished < spec.budget.trials:
                         slot.restarts += 1
                         finish(slot)
                         start(slot)
@@ -107,7 +107,7 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
         for slot in slots:
             finish(slot)
 
-    counts = budget_counts(study)
+    counts = budget_counts(study.get_trials(deepcopy=False))
     print("\n" + summary(study, spec.budget.trials), file=out)
     print(f"\nbrowse it:  {_dashboard_command(url, artifacts)}", file=out)
     print(f"export it:  hpo export {spec.name} --top 3 --out runs/{spec.name}-best.yaml"
@@ -120,8 +120,9 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
 
 def _update(bar: tqdm, study: optuna.Study) -> None:
     """Redraw the bar when something changed (elapsed time alone is not news in a log file)."""
-    c = budget_counts(study)
-    best = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    trials = study.get_trials(deepcopy=False)
+    c = budget_counts(trials)
+    best = [t.value for t in trials if t.state == TrialState.COMPLETE]
     postfix = dict(running=c.running, pruned=c.pruned, failed=c.failed,
                    best_kl=f"{min(best):.4f}" if best else "-")
     if getattr(bar, "_last_postfix", None) == (c.finished, postfix):

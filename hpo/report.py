@@ -8,10 +8,10 @@ from optuna.trial import TrialState
 from hpo.budget import budget_counts
 
 
-def best_by_kind(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
+def best_by_kind(trials: list[optuna.trial.FrozenTrial]) -> dict[str, optuna.trial.FrozenTrial]:
     """The lowest-KL complete trial of each generator kind."""
     best: dict[str, optuna.trial.FrozenTrial] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    for t in (t for t in trials if t.state == TrialState.COMPLETE):
         kind = t.user_attrs.get("generator_kind", "?")
         if kind not in best or t.value < best[kind].value:
             best[kind] = t
@@ -20,14 +20,15 @@ def best_by_kind(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
 
 def summary(study: optuna.Study, budget: int | None = None) -> str:
     """Counts, then the best trial per generator kind with its 95% KL interval."""
-    c = budget_counts(study)
+    trials = study.get_trials(deepcopy=False)
+    c = budget_counts(trials)
     total = f"/{budget}" if budget is not None else ""
     lines = [
         f"study {study.study_name}: {c.finished}{total} finished "
         f"({c.complete} complete, {c.pruned} pruned, {c.failed} failed), "
         f"{c.running} running, {c.waiting} waiting",
     ]
-    best = best_by_kind(study)
+    best = best_by_kind(trials)
     if not best:
         lines.append("no complete trial yet")
         return "\n".join(lines)

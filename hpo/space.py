@@ -91,11 +91,8 @@ def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
     return config
 
 
-def original_trial_number(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
+def original_trial_number(trial: optuna.Trial) -> int:
     """A retried trial keeps the number, and so the seed, of the trial it replaces."""
-    if isinstance(trial, optuna.trial.FrozenTrial):
-        attrs = trial.system_attrs
-    else:
-        attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
+    attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
     retried = attrs.get("failed_trial")
     return int(retried) if retried is not None else trial.number

@@ -184,9 +184,9 @@ def ensure_study(url: str, spec: Any, *, sampler: optuna.samplers.BaseSampler | 
     return study
 
 
-def load_study(url: str, name: str, heartbeat: Any | None = None) -> optuna.Study:
+def load_study(url: str, name: str) -> optuna.Study:
     """An existing study by name, or :class:`UsageError` listing the studies there are."""
-    storage = open_storage(url, heartbeat)
+    storage = open_storage(url, None)
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:

@@ -55,7 +55,6 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
             raise WorkerStopped(f"worker {worker_id} received {signal.Signals(signum).name}")
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     ran = 0
     try:
         while not objective.stop_requested:
@@ -64,7 +63,7 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
                 break
             with quiet_experimental():
                 optuna.storages.fail_stale_trials(study)
-            counts = budget_counts(study)
+            counts = budget_counts(study.get_trials(deepcopy=False))
             if counts.finished >= spec.budget.trials:
                 break
             if counts.waiting == 0 and (counts.finished + counts.running
