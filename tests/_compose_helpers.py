@@ -36,6 +36,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
+from tests.conftest import hpo_env
+
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
@@ -319,7 +321,6 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
 @dataclass
 class Proc:
     name: str
-    argv: list[str]
     popen: subprocess.Popen
     log: Path
 
@@ -408,7 +409,7 @@ class ComposeEquivalent:
         """What the service's process sees: image ENV, then the service's environment, mapped."""
         svc = self.services[service]
         mounts = service_mounts(svc)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HPO_")}
+        env = hpo_env()
         env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
         for key, val in {**self.image_env, **service_environment(svc)}.items():
             if key.startswith("PIP_"):
@@ -447,7 +448,7 @@ class ComposeEquivalent:
                                      stdin=subprocess.DEVNULL,
                                      stdout=out if stdout else err, stderr=err,
                                      start_new_session=True)
-        proc = Proc(name, argv, popen, log)
+        proc = Proc(name, popen, log)
         self.procs.append(proc)
         return proc, published
 
@@ -466,10 +467,3 @@ class ComposeEquivalent:
         for proc in reversed(self.procs):
             stop(proc)
 
-
-def host_storage_url(compose_url: str, services: Mapping[str, Any]) -> str:
-    """A storage URL naming a compose service as host, as the test processes reach it."""
-    parts = urlsplit(compose_url)
-    assert parts.hostname in services, f"{compose_url!r} does not name a compose service"
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f"@{parts.hostname}",
-                                                                 "@127.0.0.1", 1)))

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 import sqlalchemy
 import torch
@@ -81,6 +82,15 @@ def hpo_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def journal_trials(cwd: Path, name: str) -> list[optuna.trial.FrozenTrial]:
+    """The trials of study ``name`` in the default embedded storage under ``cwd``, read with
+    optuna-dashboard's own loader (what a user's dashboard would see)."""
+    from optuna_dashboard._storage_url import get_storage
+
+    storage = get_storage(str(cwd / "runs" / "hpo.journal"))
+    return optuna.load_study(study_name=name, storage=storage).get_trials()
+
+
 def hpo_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "hpo", *args]
 
@@ -102,8 +112,7 @@ def study_variant(tmp_path: Path, name: str, **changes: Any) -> Path:
     """A copy of studies/smoke.yaml with top-level sections replaced, written under tmp_path."""
     data = yaml.safe_load(SMOKE.read_text())
     data["name"] = name
-    for key, value in changes.items():
-        data[key] = value
+    data.update(changes)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -194,7 +194,7 @@ def test_env_example_lists_every_variable_with_the_files_defaults(raw):
         assert example[key] == default, f"{key}: .env.example {example[key]!r}, file {default!r}"
 
 
-def test_dockerfile_slim_cpu_torch_project_installed_non_root():
+def test_dockerfile_slim_cpu_torch_project_installed_non_root(resolved):
     instructions = dockerfile_instructions()
     froms = [a for i, a in instructions if i == "FROM"]
     assert froms and froms[0].split()[0] == "python:3.11-slim"
@@ -219,7 +219,7 @@ def test_dockerfile_slim_cpu_torch_project_installed_non_root():
     copies = [a.split() for i, a in instructions if i == "COPY"]
     assert any(c[0].rstrip("/") == "studies" and c[-1].rstrip("/") in
                ("studies", "./studies", f"{workdir}/studies") for c in copies)
-    mounts = service_mounts(interpolate(load_compose_raw(), {})["services"]["worker"])
+    mounts = service_mounts(resolved["services"]["worker"])
     for m in mounts:
         if not m.is_named_volume and m.source.rstrip("/").endswith("studies"):
             assert m.target == f"{workdir}/studies" and m.read_only

@@ -8,28 +8,30 @@ import subprocess
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
-from optuna_dashboard._storage_url import get_storage as dashboard_get_storage
 
-from tests.conftest import SMOKE, hpo_cmd, hpo_env, slow_study, study_variant
+from tests.conftest import (
+    SMOKE,
+    hpo_cmd,
+    hpo_env,
+    journal_trials,
+    run_hpo,
+    slow_study,
+    study_variant,
+)
 
 BUDGET = yaml.safe_load(SMOKE.read_text())["budget"]["trials"]
 
 
 def test_hpo_run_smoke_completes_and_opens_in_optuna_dashboard(tmp_path: Path) -> None:
-    result = subprocess.run(hpo_cmd("run", str(SMOKE), "--workers", "2"), cwd=tmp_path,
-                            env=hpo_env(), text=True, capture_output=True, timeout=300)
+    result = run_hpo("run", str(SMOKE), "--workers", "2", cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{BUDGET}/{BUDGET} finished" in result.stdout
     assert "KL(Q||P) nats" in result.stdout and "hpo dashboard" in result.stdout
 
-    journal = tmp_path / "runs" / "hpo.journal"
-    storage = dashboard_get_storage(str(journal))  # optuna-dashboard's own loader
-    study = optuna.load_study(study_name="smoke", storage=storage)
-    trials = study.get_trials()
+    trials = journal_trials(tmp_path, "smoke")  # through optuna-dashboard's own loader
     assert len(trials) == BUDGET
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     workers = {t.user_attrs["worker"] for t in trials}
@@ -56,12 +58,6 @@ def _worker_pids(marker: str) -> list[int]:
     return pids
 
 
-def _trials(tmp_path: Path, name: str) -> list[optuna.trial.FrozenTrial]:
-    journal = tmp_path / "runs" / "hpo.journal"
-    return optuna.load_study(study_name=name,
-                             storage=dashboard_get_storage(str(journal))).get_trials()
-
-
 def _start_run(tmp_path: Path, study_path: Path, workers: int) -> subprocess.Popen:
     return subprocess.Popen(hpo_cmd("run", str(study_path), "--workers", str(workers)),
                             cwd=tmp_path, env=hpo_env(), text=True, stdout=subprocess.PIPE,
@@ -74,7 +70,7 @@ def _running_worker(tmp_path: Path, name: str, timeout: float = 180) -> str:
     while time.monotonic() < deadline:
         time.sleep(0.3)
         try:
-            trials = _trials(tmp_path, name)
+            trials = journal_trials(tmp_path, name)
         except (KeyError, ValueError):  # no journal file yet, or no study in it yet
             continue
         running = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
@@ -99,7 +95,7 @@ def test_launcher_requeues_the_trial_of_a_killed_worker(tmp_path: Path) -> None:
     assert launcher.returncode == 0, out
     assert "re-queued" in out
 
-    trials = _trials(tmp_path, "launcher-kill")
+    trials = journal_trials(tmp_path, "launcher-kill")
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert len(failed) == 1 and failed[0].user_attrs["worker"] == victim_id
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number]
@@ -118,11 +114,9 @@ def test_diverged_trials_are_recorded_and_the_worker_goes_on(tmp_path: Path) -> 
         fixed={**spec["fixed"], "lr_critic": 1e100},
         search={"shared": {"lr_generator": spec["search"]["shared"]["lr_generator"]},
                 "generators": spec["search"]["generators"]})
-    result = subprocess.run(hpo_cmd("worker", str(study_path)), cwd=tmp_path, env=hpo_env(),
-                            text=True, capture_output=True, timeout=300)
+    result = run_hpo("worker", str(study_path), cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
-    trials = optuna.load_study(study_name="diverge", storage=dashboard_get_storage(
-        str(tmp_path / "runs" / "hpo.journal"))).get_trials()
+    trials = journal_trials(tmp_path, "diverge")
     assert len(trials) == 3
     for t in trials:
         assert t.state == TrialState.FAIL
@@ -137,7 +131,7 @@ def test_ctrl_c_on_hpo_run_stops_workers_and_requeues(tmp_path: Path) -> None:
     launcher.send_signal(signal.SIGINT)
     out, _ = launcher.communicate(timeout=90)
     assert launcher.returncode == 130, out
-    trials = _trials(tmp_path, "ctrl-c")
+    trials = journal_trials(tmp_path, "ctrl-c")
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     stopped = [t for t in trials if t.state == TrialState.FAIL]
     assert len(stopped) == 1 and stopped[0].user_attrs["ended"].startswith("interrupted")
@@ -158,12 +152,11 @@ def test_next_run_recovers_trials_of_a_run_killed_outright(tmp_path: Path) -> No
     deadline = time.monotonic() + 30
     while _worker_pids(victim_id) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert [t.state for t in _trials(tmp_path, "killed-run")] == [TrialState.RUNNING]
+    assert [t.state for t in journal_trials(tmp_path, "killed-run")] == [TrialState.RUNNING]
 
-    again = subprocess.run(hpo_cmd("run", str(study_path), "--workers", "1"), cwd=tmp_path,
-                           env=hpo_env(), text=True, capture_output=True, timeout=400)
+    again = run_hpo("run", str(study_path), "--workers", "1", cwd=tmp_path, timeout=400)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "left RUNNING by a dead process; re-queued" in again.stdout
-    trials = _trials(tmp_path, "killed-run")
+    trials = journal_trials(tmp_path, "killed-run")
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]

@@ -6,11 +6,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 import yaml
 
-from tests.conftest import SMOKE, run_hpo
+from tests.conftest import SMOKE, journal_trials, run_hpo
 
 COMMANDS = ["init", "worker", "run", "status", "dashboard", "export", "train"]
 
@@ -86,9 +85,7 @@ def test_bad_input_never_loses_stored_trials(tmp_path: Path) -> None:
     """A good run, then every kind of bad call on the same storage: the trials are all there."""
     ok = run_hpo("run", str(SMOKE), "--workers", "1", cwd=tmp_path, timeout=300)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    journal = tmp_path / "runs" / "hpo.journal"
-    before = optuna.load_study(study_name="smoke", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(journal)))).get_trials()
+    before = journal_trials(tmp_path, "smoke")
     assert len(before) == 6
 
     bad = _bad_study(tmp_path, _set("budget.trials", -1))
@@ -99,8 +96,7 @@ def test_bad_input_never_loses_stored_trials(tmp_path: Path) -> None:
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
-    after = optuna.load_study(study_name="smoke", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(journal)))).get_trials()
+    after = journal_trials(tmp_path, "smoke")
     assert [(t.number, t.state, t.value) for t in after] == \
         [(t.number, t.state, t.value) for t in before]
 
@@ -133,3 +129,4 @@ def test_every_command_has_help(tmp_path: Path, command: str) -> None:
     assert result.returncode == 0
     assert "usage: hpo " + command in result.stdout
     assert "--storage" in result.stdout or command == "train"
+
