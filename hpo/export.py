@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import yaml
 from optuna.trial import TrialState
+from pydantic import ValidationError
 
 from hpo.errors import StudyFileError, UsageError
-from hpo.study_file import Metric
+from hpo.study_file import Metric, one_line_error
 
 if TYPE_CHECKING:
     from hpo.evaluate import Score
@@ -89,8 +90,9 @@ def train_exported(doc: dict[str, Any], path: str | Path = "config",
         raise StudyFileError(str(path), "target", str(err)) from None
     try:
         metric = Metric.model_validate(doc["metric"]).model_dump()
-    except Exception as err:  # pydantic's ValidationError, one line
-        raise StudyFileError(str(path), "metric", str(err).splitlines()[-1].strip()) from None
+    except ValidationError as err:  # the study file's own one-line message, under "metric."
+        line = one_line_error(path, Metric, err)
+        raise StudyFileError(line.path, f"metric.{line.key}", line.problem) from None
     try:
         config = models.resolve_config(doc["train"])
     except ValueError as err:

@@ -216,7 +216,7 @@ def _parse(path: str | Path, model: type[BaseModel]) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise _one_line(path, model, err) from None
+        raise one_line_error(path, model, err) from None
 
 
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
@@ -236,7 +236,10 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _one_line(path: str | Path, model: type[BaseModel], err: ValidationError) -> StudyFileError:
+def one_line_error(
+    path: str | Path, model: type[BaseModel], err: ValidationError
+) -> StudyFileError:
+    """The first of pydantic's errors as one line naming the file, the key and what is allowed."""
     first = err.errors()[0]
     loc = [str(p) for p in first["loc"] if p != "[key]"]
     key = ".".join(loc) or "(top level)"

@@ -130,3 +130,16 @@ def test_every_command_has_help(tmp_path: Path, command: str) -> None:
     assert "usage: hpo " + command in result.stdout
     assert "--storage" in result.stdout or command == "train"
 
+
+def test_train_names_the_bad_metric_key_of_an_exported_config(tmp_path: Path) -> None:
+    config = tmp_path / "best.yaml"
+    config.write_text(yaml.safe_dump({
+        "target": {"preset": "gaussgan"},
+        "metric": {"n_target": 5, "eval_samples": 2000, "replicates": 5},
+        "train": {"generator": {"kind": "classical"}, "steps": 10},
+    }))
+    result = run_hpo("train", str(config), cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{config}: metric.n_target: " in lines[0], lines
+    assert "10000" in lines[0] and "(got 5)" in lines[0], lines
