@@ -2,7 +2,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup services test test-quick lint demo bench clean
 
 setup: $(BIN)/hpo
 
@@ -12,9 +12,17 @@ $(BIN)/hpo: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(BIN)/hpo
 
-test: setup
+# PostgreSQL on 127.0.0.1:5432 if it is down, Debian's Chromium and docker-compose if missing.
+services:
+	.ci/services
+
+test: setup services
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
+
+# The in-process inner loop: no server, no subprocess, no browser.
+test-quick: setup
+	$(BIN)/pytest -q -m "not postgres and not browser and not e2e"
 
 lint: setup
 	$(BIN)/ruff check .

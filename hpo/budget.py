@@ -1,8 +1,9 @@
-"""The study's trial budget: what counts as finished, and re-queueing a trial that was lost.
+"""The study's trial budget: what counts as finished, and the one way a lost trial is re-queued.
 
-Finished means COMPLETE, PRUNED, or FAIL that is not being retried. A trial whose worker died or
-was stopped is failed and re-queued with the same parameters (and so the same seed); its retry
-takes its place in the budget.
+Finished means COMPLETE, PRUNED, or FAIL that is not being retried. A trial whose worker died, was
+stopped, or was judged stale is failed and re-queued with the same parameters and seed (see
+docs/design.md, "A trial's life"); its retry takes its place in the budget. Everything here goes
+through Optuna's public API: ``study.tell`` and ``RetryHeartbeatStaleTrialCallback``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.quiet import quiet_experimental
 
@@ -26,13 +27,31 @@ class BudgetCounts:
     pruned: int
     failed: int
 
+    @property
+    def claimed(self) -> int:
+        """Slots taken: finished, running, or queued to run."""
+        return self.finished + self.running + self.waiting
 
-def budget_counts(trials: Sequence[optuna.trial.FrozenTrial]) -> BudgetCounts:
+
+def retried_numbers(trials: Sequence[FrozenTrial]) -> set[int]:
+    """Numbers of the trials that some later trial retries."""
+    with quiet_experimental():
+        return {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
+
+
+def original_number(trial: FrozenTrial) -> int:
+    """The number of the first trial of ``trial``'s retry series (its own when not a retry)."""
+    with quiet_experimental():
+        first = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+    return trial.number if first is None else first
+
+
+def budget_counts(trials: Sequence[FrozenTrial]) -> BudgetCounts:
     """Count a study's trials against its budget; a failed trial that has a retry does not count.
 
     Takes the trials, not the study, so a caller that also reads them fetches them once.
     """
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    retried = retried_numbers(trials)
     states = [t.state for t in trials if not (t.state == TrialState.FAIL and t.number in retried)]
     complete, pruned = states.count(TrialState.COMPLETE), states.count(TrialState.PRUNED)
     failed = states.count(TrialState.FAIL)
@@ -42,7 +61,31 @@ def budget_counts(trials: Sequence[optuna.trial.FrozenTrial]) -> BudgetCounts:
                         complete=complete, pruned=pruned, failed=failed)
 
 
-def retry_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, max_retry: int) -> None:
-    """Re-queue a failed trial with the same parameters (and so the same seed)."""
+def requeue(study: optuna.Study, trial: FrozenTrial, max_retry: int) -> bool:
+    """Fail ``trial`` if it still runs, and queue its retry with the same params (and seed).
+
+    The one re-queue path of the worker (a stopped trial), the launcher (a dead worker's trial)
+    and recovery of orphans. Whoever moves the trial to FAIL queues the retry, so a trial is
+    re-queued exactly once: when another process finished or failed it first, this returns False
+    and does nothing. A trial already FAIL (the worker's own ``optimize`` told it) is re-queued
+    unless some trial already retries it.
+
+    Returns
+    -------
+    bool
+        True when a retry was queued (or ``max_retry`` retries were already spent).
+    """
+    if trial.state == TrialState.RUNNING:
+        try:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            return False  # finished, or failed and re-queued, by someone else meanwhile
+    elif trial.state != TrialState.FAIL:
+        return False
+    trials = study.get_trials(deepcopy=False)
+    if trial.number in retried_numbers(trials):
+        return False
     with quiet_experimental():
-        RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, trial)
+        latest = next(t for t in trials if t.number == trial.number)
+        RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, latest)
+    return True

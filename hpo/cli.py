@@ -87,9 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _study_name(arg: str) -> str:
     if arg.endswith((".yaml", ".yml")) or Path(arg).is_file():
-        from hpo.study_file import load_study
+        from hpo.space import load_spec
 
-        return load_study(arg).name
+        return load_spec(arg).name
     return arg
 
 
@@ -105,10 +105,10 @@ def _threads(flag: int | None) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from hpo.space import load_spec
     from hpo.storage import display_url, ensure_study, storage_url
-    from hpo.study_file import load_study
 
-    spec = load_study(args.study_file)
+    spec = load_spec(args.study_file)
     url = storage_url(args.storage)
     study = ensure_study(url, spec)
     print(f"study {study.study_name} ready in {display_url(url)} "
@@ -117,11 +117,11 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from hpo.space import load_spec
     from hpo.storage import storage_url
-    from hpo.study_file import load_study
     from hpo.worker import run_worker
 
-    spec = load_study(args.study_file)
+    spec = load_spec(args.study_file)
     run_worker(spec, storage_url(args.storage), artifacts=args.artifacts,
                threads=_threads(args.threads), worker_seed=args.worker_seed,
                worker_id=args.worker_id)
@@ -130,12 +130,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from hpo.launcher import run_study
+    from hpo.space import load_spec
     from hpo.storage import artifacts_dir, storage_url
-    from hpo.study_file import load_study
 
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
-    spec = load_study(args.study_file)
+    spec = load_spec(args.study_file)
     return run_study(spec, args.study_file, storage_url(args.storage), workers=args.workers,
                      artifacts=str(artifacts_dir(args.artifacts)),
                      threads=_threads(args.threads))
@@ -145,7 +145,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     import optuna
 
     from hpo.report import summary
-    from hpo.storage import display_url, load_study, open_storage, storage_url
+    from hpo.storage import display_url, open_storage, open_study, storage_url
 
     url = storage_url(args.storage)
     if args.study is None:
@@ -154,7 +154,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         for s in studies:
             print(f"  {s.study_name}: {s.n_trials} trials")
         return 0
-    print(summary(load_study(url, _study_name(args.study))))
+    print(summary(open_study(url, _study_name(args.study))))
     return 0
 
 
@@ -174,9 +174,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from hpo.export import dump_documents, export_documents
-    from hpo.storage import load_study, storage_url
+    from hpo.storage import open_study, storage_url
 
-    study = load_study(storage_url(args.storage), _study_name(args.study))
+    study = open_study(storage_url(args.storage), _study_name(args.study))
     docs = export_documents(study, args.top)
     text = dump_documents(docs)
     if args.out:

@@ -56,11 +56,14 @@ def kl_options(metric: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_and_score(config: dict[str, Any], target: GaussianMixture, metric: dict[str, Any],
-                    report: Report | None = None) -> Score:
+                    report: Report | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> Score:
     """Train ``config`` on ``target``; ``report(step, kl, samples)`` sees every evaluation.
 
     ``report`` may raise (``optuna.TrialPruned``) to stop training; that propagates.
     ``models.TrainingDiverged`` propagates too, also for non-finite final samples.
+    ``should_stop()`` is polled at every training step and before the final scoring; when it
+    answers True, ``models.TrainingStopped`` is raised.
     """
     options = kl_options(metric)
     started = time.perf_counter()
@@ -69,7 +72,9 @@ def train_and_score(config: dict[str, Any], target: GaussianMixture, metric: dic
         if report is not None:
             report(step, kl_divergence(target, samples, **options), samples)
 
-    result = models.train(config, target.sample, on_eval)
+    result = models.train(config, target.sample, on_eval, should_stop)
+    if should_stop is not None and should_stop():
+        raise models.TrainingStopped(result.steps + 1)
     draws = final_samples(result.generator, config["seed"], metric["replicates"],
                           metric["eval_samples"])
     for replicate in draws:

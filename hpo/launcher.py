@@ -2,7 +2,11 @@
 
 Workers are separate processes (one torch thread each), logging to ``runs/logs/``. The launcher
 gives the embedded journal file the guarantee Postgres gets from heartbeats: when a worker dies,
-its RUNNING trials are failed and re-queued, and a replacement worker is started.
+its RUNNING trials are failed and re-queued (``hpo.budget.requeue``, the one re-queue path), and
+a replacement worker is started. Worker ids, log files and sampler seeds carry the launcher's run
+id (time and pid), so two launchers on one study never share them. Workers get the storage URL
+through the environment (``HPO_STORAGE``, never argv) and stop by themselves when their launcher
+is gone (``HPO_LAUNCHER_PID``).
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ import optuna
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from hpo.budget import budget_counts, retry_trial
+from hpo.budget import budget_counts, requeue
 from hpo.report import summary
 from hpo.storage import DEFAULT_ARTIFACTS, DEFAULT_STORAGE, display_url, ensure_study
+from hpo.strategy import worker_seed_for
 from hpo.study_file import StudySpec
 
 MAX_RESTARTS_PER_SLOT = 3
@@ -44,7 +49,7 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
               threads: int = 1, run_id: str | None = None, out: IO = sys.stdout) -> int:
     """Run ``spec`` to its budget with ``workers`` local processes; return an exit status."""
     study = ensure_study(url, spec)
-    run_id = run_id or time.strftime("%Y%m%d-%H%M%S")
+    run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     log_dir = Path("runs/logs")
     log_dir.mkdir(parents=True, exist_ok=True)
     ids = [f"{spec.name}-{run_id}-w{i}" for i in range(workers)]
@@ -52,13 +57,14 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
 
     def start(slot: _Slot) -> None:
         slot.log = open(slot.log_path, "a")  # noqa: SIM115 - lives as long as the worker
-        cmd = [sys.executable, "-m", "hpo", "worker", study_path, "--storage", url,
+        cmd = [sys.executable, "-m", "hpo", "worker", study_path,
                "--artifacts", artifacts, "--threads", str(threads),
-               "--worker-seed", str(slot.index + 1000 * slot.restarts),
+               "--worker-seed", str(worker_seed_for(f"{slot.worker_id}#{slot.restarts}")),
                "--worker-id", slot.worker_id]
+        env = {**os.environ, "HPO_STORAGE": url, "HPO_LAUNCHER_PID": str(os.getpid())}
         # A session of its own: Ctrl-C reaches only the launcher, which stops workers in order.
         slot.process = subprocess.Popen(cmd, stdout=slot.log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                                        env=env, start_new_session=True)
 
     def finish(slot: _Slot) -> None:
         slot.process = None
@@ -151,7 +157,7 @@ def _recover(study: optuna.Study, spec: StudySpec, slot: _Slot, code: int, out: 
     """Fail and re-queue the RUNNING trials of a worker that died."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get("worker") == slot.worker_id:
-            _requeue(study, spec, t)
+            requeue(study, t, spec.heartbeat.max_retry)
             tqdm.write(f"worker {slot.index} died (exit {code}); trial {t.number} re-queued",
                        file=out)
     tqdm.write(f"worker {slot.index} exited with status {code}; see {slot.log_path}", file=out)
@@ -163,13 +169,8 @@ def _recover_orphans(study: optuna.Study, spec: StudySpec, out: IO) -> None:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         host, _, pid = str(t.user_attrs.get("worker_process", "")).rpartition(":")
         if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
-            _requeue(study, spec, t)
+            requeue(study, t, spec.heartbeat.max_retry)
             print(f"trial {t.number} was left RUNNING by a dead process; re-queued", file=out)
-
-
-def _requeue(study: optuna.Study, spec: StudySpec, trial: optuna.trial.FrozenTrial) -> None:
-    study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-    retry_trial(study, study._storage.get_trial(trial._trial_id), spec.heartbeat.max_retry)
 
 
 def _alive(pid: int) -> bool:

@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.artifacts import upload_artifact
+from optuna.trial import TrialState
 
 import models
+from hpo.budget import original_number
 from hpo.evaluate import Score, train_and_score
 from hpo.plots import plot_samples
 from hpo.space import suggest
@@ -29,9 +31,15 @@ from hpo.target import build_target
 from hpo.version import code_version
 from metrics import GaussianMixture, KLEstimate
 
+STOPPED = "interrupted: worker stopped"
+"""How ``ended`` of a trial stopped by its worker begins (the reason follows)."""
 
-class WorkerStopped(KeyboardInterrupt):
-    """Raised inside training on SIGTERM; a KeyboardInterrupt so Optuna fails the trial."""
+
+def trial_seed(trial: optuna.Trial, spec: StudySpec) -> int:
+    """``spec.seed`` plus the number of the trial's first attempt: a retry keeps its seed."""
+    running = trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    frozen = next((t for t in running if t.number == trial.number), None)
+    return spec.seed + (original_number(frozen) if frozen is not None else trial.number)
 
 
 def exported_config(spec: StudySpec, target: GaussianMixture, config: dict[str, Any]
@@ -46,34 +54,29 @@ def exported_config(spec: StudySpec, target: GaussianMixture, config: dict[str, 
 
 
 class Objective:
-    """The callable handed to ``study.optimize``.
+    """The function of a trial handed to ``study.optimize``: returns the final KL, or raises.
 
-    ``on_start`` runs first in every trial, once the trial is RUNNING (the worker releases its
-    budget lock there). ``training`` is True while ``models.train`` runs, so a SIGTERM handler
-    knows it may interrupt at once.
+    It owns nothing of the trial's life beyond the trial itself (docs/design.md, "A trial's
+    life"): ``should_stop()`` (default: never) is polled at every training step and makes it raise
+    ``models.TrainingStopped``, with ``ended`` saying so (and ``should_stop.reason`` when it has
+    one); the worker's callbacks log and re-queue.
     """
 
     def __init__(self, spec: StudySpec, artifact_store: Any, worker_id: str,
-                 on_start: Callable[[], None] | None = None) -> None:
+                 should_stop: Callable[[], bool] | None = None) -> None:
         self.spec = spec
         self.target = build_target(spec.target)
         self.artifact_store = artifact_store
         self.worker_id = worker_id
-        self.on_start = on_start
-        self.training = False
-        self.stop_requested = False  # set by the worker's signal handler
-        self.current_trial: optuna.Trial | None = None
+        self.should_stop = should_stop or (lambda: False)
 
     def __call__(self, trial: optuna.Trial) -> float:
-        if self.on_start is not None:
-            self.on_start()
-        self.current_trial = trial
-        if self.stop_requested:
-            trial.set_user_attr("ended", "interrupted: worker stopped before training; re-queued")
-            raise WorkerStopped("stop requested before training started")
         trial.set_user_attr("worker", self.worker_id)
         trial.set_user_attr("worker_process", f"{socket.gethostname()}:{os.getpid()}")
-        config = suggest(trial, self.spec)
+        if self.should_stop():
+            trial.set_user_attr("ended", self._stopped())
+            raise models.TrainingStopped(1)
+        config = suggest(trial, self.spec, trial_seed(trial, self.spec))
         trial.set_user_attr("config", exported_config(self.spec, self.target, config))
         trial.set_user_attr("seed", config["seed"])
         trial.set_user_attr("code_version", code_version())
@@ -82,40 +85,36 @@ class Objective:
 
         def report(step: int, kl: KLEstimate, samples: np.ndarray) -> None:
             last.update(step=step, samples=samples)
-            self.training = False  # a signal must not interrupt the storage writes below
-            try:
-                trial.report(kl.value, step)
-                # At the last step training is over: nothing to save, so the trial gets its
-                # final, replicated score instead of being pruned.
-                if step < self.spec.budget.steps and trial.should_prune():
-                    trial.set_user_attr("ended", f"pruned at step {step}")
-                    self._upload_plot(trial, samples, f"pruned at step {step}, KL {kl.value:.3f}")
-                    raise optuna.TrialPruned(f"KL {kl.value:.4f} at step {step}")
-            finally:
-                self.training = True
-            if self.stop_requested:
-                raise WorkerStopped("stop requested during training")
+            trial.report(kl.value, step)
+            # At the last step training is over: nothing to save, so the trial gets its
+            # final, replicated score instead of being pruned.
+            if step < self.spec.budget.steps and trial.should_prune():
+                trial.set_user_attr("ended", f"pruned at step {step}")
+                self._upload_plot(trial, samples, f"pruned at step {step}, KL {kl.value:.3f}")
+                raise optuna.TrialPruned(f"KL {kl.value:.4f} at step {step}")
 
-        self.training = True
         try:
-            score = train_and_score(config, self.target, self.spec.metric.model_dump(), report)
+            score = train_and_score(config, self.target, self.spec.metric.model_dump(), report,
+                                    self.should_stop)
         except models.TrainingDiverged as err:
             trial.set_user_attr("ended", f"diverged: {err}")
             if "samples" in last:
                 self._upload_plot(trial, last["samples"], f"diverged after step {last['step']}")
             raise
+        except models.TrainingStopped:
+            trial.set_user_attr("ended", self._stopped())
+            raise
         except optuna.TrialPruned:
             raise
-        except WorkerStopped:
-            trial.set_user_attr("ended", "interrupted: worker stopped (SIGTERM); re-queued")
-            raise
-        except (Exception, KeyboardInterrupt) as err:
+        except Exception as err:
             trial.set_user_attr("ended", f"failed: {type(err).__name__}: {err}"[:500])
             raise
-        finally:
-            self.training = False
         self._record(trial, score)
         return score.kl.value
+
+    def _stopped(self) -> str:
+        reason = getattr(self.should_stop, "reason", "")  # a worker's StopFlag says why
+        return f"{STOPPED} ({reason}); re-queued" if reason else f"{STOPPED}; re-queued"
 
     def _record(self, trial: optuna.Trial, score: Score) -> None:
         details = score.as_dict()

@@ -1,5 +1,9 @@
 """From a trial to a training config: the conditional search space of a study.
 
+It also checks a study file's space against ``models`` itself (:func:`load_spec`): a trial at either
+end of every range must be a valid training config, so a study cannot fail an hour in on
+``n_qubits: 13``.
+
 The trial first picks a generator kind (parameter ``generator``); each kind's parameters are named
 ``<kind>.<name>`` so the branches never share a name and TPE's grouped multivariate mode can model
 them separately. Shared training parameters keep their config names (``lr_generator``...).
@@ -8,17 +12,29 @@ them separately. Shared training parameters keep their config names (``lr_genera
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 import optuna
 
 import models
-from hpo.study_file import (
-    DERIVED_BRANCH_PARAMS,
-    DERIVED_SHARED_PARAMS,
-    OWNED_ELSEWHERE,
-    StudySpec,
-)
+from hpo.errors import StudyFileError
+from hpo.study_file import Param, StudySpec, read_study_file
+
+# Convenience parameters that expand into list-valued config entries, e.g. width x depth -> hidden.
+DERIVED_BRANCH_PARAMS = {
+    "classical": {"width": "hidden", "depth": "hidden"},
+    "quantum": {"head_width": "head_hidden", "head_depth": "head_hidden"},
+}
+DERIVED_SHARED_PARAMS = {"critic_width": "critic", "critic_depth": "critic", "beta1": "betas"}
+# Training-config keys that belong to other sections of the study file.
+OWNED_ELSEWHERE = {
+    "steps": "budget.steps",
+    "eval_every": "budget.eval_every",
+    "eval_samples": "metric.eval_samples",
+    "seed": "seed (top level)",
+    "generator": "search.generators",
+}
 
 
 @functools.cache
@@ -79,20 +95,73 @@ def _layers(base: list[int], width: int | None, depth: int | None) -> list[int]:
     return [width] * depth
 
 
-def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
-    """Sample one training config; its seed is ``spec.seed`` plus the trial's original number."""
+def suggest(trial: optuna.Trial, spec: StudySpec, seed: int) -> dict[str, Any]:
+    """Sample one training config for ``trial``, trained with ``seed``."""
     kinds = list(spec.search.generators)
     kind = trial.suggest_categorical("generator", kinds) if len(kinds) > 1 else kinds[0]
-    shared = {name: p.suggest(trial, name) for name, p in spec.search.shared.items()}
+    shared = {name: suggest_param(trial, name, p) for name, p in spec.search.shared.items()}
     branch_spec = spec.search.generators[kind]
-    branch = {name: p.suggest(trial, f"{kind}.{name}") for name, p in branch_spec.search.items()}
+    branch = {name: suggest_param(trial, f"{kind}.{name}", p)
+              for name, p in branch_spec.search.items()}
     config = training_config(spec, kind, shared, branch)
-    config["seed"] = spec.seed + original_trial_number(trial)
+    config["seed"] = seed
     return config
 
 
-def original_trial_number(trial: optuna.Trial) -> int:
-    """A retried trial keeps the number, and so the seed, of the trial it replaces."""
-    attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
-    retried = attrs.get("failed_trial")
-    return int(retried) if retried is not None else trial.number
+def suggest_param(trial: optuna.Trial, name: str, param: Param) -> Any:
+    """The trial's value of one searched parameter (a range, or a list of choices)."""
+    if param.choices is not None:
+        return trial.suggest_categorical(name, param.choices)
+    if param.is_int:
+        return trial.suggest_int(name, param.low, param.high, step=param.step or 1,
+                                 log=param.log)
+    return trial.suggest_float(name, float(param.low), float(param.high), step=param.step,
+                               log=param.log)
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read a study file and check it down to the models' own rules; :class:`StudyFileError`
+    names the file, the key and what is allowed."""
+    spec = read_study_file(path)
+    check_against_models(path, spec)
+    return spec
+
+
+def check_against_models(path: str | Path, spec: StudySpec) -> None:
+    """Every searched/fixed key must be a training-config key, and every range end valid."""
+    shared_allowed = allowed_shared_params()
+    for section, names in (("fixed", spec.fixed), ("search.shared", spec.search.shared)):
+        for name in names:
+            if name in OWNED_ELSEWHERE:
+                raise StudyFileError(str(path), f"{section}.{name}",
+                                     f"set this with {OWNED_ELSEWHERE[name]}")
+            if name not in shared_allowed:
+                raise StudyFileError(str(path), f"{section}.{name}",
+                                     f"unknown parameter; allowed: {', '.join(shared_allowed)}")
+    for kind, branch in spec.search.generators.items():
+        allowed = allowed_branch_params(kind)
+        for section, names in (("search", branch.search), ("fixed", branch.fixed)):
+            for name in names:
+                if name not in allowed:
+                    raise StudyFileError(
+                        str(path), f"search.generators.{kind}.{section}.{name}",
+                        f"unknown {kind} parameter; allowed: {', '.join(allowed)}")
+
+    # A trial at either end of each range (others at their low ends) must be a valid config.
+    def check(kind: str, key: str, shared: dict[str, Any], branch: dict[str, Any]) -> None:
+        try:
+            training_config(spec, kind, shared, branch)
+        except ValueError as err:
+            raise StudyFileError(str(path), key, str(err)) from None
+
+    for kind, branch in spec.search.generators.items():
+        low_shared = {n: p.ends()[0] for n, p in spec.search.shared.items()}
+        low_branch = {n: p.ends()[0] for n, p in branch.search.items()}
+        check(kind, f"search.generators.{kind}", low_shared, low_branch)
+        for name, param in branch.search.items():
+            for value in param.ends():
+                check(kind, f"search.generators.{kind}.search.{name}", low_shared,
+                      {**low_branch, name: value})
+        for name, param in spec.search.shared.items():
+            for value in param.ends():
+                check(kind, f"search.shared.{name}", {**low_shared, name: value}, low_branch)

@@ -5,16 +5,18 @@ journal file under ``runs/`` that many local processes append to safely and optu
 as a plain path. (``bench/embedded_storage.py`` measures it against SQLite; see docs/storage.md.)
 
 Postgres gets pre-ping, a small pool, a connect timeout (an unreachable server is reported in
-seconds, not hung on), heartbeats and retry of trials whose worker died. Two advisory locks
-(Postgres ``pg_advisory_lock``, or ``flock`` beside a journal file) serialise what must not race:
-creating schema and study, and claiming a slot of the trial budget.
+seconds, not hung on), heartbeats and retry of trials whose worker died. Workers open it with
+patience: a call retries an unreachable server with backoff and jitter, so a database restart
+costs at most the trials that were running. Two locks (:mod:`hpo.locks`) serialise what must not
+race: creating schema and study, and claiming a slot of the trial budget.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import zlib
+import random
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +24,20 @@ import optuna
 import sqlalchemy
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.storages.journal import JournalStorage
 
 from hpo.errors import StorageError, UsageError
+from hpo.journal import RepairingJournalBackend
+from hpo.locks import LEASE_S, ProcessLock, lease_option
 from hpo.quiet import quiet_experimental
 
 DEFAULT_STORAGE = "runs/hpo.journal"
 DEFAULT_ARTIFACTS = "runs/artifacts"
 CONNECT_TIMEOUT_S = 5
+LOCK_APP = "hpo-lock"
+"""``application_name`` of the lock connections, as ``pg_stat_activity`` shows them."""
+PATIENCE_S = 75.0
+"""Seconds a worker's storage calls retry an unreachable database: rides through a 60 s outage."""
 
 
 def storage_url(flag: str | None = None) -> str:
@@ -62,24 +70,84 @@ def display_url(url: str) -> str:
         return url
 
 
-def _engine_kwargs(url: str) -> dict[str, Any]:
+def seconds_from_env(name: str, default: float) -> float:
+    """A number of seconds from environment variable ``name`` (>= 0), else ``default``.
+    Workers read ``HPO_STORAGE_PATIENCE_S`` and ``HPO_LOCK_LEASE_S`` this way."""
+    value = os.environ.get(name)
+    try:
+        seconds = float(value) if value else default
+    except ValueError:
+        raise UsageError(f"{name} must be a number of seconds, got {value!r}") from None
+    if seconds < 0:
+        raise UsageError(f"{name} must be >= 0 seconds, got {seconds}")
+    return seconds
+
+
+_REACHED: set[str] = set()  # URLs this process has connected to once
+
+
+def patient_connect(url: str, patience_s: float, stop: Callable[[], bool] | None = None,
+                    options: str | None = None) -> Callable[[], Any]:
+    """A DBAPI ``connect`` that retries an unreachable server for up to ``patience_s`` seconds,
+    with exponential backoff (0.25 s doubling to 5 s) and jitter (x0.5-1.5), so that many workers
+    do not reconnect in step. A server this process has never reached is reported at once (a
+    wrong URL is not an outage). Then, or when ``stop()`` answers True, it raises
+    :class:`StorageError` (which no storage layer wraps or retries: the worker ends with one
+    line). ``options`` are libpq session options."""
+    parsed = sqlalchemy.engine.make_url(url)
+    dialect = parsed.get_dialect()
+    cargs, cparams = dialect().create_connect_args(parsed)
+    cparams.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+    if options:
+        cparams["options"] = options
+    dbapi = dialect.import_dbapi()
+
+    def connect() -> Any:
+        started, delay = time.monotonic(), 0.25
+        while True:
+            try:
+                connection = dbapi.connect(*cargs, **cparams)
+                _REACHED.add(url)
+                return connection
+            except dbapi.OperationalError as err:
+                if url not in _REACHED:
+                    raise
+                waited = time.monotonic() - started
+                if stop is not None and stop():
+                    raise StorageError(f"stopped while waiting {waited:.0f} s for "
+                                       f"{unreachable_message(url, err)}") from None
+                if waited + delay > patience_s:
+                    raise StorageError(f"gave up after {waited:.0f} s: "
+                                       f"{unreachable_message(url, err)}") from None
+                time.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 5.0)
+
+    return connect
+
+
+def _engine_kwargs(url: str, patience_s: float = 0.0,
+                   stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("postgresql"):
         kwargs.update(pool_size=2, max_overflow=2, pool_recycle=1800,
                       connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+        if patience_s > 0:
+            kwargs["creator"] = patient_connect(url, patience_s, stop)
     return kwargs
 
 
-def open_storage(url: str, heartbeat: Any | None = None) -> BaseStorage:
+def open_storage(url: str, heartbeat: Any | None = None, *, patience_s: float = 0.0,
+                 stop: Callable[[], bool] | None = None) -> BaseStorage:
     """An Optuna storage for ``url``; ``heartbeat`` (a study's settings) enables dead-worker retry.
 
+    ``patience_s`` (default 0: report at once) is how long a call retries an unreachable
+    database before it fails; workers ride through outages with it. A journal file is opened
+    with a lock that breaks when stale and with torn lines repaired (:mod:`hpo.journal`).
     Raises :class:`StorageError` when the database cannot be reached, :class:`UsageError` for a
     URL that is not understood.
     """
     if not is_database_url(url):
-        path = Path(url)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        return JournalStorage(RepairingJournalBackend(url))
     try:
         with quiet_experimental():
             kwargs: dict[str, Any] = {}
@@ -88,11 +156,24 @@ def open_storage(url: str, heartbeat: Any | None = None) -> BaseStorage:
                               grace_period=heartbeat.grace_period,
                               heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                                   max_retry=heartbeat.max_retry))
-            return RDBStorage(url, engine_kwargs=_engine_kwargs(url), **kwargs)
+            return RDBStorage(url, engine_kwargs=_engine_kwargs(url, patience_s, stop), **kwargs)
     except (sqlalchemy.exc.ArgumentError, ImportError) as err:
         raise UsageError(f"storage URL {display_url(url)} is not understood: {err}") from None
     except sqlalchemy.exc.SQLAlchemyError as err:
         raise StorageError(unreachable_message(url, err)) from None
+
+
+def process_lock(url: str, purpose: str, *, lease_s: float = LEASE_S, patience_s: float = 0.0,
+                 stop: Callable[[], bool] | None = None) -> ProcessLock:
+    """The :class:`ProcessLock` named ``purpose`` on ``url``'s storage; on Postgres its one
+    connection's session is ended by the server when it sits ``lease_s`` s inside the lock."""
+    if not url.startswith("postgresql"):
+        return ProcessLock(url, purpose)
+    engine = sqlalchemy.create_engine(
+        url, poolclass=sqlalchemy.pool.NullPool,
+        creator=patient_connect(url, patience_s, stop,
+                                options=f"{lease_option(lease_s)} -c application_name={LOCK_APP}"))
+    return ProcessLock(url, purpose, engine=engine, lease_s=lease_s)
 
 
 def unreachable_message(url: str, err: Exception) -> str:
@@ -100,76 +181,21 @@ def unreachable_message(url: str, err: Exception) -> str:
     return f"cannot reach the study database {display_url(url)}: {reason}"
 
 
-class ProcessLock:
-    """A lock shared by every process that uses the same storage, named by ``purpose``.
-
-    Postgres: a session-level advisory lock on a connection of its own. Journal file: ``flock``
-    on a file beside it. ``acquire``/``release`` may be called repeatedly; ``release`` when not
-    held does nothing.
-    """
-
-    def __init__(self, url: str, purpose: str) -> None:
-        self._url, self._held = url, False
-        self._key = zlib.crc32(purpose.encode()) & 0x7FFFFFFF
-        self._conn: Any = None
-        self._file: Any = None
-        if is_database_url(url) and url.startswith("postgresql"):
-            engine = sqlalchemy.create_engine(
-                url, poolclass=sqlalchemy.pool.NullPool,
-                connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
-            try:
-                self._conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            except sqlalchemy.exc.SQLAlchemyError as err:
-                raise StorageError(unreachable_message(url, err)) from None
-        elif is_database_url(url):
-            # SQLite: a lock file beside the database file (in-memory: beside the runs).
-            database = sqlalchemy.engine.make_url(url).database or ""
-            base = Path(database) if database and database != ":memory:" else Path("runs/db")
-            self._path = Path(f"{base}.lock-{self._key}")
-        else:
-            self._path = Path(f"{url}.lock-{self._key}")
-
-    def acquire(self) -> None:
-        if self._held:
-            return
-        if self._conn is not None:
-            self._conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
-        else:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self._path, "a")  # noqa: SIM115 - held across calls
-            fcntl.flock(self._file, fcntl.LOCK_EX)
-        self._held = True
-
-    def release(self) -> None:
-        if not self._held:
-            return
-        self._held = False
-        if self._conn is not None:
-            self._conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
-        else:
-            fcntl.flock(self._file, fcntl.LOCK_UN)
-            self._file.close()
-
-    def close(self) -> None:
-        self.release()
-        if self._conn is not None:
-            self._conn.close()
-
-    def __enter__(self) -> ProcessLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
 def ensure_study(url: str, spec: Any, *, sampler: optuna.samplers.BaseSampler | None = None,
-                 pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
-    """Create schema and study once, or load them: safe with many processes starting together."""
-    lock = ProcessLock(url, "hpo:init")
+                 pruner: optuna.pruners.BasePruner | None = None, patience_s: float = 0.0,
+                 stop: Callable[[], bool] | None = None) -> optuna.Study:
+    """Create schema and study once, or load them: safe with many processes starting together.
+
+    ``patience_s`` and ``stop`` are :func:`open_storage`'s, for the study returned too.
+    """
+    lock = process_lock(url, "hpo:init", patience_s=patience_s, stop=stop)
     try:
-        with lock:
-            storage = open_storage(url, spec.heartbeat)
+        try:
+            lock.acquire()
+        except sqlalchemy.exc.SQLAlchemyError as err:
+            raise StorageError(unreachable_message(url, err)) from None
+        try:
+            storage = open_storage(url, spec.heartbeat, patience_s=patience_s, stop=stop)
             try:
                 study = optuna.create_study(study_name=spec.name, storage=storage,
                                             direction="minimize", sampler=sampler, pruner=pruner,
@@ -179,12 +205,14 @@ def ensure_study(url: str, spec: Any, *, sampler: optuna.samplers.BaseSampler | 
             if "study_file" not in study.user_attrs:
                 study.set_user_attr("study_file", spec.model_dump(mode="json"))
                 study.set_user_attr("metric", "KL(Q||P), bias-corrected kNN estimator (nats)")
+        finally:
+            lock.release()
     finally:
         lock.close()
     return study
 
 
-def load_study(url: str, name: str) -> optuna.Study:
+def open_study(url: str, name: str) -> optuna.Study:
     """An existing study by name, or :class:`UsageError` listing the studies there are."""
     storage = open_storage(url, None)
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import optuna
 
 from hpo.quiet import quiet_experimental
@@ -13,8 +15,13 @@ def make_sampler(spec: StudySpec, worker_seed: int = 0) -> optuna.samplers.BaseS
     s = spec.sampler
     with quiet_experimental():
         return optuna.samplers.TPESampler(
-            seed=s.seed + worker_seed, n_startup_trials=s.n_startup_trials,
+            seed=(s.seed + worker_seed) % 2**32, n_startup_trials=s.n_startup_trials,
             multivariate=s.multivariate, group=s.group, constant_liar=s.constant_liar)
+
+
+def worker_seed_for(worker_id: str) -> int:
+    """A sampler seed offset that differs between worker ids and is stable for one."""
+    return zlib.crc32(worker_id.encode())
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:

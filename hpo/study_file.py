@@ -1,11 +1,10 @@
-"""Study files (``studies/*.yaml``): the schema, and loading with one-line errors.
+"""Study files (``studies/*.yaml``): the schema, and reading with one-line errors.
 
 A study file says what to search (a branch per generator kind plus shared training parameters),
 on which target, with which budget, sampler, pruner and metric settings. Every key is checked;
 an unknown key, a wrong type or an impossible range raises :class:`StudyFileError`, whose message
-names the file, the key and what is allowed. Ranges are also checked against ``models`` itself
-(a trial at either end of every range must be a valid training config), so a study cannot fail
-an hour in on ``n_qubits: 13``.
+names the file, the key and what is allowed. This module is the schema only; what the searched
+names mean, and the check of every range against ``models`` itself, are in :mod:`hpo.space`.
 """
 
 from __future__ import annotations
@@ -21,22 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from hpo.errors import StudyFileError
 
 GENERATOR_KINDS = ("classical", "quantum")
-
-# Convenience parameters that expand into list-valued config entries, e.g. width x depth -> hidden.
-DERIVED_BRANCH_PARAMS = {
-    "classical": {"width": "hidden", "depth": "hidden"},
-    "quantum": {"head_width": "head_hidden", "head_depth": "head_hidden"},
-}
-DERIVED_SHARED_PARAMS = {"critic_width": "critic", "critic_depth": "critic", "beta1": "betas"}
-# Training-config keys that belong to other sections of the study file.
-OWNED_ELSEWHERE = {
-    "steps": "budget.steps",
-    "eval_every": "budget.eval_every",
-    "eval_samples": "metric.eval_samples",
-    "seed": "seed (top level)",
-    "generator": "search.generators",
-}
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -79,14 +62,6 @@ class Param(_Strict):
     def ends(self) -> list[Any]:
         """The extreme values a trial can take, to check them against the models' own rules."""
         return list(self.choices) if self.choices is not None else [self.low, self.high]
-
-    def suggest(self, trial: Any, name: str) -> Any:
-        if self.choices is not None:
-            return trial.suggest_categorical(name, self.choices)
-        if self.is_int:
-            return trial.suggest_int(name, self.low, self.high, step=self.step or 1, log=self.log)
-        return trial.suggest_float(name, float(self.low), float(self.high), step=self.step,
-                                   log=self.log)
 
 
 class Target(_Strict):
@@ -203,11 +178,14 @@ class StudySpec(_Strict):
     search: Search
 
 
-def load_study(path: str | Path) -> StudySpec:
-    """Read and fully validate a study file; raise :class:`StudyFileError` on any problem."""
+def read_study_file(path: str | Path) -> StudySpec:
+    """Read a study file and validate its schema and target; raise :class:`StudyFileError`.
+
+    The search space's check against ``models`` is :func:`hpo.space.load_spec`'s, which the
+    commands use.
+    """
     spec = _parse(path, StudySpec)
     _check_target(path, spec)
-    _check_against_models(path, spec)
     return spec
 
 
@@ -288,45 +266,3 @@ def _check_target(path: str | Path, spec: StudySpec) -> None:
 
 def _target_key(spec: StudySpec) -> str:
     return "target.preset" if spec.target.preset is not None else "target"
-
-
-def _check_against_models(path: str | Path, spec: StudySpec) -> None:
-    """Every searched/fixed key must be a training-config key, and every range end valid."""
-    from hpo.space import allowed_branch_params, allowed_shared_params, training_config
-
-    shared_allowed = allowed_shared_params()
-    for section, names in (("fixed", spec.fixed), ("search.shared", spec.search.shared)):
-        for name in names:
-            if name in OWNED_ELSEWHERE:
-                raise StudyFileError(str(path), f"{section}.{name}",
-                                     f"set this with {OWNED_ELSEWHERE[name]}")
-            if name not in shared_allowed:
-                raise StudyFileError(str(path), f"{section}.{name}",
-                                     f"unknown parameter; allowed: {', '.join(shared_allowed)}")
-    for kind, branch in spec.search.generators.items():
-        allowed = allowed_branch_params(kind)
-        for section, names in (("search", branch.search), ("fixed", branch.fixed)):
-            for name in names:
-                if name not in allowed:
-                    raise StudyFileError(
-                        str(path), f"search.generators.{kind}.{section}.{name}",
-                        f"unknown {kind} parameter; allowed: {', '.join(allowed)}")
-
-    # A trial at either end of each range (others at their low ends) must be a valid config.
-    def check(kind: str, key: str, shared: dict[str, Any], branch: dict[str, Any]) -> None:
-        try:
-            training_config(spec, kind, shared, branch)
-        except ValueError as err:
-            raise StudyFileError(str(path), key, str(err)) from None
-
-    for kind, branch in spec.search.generators.items():
-        low_shared = {n: p.ends()[0] for n, p in spec.search.shared.items()}
-        low_branch = {n: p.ends()[0] for n, p in branch.search.items()}
-        check(kind, f"search.generators.{kind}", low_shared, low_branch)
-        for name, param in branch.search.items():
-            for value in param.ends():
-                check(kind, f"search.generators.{kind}.search.{name}", low_shared,
-                      {**low_branch, name: value})
-        for name, param in spec.search.shared.items():
-            for value in param.ends():
-                check(kind, f"search.shared.{name}", {**low_shared, name: value}, low_branch)

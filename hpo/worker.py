@@ -1,107 +1,231 @@
 """A worker: pull trials from a study until its total budget of finished trials is met.
 
-The budget is exact across any number of workers: a worker claims a slot under a lock shared by
-all processes on the storage, and the claim becomes a RUNNING trial before the lock is released.
-Finished means COMPLETE, PRUNED, or FAIL that is not being retried; a trial whose worker died (stale
-heartbeat on Postgres, or reported by the local launcher) is failed and re-queued, and its retry
-takes its slot. SIGTERM interrupts training at once, fails the trial, re-queues it, and exits 0.
+The worker owns a trial's life (docs/design.md, "A trial's life"). Under a lock shared by every
+process on the storage it counts the budget, and ``study.optimize(n_trials=1)`` (where Optuna's
+heartbeat lives) turns the claim into a RUNNING trial before the lock is released; the objective
+trains and returns a value or raises; the callbacks log one line and re-queue a trial that was
+stopped. SIGTERM/SIGINT only set a flag, which the lock wait and training poll: the worker ends
+within seconds, its trial re-queued once. A trial lost to a late heartbeat (judged stale and
+re-queued by another worker) or to a storage fault costs that trial, never the worker.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import sys
+import threading
 import time
-import zlib
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any
 
 import optuna
+import sqlalchemy
 import torch
+from optuna.trial import FrozenTrial, TrialState
 
-from hpo.budget import budget_counts, retry_trial
-from hpo.objective import Objective, WorkerStopped
+from hpo.budget import BudgetCounts, budget_counts, requeue
+from hpo.locks import LEASE_S
+from hpo.objective import STOPPED, Objective
 from hpo.quiet import quiet_experimental
-from hpo.storage import ProcessLock, artifact_store, ensure_study
-from hpo.strategy import make_pruner, make_sampler
+from hpo.storage import PATIENCE_S, artifact_store, ensure_study, process_lock, seconds_from_env
+from hpo.strategy import make_pruner, make_sampler, worker_seed_for
 from hpo.study_file import StudySpec
 
 POLL_S = 1.0
+"""Seconds between looks at the budget while the other workers hold its last slots."""
 
 
 def default_worker_id() -> str:
     return os.environ.get("HPO_WORKER_ID") or f"{socket.gethostname()}:{os.getpid()}"
 
 
+class StopFlag:
+    """Set by SIGTERM/SIGINT, or when the launcher that started this worker is gone.
+
+    ``launcher_pid``: the parent process to watch (``HPO_LAUNCHER_PID``); the worker stops when
+    it is no longer its parent.
+    """
+
+    def __init__(self, launcher_pid: int | None = None) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+        self._launcher = launcher_pid if launcher_pid == os.getppid() else None
+
+    def set(self, reason: str) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    def __call__(self) -> bool:
+        if self._launcher is not None and os.getppid() != self._launcher:
+            self.set(f"its launcher (pid {self._launcher}) is gone")
+        return self._event.is_set()
+
+    @contextmanager
+    def on_signals(self) -> Iterator[None]:
+        def handler(signum: int, frame: Any) -> None:
+            self.set(f"received {signal.Signals(signum).name}")
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
 def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threads: int = 1,
                worker_seed: int | None = None, worker_id: str | None = None,
-               log: Any = sys.stderr) -> int:
-    """Run trials until the study's budget is met; return how many this worker ran."""
+               log: IO = sys.stderr) -> int:
+    """Run trials until the study's budget is met, or the worker is stopped; return how many
+    trials this worker ran. A storage that stays unreachable for longer than its patience
+    (``HPO_STORAGE_PATIENCE_S``, default 75 s) raises :class:`~hpo.errors.StorageError`; a
+    worker frozen inside the budget lock loses it after ``HPO_LOCK_LEASE_S`` (default 30 s)."""
     torch.set_num_threads(threads)
     worker_id = worker_id or default_worker_id()
-    if worker_seed is None:  # distinct per process, stable for a given worker id
-        worker_seed = zlib.crc32(worker_id.encode()) % 1_000_000
-    study = ensure_study(url, spec, sampler=make_sampler(spec, worker_seed),
-                         pruner=make_pruner(spec))
-    lock = ProcessLock(url, f"hpo:budget:{spec.name}")
-    objective = Objective(spec, artifact_store(artifacts), worker_id, on_start=lock.release)
-
-    def on_signal(signum: int, frame: Any) -> None:
-        # Interrupt at once only inside training; elsewhere (storage writes) stop at the next
-        # safe point: the objective's report, or the top of the loop.
-        objective.stop_requested = True
-        if objective.training:
-            raise WorkerStopped(f"worker {worker_id} received {signal.Signals(signum).name}")
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    ran = 0
-    try:
-        while not objective.stop_requested:
-            lock.acquire()
-            if objective.stop_requested:
-                break
-            with quiet_experimental():
-                optuna.storages.fail_stale_trials(study)
-            counts = budget_counts(study.get_trials(deepcopy=False))
-            if counts.finished >= spec.budget.trials:
-                break
-            if counts.waiting == 0 and (counts.finished + counts.running
-                                        >= spec.budget.trials):
-                lock.release()  # others hold the remaining slots; wait for them
-                time.sleep(POLL_S)
-                continue
-            try:
-                # A failing trial is recorded (FAIL, user attr "ended"); the worker goes on.
-                study.optimize(objective, n_trials=1, catch=(Exception,))
-                ran += 1
-                _log_last(study, objective.current_trial, worker_id, log)
-            except optuna.exceptions.UpdateFinishedTrialError as err:
-                # Our heartbeat was judged stale (a starved CPU) and the trial re-queued; its
-                # retry will run, so this result is dropped rather than the worker.
-                print(f"[{worker_id}] {err}; the trial was re-queued meanwhile", file=log,
-                      flush=True)
-            except WorkerStopped:
-                trial = objective.current_trial
-                if trial is not None:
-                    retry_trial(study, study._storage.get_trial(trial._trial_id),
-                                spec.heartbeat.max_retry)
-                    print(f"[{worker_id}] stopped: trial {trial.number} failed and re-queued",
-                          file=log, flush=True)
-            finally:
-                lock.release()
-    finally:
-        lock.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    print(f"[{worker_id}] done: ran {ran} trial(s)", file=log, flush=True)
+    launcher = os.environ.get("HPO_LAUNCHER_PID", "")
+    stop = StopFlag(int(launcher) if launcher.isdigit() else None)
+    say = _say(worker_id, log)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one line per trial says it all
+    patience = seconds_from_env("HPO_STORAGE_PATIENCE_S", PATIENCE_S)
+    lease = seconds_from_env("HPO_LOCK_LEASE_S", LEASE_S)
+    with stop.on_signals(), _one_line_thread_errors(say):
+        if worker_seed is None:
+            worker_seed = worker_seed_for(worker_id)
+        study = ensure_study(url, spec, sampler=make_sampler(spec, worker_seed),
+                             pruner=make_pruner(spec), patience_s=patience, stop=stop)
+        lock = process_lock(url, f"hpo:budget:{spec.name}", lease_s=lease, patience_s=patience,
+                            stop=stop)
+        objective = Objective(spec, artifact_store(artifacts), worker_id, should_stop=stop)
+        ran = 0
+        try:
+            while (claimed := _claim_slot(study, spec, lock, stop)) is not None:
+                if not claimed:
+                    time.sleep(POLL_S)  # the others hold the remaining slots
+                    continue
+                ran += _run_one(study, spec, objective, lock, stop, say)
+        finally:
+            lock.close()
+    say(f"stopped: {stop.reason}; ran {ran} trial(s)" if stop() else f"done: ran {ran} trial(s)")
     return ran
 
 
-def _log_last(study: optuna.Study, trial: optuna.Trial | None, worker_id: str, log: Any) -> None:
-    if trial is None:
+def _claim_slot(study: optuna.Study, spec: StudySpec, lock: Any,
+                stop: Callable[[], bool]) -> bool | None:
+    """Take the budget lock if a slot is free (True, lock held), False when the other workers
+    hold the remaining slots, None when the budget is met or the worker is stopping."""
+    if not lock.acquire(stop):
+        return None
+    counts = _retrying(lambda: _counts_after_recovery(study))
+    if counts.finished >= spec.budget.trials or stop():
+        lock.release()
+        return None
+    if counts.waiting == 0 and counts.claimed >= spec.budget.trials:
+        lock.release()
+        return False
+    return True
+
+
+TRANSIENT = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)
+"""A call cut off by a dropped connection; the next call re-connects (patiently)."""
+
+
+def _retrying(call: Callable[[], Any], tries: int = 5) -> Any:
+    """``call()``, again after a jittered pause when a dropped connection cut it off.
+
+    An unreachable server is waited for by the connection itself (``patient_connect``), which
+    raises :class:`~hpo.errors.StorageError` when its patience is spent; that is not retried.
+    """
+    for attempt in range(tries):
+        try:
+            return call()
+        except TRANSIENT:
+            if attempt == tries - 1:
+                raise
+            time.sleep(random.uniform(0.5, 1.5) * (attempt + 1))
+    return None
+
+
+def _counts_after_recovery(study: optuna.Study) -> BudgetCounts:
+    """Fail (and re-queue) trials whose heartbeat stopped, then count the budget."""
+    with quiet_experimental():
+        optuna.storages.fail_stale_trials(study)
+    return budget_counts(study.get_trials(deepcopy=False))
+
+
+def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: Any,
+             stop: Callable[[], bool], say: Callable[[str], None]) -> int:
+    """One trial under the held lock, released as soon as the trial is RUNNING; 1 if it ran."""
+    started: list[int] = []
+
+    def claimed(trial: optuna.Trial) -> float:
+        lock.release()  # the trial is RUNNING: every worker now counts it
+        started.append(trial.number)
+        return objective(trial)
+
+    def on_finished(study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state == TrialState.FAIL and str(trial.user_attrs.get("ended")).startswith(
+                STOPPED):
+            requeue(study, trial, spec.heartbeat.max_retry)
+            say(f"stopped: trial {trial.number} failed and re-queued")
+        else:
+            say(_trial_line(trial))
+
+    try:
+        study.optimize(claimed, n_trials=1, catch=(Exception,), callbacks=[on_finished])
+    except (ValueError, optuna.exceptions.OptunaError, sqlalchemy.exc.SQLAlchemyError) as err:
+        if not started:  # a storage fault before the trial began: the loop's calls retry
+            say(f"storage fault before a trial began ({_short(err)}); trying again")
+            return 0
+        cause = _short(err)
+        _retrying(lambda: _recover_lost(study, spec, started[0], cause, say))
+    finally:
+        lock.release()
+    return 1 if started else 0
+
+
+def _recover_lost(study: optuna.Study, spec: StudySpec, number: int, cause: str,
+                  say: Callable[[str], None]) -> None:
+    """After ``optimize`` failed to record trial ``number``: if another worker already judged
+    it stale (a late heartbeat) its retry exists; else re-queue it here."""
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    if trial.state != TrialState.RUNNING:
+        say(f"trial {number} was judged stale while it ran here (late heartbeat) and was "
+            f"re-queued by another worker; its result is dropped")
         return
-    t = study._storage.get_trial(trial._trial_id)
-    value = f" KL {t.value:.4f}" if t.value is not None else ""
-    print(f"[{worker_id}] trial {t.number} {t.user_attrs.get('generator_kind', '?')}: "
-          f"{t.user_attrs.get('ended', t.state.name.lower())}{value}", file=log, flush=True)
+    requeue(study, trial, spec.heartbeat.max_retry)
+    say(f"trial {number} was lost to a storage fault ({cause}); re-queued")
+
+
+@contextmanager
+def _one_line_thread_errors(say: Callable[[str], None]) -> Iterator[None]:
+    """An exception that ends a thread (Optuna's heartbeat, in a storage fault) is one line."""
+    previous = threading.excepthook
+    threading.excepthook = lambda a: say(f"{a.thread.name if a.thread else 'a thread'} ended: "
+                                         f"{_short(a.exc_value)}")
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+
+
+def _trial_line(trial: FrozenTrial) -> str:
+    value = f" KL {trial.value:.4f}" if trial.value is not None else ""
+    ended = trial.user_attrs.get("ended", trial.state.name.lower())
+    return f"trial {trial.number} {trial.user_attrs.get('generator_kind', '?')}: {ended}{value}"
+
+
+def _short(err: BaseException) -> str:
+    return f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+
+
+def _say(worker_id: str, log: IO) -> Callable[[str], None]:
+    def say(line: str) -> None:
+        print(f"[{worker_id}] {line}", file=log, flush=True)
+
+    return say
+

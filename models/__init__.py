@@ -23,6 +23,7 @@ _SOURCES = {
     "build_generator": ".generator",
     "QuantumGenerator": ".quantum",
     "TrainingDiverged": ".training",
+    "TrainingStopped": ".training",
     "TrainResult": ".training",
     "train": ".training",
 }
@@ -34,6 +35,7 @@ __all__ = [
     "QuantumGenerator",
     "TrainResult",
     "TrainingDiverged",
+    "TrainingStopped",
     "build_generator",
     "resolve_config",
     "resolve_generator_config",
@@ -57,4 +59,4 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from .critic import Critic
     from .generator import build_generator
     from .quantum import QuantumGenerator
-    from .training import TrainingDiverged, TrainResult, train
+    from .training import TrainingDiverged, TrainingStopped, TrainResult, train

@@ -4,7 +4,9 @@ Each generator step is preceded by ``n_critic`` critic steps. The critic minimis
     E[D(fake)] - E[D(real)] + gp_weight * E[(|grad_x D(x_hat)| - 1)^2]
 with x_hat uniform on segments between real and fake points; the generator minimises -E[D(fake)].
 Both use Adam. Every ``eval_every`` generator steps ``on_eval(step, samples)`` gets ``eval_samples``
-fresh generated points and may stop training by returning True.
+fresh generated points and may stop training by returning True. ``should_stop()`` is polled before
+every generator step; when it answers True training raises :class:`TrainingStopped` there, between
+steps, so a worker that is asked to stop (SIGTERM) never has an exception thrown into its frames.
 
 Determinism: initial weights come from ``torch.manual_seed(seed)`` (in a forked RNG state), latent
 noise and interpolation weights from a private ``torch.Generator`` seeded with ``seed``, real
@@ -28,6 +30,7 @@ from .generator import build_generator
 
 SampleReal = Callable[[int, np.random.Generator], np.ndarray]
 OnEval = Callable[[int, np.ndarray], "bool | None"]
+ShouldStop = Callable[[], bool]
 
 
 class TrainingDiverged(RuntimeError):
@@ -38,6 +41,14 @@ class TrainingDiverged(RuntimeError):
     def __init__(self, step: int, what: str):
         super().__init__(f"training diverged at generator step {step}: {what} is not finite")
         self.step, self.what = step, what
+
+
+class TrainingStopped(Exception):
+    """``should_stop()`` answered True before generator step ``step`` (1-based) began."""
+
+    def __init__(self, step: int):
+        super().__init__(f"training stopped on request before generator step {step}")
+        self.step = step
 
 
 @dataclass
@@ -123,15 +134,17 @@ def training_step(generator: Generator, critic: Critic, opt_g: torch.optim.Optim
     return loss_c.item(), loss_g.item()
 
 
-def train(config: dict, sample_real: SampleReal, on_eval: OnEval | None = None) -> TrainResult:
+def train(config: dict, sample_real: SampleReal, on_eval: OnEval | None = None,
+          should_stop: ShouldStop | None = None) -> TrainResult:
     """Train a generator against ``sample_real`` with WGAN-GP.
 
     ``config`` is a (partial) training config, resolved by :func:`models.resolve_config`.
     ``sample_real(n, rng)`` returns n target points, a float (n, 2) array, drawing from the numpy
     generator ``rng`` that train owns. ``on_eval(step, samples)`` is called after generator steps
     eval_every, 2 * eval_every, ... (<= steps) with a float64 (eval_samples, 2) array; returning
-    True stops training; its exceptions propagate unchanged. Raises :class:`TrainingDiverged`
-    when a loss or a generated batch is not finite.
+    True stops training; its exceptions propagate unchanged. ``should_stop()`` (default: never)
+    is polled before every generator step and raises :class:`TrainingStopped` when it is True.
+    Raises :class:`TrainingDiverged` when a loss or a generated batch is not finite.
     """
     cfg = resolve_config(config)
     seed, batch = cfg["seed"], cfg["batch_size"]
@@ -155,6 +168,8 @@ def train(config: dict, sample_real: SampleReal, on_eval: OnEval | None = None) 
     start = time.perf_counter()
     generator.train()
     for step in range(1, cfg["steps"] + 1):
+        if should_stop is not None and should_stop():
+            raise TrainingStopped(step)
         loss_c, loss_g = training_step(generator, critic, opt_g, opt_c, real_batch, noise, cfg,
                                        step)
 

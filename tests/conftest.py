@@ -21,6 +21,27 @@ SMOKE = REPO / "studies" / "smoke.yaml"
 PG_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 
+# Markers, so that `pytest -m "not postgres and not browser and not e2e"` is a quick inner loop;
+# `make test` runs everything.
+POSTGRES_FIXTURES = {"postgres", "pg_url", "module_pg_url"}
+E2E_MODULES = {"test_hpo_embedded", "test_hpo_input", "test_hpo_postgres", "test_compose",
+               "test_faults_journal", "test_faults_postgres", "test_dashboard_browser"}
+BROWSER_MODULES = {"test_dashboard_browser"}
+POSTGRES_MODULES = {"test_compose", "test_dashboard_browser", "test_faults_postgres"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        if module in POSTGRES_MODULES or POSTGRES_FIXTURES & set(getattr(item, "fixturenames",
+                                                                          ())):
+            item.add_marker(pytest.mark.postgres)
+        if module in E2E_MODULES:
+            item.add_marker(pytest.mark.e2e)
+        if module in BROWSER_MODULES:
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """One torch thread, as workers run: on a shared 2-core machine more threads thrash."""

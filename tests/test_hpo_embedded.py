@@ -145,10 +145,11 @@ def test_next_run_recovers_trials_of_a_run_killed_outright(tmp_path: Path) -> No
     study_path = slow_study(tmp_path, "killed-run", trials=2)
     launcher = _start_run(tmp_path, study_path, workers=1)
     victim_id = _running_worker(tmp_path, "killed-run")
-    launcher.kill()
-    launcher.wait()
+    # the worker first: a worker whose launcher is gone stops and re-queues by itself
     for pid in _worker_pids(victim_id):
         os.kill(pid, signal.SIGKILL)
+    launcher.kill()
+    launcher.wait()
     deadline = time.monotonic() + 30
     while _worker_pids(victim_id) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -1,0 +1,236 @@
+"""Helpers of the fault-injection suite: processes killed by group whatever happens, a private
+PostgreSQL cluster that may be stopped and restarted, and the checks every fault test makes."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from tests.conftest import SMOKE, hpo_cmd, hpo_env
+
+# Fault tests run on heartbeats this short so that a stale trial is noticed in seconds.
+FAST_HEARTBEAT = {"interval": 1, "grace_period": 4, "max_retry": 3}
+
+
+def fault_study(tmp_path: Path, name: str, trials: int, steps: int = 30,
+                heartbeat: dict | None = None) -> Path:
+    """Classical only, no pruning, tiny trials (``steps`` generator steps, KL every 10)."""
+    spec = yaml.safe_load(SMOKE.read_text())
+    spec.update(name=name, budget={"trials": trials, "steps": steps, "eval_every": 10},
+                pruner={"kind": "none"}, heartbeat=heartbeat or FAST_HEARTBEAT,
+                search={"shared": spec["search"]["shared"],
+                        "generators": {"classical": spec["search"]["generators"]["classical"]}})
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+class Processes:
+    """Processes started in sessions of their own, so that each is killed with its whole
+    group at teardown even when the test failed half-way."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen] = []
+        self.folders: set[Path] = set()
+
+    def start(self, *args: str, cwd: Path, log: Path, **env: str) -> subprocess.Popen:
+        out = open(log, "w")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(hpo_cmd(*args), cwd=cwd, env=hpo_env(**env), text=True,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc.log_path = log  # type: ignore[attr-defined]
+        out.close()
+        self.started.append(proc)
+        self.folders.add(Path(cwd).resolve())
+        return proc
+
+    def kill_all(self) -> None:
+        """Kill the group of every process started, and of any process they started that runs
+        in one of their folders (a launcher's workers live in sessions of their own)."""
+        groups = {proc.pid for proc in self.started}
+        groups |= {os.getpgid(pid) for pid in _pids_in(self.folders) if _exists(pid)}
+        for group in groups:
+            for sig in (signal.SIGCONT, signal.SIGKILL):  # a stopped group must wake to die
+                try:
+                    os.killpg(group, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        for proc in self.started:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def _pids_in(folders: set[Path]) -> list[int]:
+    """Processes whose working directory is one of ``folders`` (not this one)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:
+            continue
+        if cwd in folders:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.getpgid(pid)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 0.2) -> Any:
+    """Poll ``check()`` until it returns something truthy; fail naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+        except (KeyError, ValueError, OSError, optuna.exceptions.StorageInternalError):
+            value = None  # storage not there yet, or down on purpose
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def trials_of(storage: Any, name: str) -> list[FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def running_with_report(storage: Any, name: str) -> list[FrozenTrial]:
+    return [t for t in trials_of(storage, name)
+            if t.state == TrialState.RUNNING and t.intermediate_values]
+
+
+def assert_exact_study(trials: list[FrozenTrial], budget: int) -> list[FrozenTrial]:
+    """The checks every fault test makes; returns the failed trials that were retried.
+
+    Exactly ``budget`` trials finished (a retried FAIL does not count), nothing RUNNING or
+    WAITING, every trial number once, every retry of one original (same params and seed) and
+    never two retries of one trial finished.
+    """
+    assert sorted(t.number for t in trials) == list(range(len(trials)))
+    assert not [t.number for t in trials
+                if t.state in (TrialState.RUNNING, TrialState.WAITING)], \
+        [(t.number, t.state.name) for t in trials]
+    by_number = {t.number: t for t in trials}
+    retried: dict[int, FrozenTrial] = {}
+    for t in trials:
+        history = t.system_attrs.get("retry_history", [])
+        if not history:
+            continue
+        parent = by_number[history[-1]]
+        assert parent.number not in retried, f"trial {parent.number} was re-queued twice"
+        retried[parent.number] = t
+        assert parent.state == TrialState.FAIL
+        assert t.params == parent.params or not parent.params, (t.number, parent.number)
+        if t.state != TrialState.WAITING and "seed" in t.user_attrs:
+            # fault studies have seed 0: a trial's seed is its first attempt's number
+            assert t.user_attrs["seed"] == history[0], (t.number, history)
+    finished = [t for t in trials if t.number not in retried]
+    assert len(finished) == budget, (len(finished), budget,
+                                     [(t.number, t.state.name) for t in trials])
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+               for t in finished)
+    return [by_number[n] for n in retried]
+
+
+def assert_clean_log(log: Path) -> str:
+    text = log.read_text()
+    assert "Traceback" not in text, text
+    return text
+
+
+# --- a private PostgreSQL cluster --------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrivatePostgres:
+    """``initdb`` into a temp dir and ``pg_ctl`` on a free port, as the postgres OS user: a
+    server this suite may stop, restart and cut off without touching the shared one on 5432."""
+
+    def __init__(self) -> None:
+        self.bin = sorted(glob.glob("/usr/lib/postgresql/*/bin"),
+                          key=lambda p: int(p.split("/")[-2]))[-1]
+        self.root = Path(tempfile.mkdtemp(prefix="hpo-faults-pg-"))
+        self.data = self.root / "data"
+        self.port = _free_port()
+        user = pwd.getpwnam("postgres")
+        os.chown(self.root, user.pw_uid, user.pw_gid)
+        self._as_postgres("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                          "--no-sync", "-E", "UTF8")
+        self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _as_postgres(self, tool: str, *args: str, timeout: float = 60) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", f"{self.bin}/{tool}", *args],
+                       check=True, capture_output=True, timeout=timeout)
+
+    def start(self) -> None:
+        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c max_connections=60 -c shared_buffers=16MB")
+        self._as_postgres("pg_ctl", "-D", str(self.data), "-o", options,
+                          "-l", str(self.root / "server.log"), "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._as_postgres("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def database(self) -> str:
+        """A fresh database on this server; its URL."""
+        import sqlalchemy
+
+        name = f"faults_{os.urandom(5).hex()}"
+        engine = sqlalchemy.create_engine(self.url, isolation_level="AUTOCOMMIT",
+                                          poolclass=sqlalchemy.pool.NullPool)
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
+
+    def execute(self, sql: str) -> list[tuple]:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(self.url, isolation_level="AUTOCOMMIT",
+                                          poolclass=sqlalchemy.pool.NullPool)
+        with engine.connect() as conn:
+            result = conn.execute(sqlalchemy.text(sql))
+            return list(result) if result.returns_rows else []
+
+    def destroy(self) -> None:
+        try:
+            self.stop("immediate")
+        except subprocess.SubprocessError:
+            pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()

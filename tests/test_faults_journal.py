@@ -1,0 +1,201 @@
+"""Faults of the embedded journal file, with real files, processes and signals: a stale lock,
+torn and corrupt lines, SIGTERM, two launchers on one study, a launcher that dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
+
+from hpo.journal import LOCK_GRACE_S
+from tests._faults import (
+    Processes,
+    assert_clean_log,
+    assert_exact_study,
+    fault_study,
+    running_with_report,
+    trials_of,
+    wait_for,
+)
+from tests.conftest import hpo_cmd, hpo_env, run_hpo
+
+
+@pytest.fixture
+def procs() -> Iterator[Processes]:
+    processes = Processes()
+    try:
+        yield processes
+    finally:
+        processes.kill_all()
+
+
+def _journal(cwd: Path) -> JournalStorage:
+    return JournalStorage(JournalFileBackend(str(cwd / "runs" / "hpo.journal")))
+
+
+def test_a_stale_journal_lock_is_broken_within_its_grace_period(tmp_path: Path) -> None:
+    """What a process killed while writing leaves: a lock link whose (relative) target does not
+    resolve from the lock's folder. Optuna's own check never fires on it; ours breaks it."""
+    study = fault_study(tmp_path, "stale-lock", trials=2)
+    assert run_hpo("init", str(study), cwd=tmp_path).returncode == 0
+    os.symlink("runs/hpo.journal", tmp_path / "runs" / "hpo.journal.lock")
+    other = fault_study(tmp_path, "stale-lock-2", trials=2)
+
+    started = time.monotonic()
+    result = run_hpo("init", str(other), cwd=tmp_path, timeout=LOCK_GRACE_S + 60)
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert took < LOCK_GRACE_S + 20, took
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "broke a stale journal lock" in lines[0], result.stderr
+    assert not (tmp_path / "runs" / "hpo.journal.lock").is_symlink()
+    assert {s.study_name for s in _journal(tmp_path).get_all_studies()} == {
+        "stale-lock", "stale-lock-2"}
+
+
+def test_a_torn_last_line_is_repaired_and_never_appended_to(tmp_path: Path) -> None:
+    study = fault_study(tmp_path, "torn", trials=3)
+    first = run_hpo("run", str(study), "--workers", "1", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    journal = tmp_path / "runs" / "hpo.journal"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    cut = len(lines[-1]) // 2
+    with open(journal, "r+b") as f:  # a crash half-way through writing the last line
+        f.truncate(journal.stat().st_size - cut)
+
+    status = run_hpo("status", "torn", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    report = status.stderr.strip().splitlines()
+    assert len(report) == 1, status.stderr
+    assert str(journal) in report[0] and f"line {len(lines)} was torn" in report[0]
+    assert journal.read_bytes().endswith(b"\n")
+    aside = list(journal.parent.glob("hpo.journal.bad-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == lines[-1][:-cut] + b"\n"
+
+    # the torn line may have been a trial's last word: the next run re-queues what it left
+    # RUNNING and finishes the budget exactly; every complete trial is kept
+    before = [t for t in trials_of(_journal(tmp_path), "torn") if t.state == TrialState.COMPLETE]
+    again = run_hpo("run", str(study), "--workers", "1", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    trials = trials_of(_journal(tmp_path), "torn")
+    assert_exact_study(trials, 3)
+    kept = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
+    assert all(kept[t.number] == t.value for t in before)
+
+
+def test_a_corrupt_line_is_moved_aside_and_the_study_stays_readable(tmp_path: Path) -> None:
+    study = fault_study(tmp_path, "corrupt", trials=2)
+    assert run_hpo("run", str(study), "--workers", "1", cwd=tmp_path).returncode == 0
+    journal = tmp_path / "runs" / "hpo.journal"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    # the last user attribute written (a whole line, complete but garbled)
+    target = max(i for i, line in enumerate(lines) if b'"user_attr"' in line)
+    lines[target] = b'{"op_code": 8, "worker_id": ' + b"\x00garbage\n"
+    journal.write_bytes(b"".join(lines))
+
+    status = run_hpo("status", "corrupt", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    report = status.stderr.strip().splitlines()
+    assert len(report) == 1 and f"line {target + 1} is not valid JSON" in report[0], report
+    assert "Traceback" not in status.stderr
+    assert "2 finished (2 complete" in status.stdout, status.stdout
+
+
+def test_sigterm_while_training_ends_the_worker_in_5_s_and_requeues_once(
+        tmp_path: Path, procs: Processes) -> None:
+    study = fault_study(tmp_path, "sigterm", trials=2, steps=3000)
+    worker = procs.start("worker", str(study), cwd=tmp_path, log=tmp_path / "w.log")
+    wait_for("a trial under way", lambda: running_with_report(_journal(tmp_path), "sigterm"),
+             timeout=120)
+    os.kill(worker.pid, signal.SIGTERM)
+    started = time.monotonic()
+    assert worker.wait(timeout=30) == 0
+    assert time.monotonic() - started < 5
+    log = assert_clean_log(tmp_path / "w.log")
+    assert log.count("re-queued") == 1, log
+    trials = trials_of(_journal(tmp_path), "sigterm")
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].params == trials[0].params
+    assert trials[0].user_attrs["ended"].startswith("interrupted")
+
+
+def test_two_launchers_on_one_study_share_no_ids_logs_or_seeds(
+        tmp_path: Path, procs: Processes) -> None:
+    study = fault_study(tmp_path, "two-launchers", trials=4)
+    runs = [procs.start("run", str(study), "--workers", "1", cwd=tmp_path,
+                        log=tmp_path / f"launcher{i}.log") for i in range(2)]
+    seeds = wait_for("both workers started", lambda: _worker_seeds("two-launchers") if len(
+        _worker_seeds("two-launchers")) == 2 else None, timeout=60, every=0.05)
+    for run in runs:
+        assert run.wait(timeout=240) == 0, run.log_path.read_text()
+    trials = trials_of(_journal(tmp_path), "two-launchers")
+    assert_exact_study(trials, 4)
+    logs = sorted((tmp_path / "runs" / "logs").glob("*.log"))
+    assert len(logs) == 2
+    assert len(set(seeds)) == 2, seeds
+    ids = {t.user_attrs["worker"] for t in trials}
+    assert ids <= {p.stem for p in logs}
+
+
+def _worker_seeds(name: str) -> list[str]:
+    """The ``--worker-seed`` of every live worker of study ``name`` (from /proc)."""
+    seeds = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().decode().split("\0")
+        except (OSError, ValueError):
+            continue
+        if "worker" in argv and "--worker-seed" in argv and any(name in a for a in argv):
+            seeds.append(argv[argv.index("--worker-seed") + 1])
+    return seeds
+
+
+def test_a_worker_whose_launcher_died_stops_and_requeues(tmp_path: Path,
+                                                         procs: Processes) -> None:
+    study = fault_study(tmp_path, "orphan", trials=2, steps=3000)
+    launcher = procs.start("run", str(study), "--workers", "1", cwd=tmp_path,
+                           log=tmp_path / "launcher.log")
+    wait_for("a trial under way", lambda: running_with_report(_journal(tmp_path), "orphan"),
+             timeout=120)
+    launcher.kill()  # the launcher alone: its worker lives in a session of its own
+    launcher.wait()
+    trials = wait_for("the orphaned worker to re-queue its trial", lambda: [
+        t for t in trials_of(_journal(tmp_path), "orphan")
+        if t.state == TrialState.WAITING], timeout=10)
+    assert len(trials) == 1
+    log = next((tmp_path / "runs" / "logs").glob("*.log"))
+    wait_for("the worker's last line", lambda: "its launcher" in log.read_text(), timeout=10)
+    assert_clean_log(log)
+
+
+def test_hpo_run_interrupted_twice_leaves_nothing_running(tmp_path: Path) -> None:
+    """Two interrupted runs then a full one: each re-queue happens once, the budget is exact."""
+    study = fault_study(tmp_path, "twice", trials=3, steps=600)
+    for _ in range(2):
+        run = subprocess.Popen(run_cmd(study), cwd=tmp_path, env=hpo_env(), text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+        try:
+            wait_for("a trial under way",
+                     lambda: running_with_report(_journal(tmp_path), "twice"), timeout=120)
+            run.send_signal(signal.SIGINT)
+            out, _ = run.communicate(timeout=60)
+            assert run.returncode == 130, out
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+    final = run_hpo("run", str(study), "--workers", "1", cwd=tmp_path)
+    assert final.returncode == 0, final.stdout + final.stderr
+    failed = assert_exact_study(trials_of(_journal(tmp_path), "twice"), 3)
+    assert len(failed) == 2
+
+
+def run_cmd(study: Path) -> list[str]:
+    return hpo_cmd("run", str(study), "--workers", "1")

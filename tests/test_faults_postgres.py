@@ -1,0 +1,235 @@
+"""Faults of real PostgreSQL runs: workers SIGKILLed, frozen, late with their heartbeat, a lock
+holder frozen, the server restarted or gone, connections dropped.
+
+Tests that stop the server or drop its connections use a private cluster of their own (initdb +
+pg_ctl on a free port); the others use a fresh database on the shared server. Every process a
+test starts is killed by process group at teardown, even when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from hpo.storage import LOCK_APP
+from tests._faults import (
+    FAST_HEARTBEAT,
+    PrivatePostgres,
+    Processes,
+    assert_clean_log,
+    assert_exact_study,
+    fault_study,
+    private_postgres,
+    running_with_report,
+    trials_of,
+    wait_for,
+)
+from tests.conftest import REPO, hpo_env
+
+pytestmark = pytest.mark.postgres  # a private cluster, or the shared server
+
+
+@pytest.fixture
+def procs() -> Iterator[Processes]:
+    processes = Processes()
+    try:
+        yield processes
+    finally:
+        processes.kill_all()
+
+
+@pytest.fixture(scope="module")
+def private_pg() -> Iterator[PrivatePostgres]:
+    with private_postgres() as server:
+        yield server
+
+
+def _workers(procs: Processes, study: Path, url: str, n: int, tmp_path: Path, first: int = 0,
+             **env: str) -> list[subprocess.Popen]:
+    """``n`` workers ``w<first>``... logging to ``w<i>.log``; the URL goes by environment."""
+    return [procs.start("worker", str(study), "--worker-id", f"w{i}", cwd=tmp_path,
+                        log=tmp_path / f"w{i}.log", HPO_STORAGE=url, **env)
+            for i in range(first, first + n)]
+
+
+def _finish(workers: list[subprocess.Popen], timeout: float = 240) -> list[int]:
+    deadline = time.monotonic() + timeout
+    codes = []
+    for w in workers:
+        try:
+            codes.append(w.wait(timeout=max(1.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"worker {w.args} still running; log:\n{w.log_path.read_text()}")
+    return codes
+
+
+def test_sigkill_of_3_of_8_workers_mid_trial(pg_url: str, tmp_path: Path,
+                                              procs: Processes) -> None:
+    study = fault_study(tmp_path, "kill3", trials=12, steps=300)
+    workers = _workers(procs, study, pg_url, 8, tmp_path)
+    victims: set[str] = set()
+
+    def three_running() -> bool:
+        for t in running_with_report(pg_url, "kill3"):
+            victims.add(t.user_attrs["worker"])
+        return len(victims) >= 3
+
+    wait_for("three trials under way", three_running, timeout=180)
+    killed = sorted(victims)[:3]
+    for name in killed:
+        os.killpg(workers[int(name[1:])].pid, signal.SIGKILL)
+    survivors = [w for i, w in enumerate(workers) if f"w{i}" not in killed]
+    assert _finish(survivors) == [0] * 5
+    trials = trials_of(pg_url, "kill3")
+    retried = assert_exact_study(trials, 12)
+    assert {t.user_attrs["worker"] for t in retried} >= set(killed)
+    for w in survivors:
+        assert_clean_log(w.log_path)
+
+
+def test_a_late_heartbeat_costs_only_that_trial(pg_url: str, tmp_path: Path,
+                                                procs: Processes) -> None:
+    """A worker frozen past the grace period (a starved host) is judged stale; when it wakes
+    its result is dropped in one line and it goes on."""
+    study = fault_study(tmp_path, "late", trials=4, steps=300)
+    workers = _workers(procs, study, pg_url, 2, tmp_path)
+    trial = wait_for("a trial under way", lambda: running_with_report(pg_url, "late"),
+                     timeout=120)[0]
+    frozen = workers[int(trial.user_attrs["worker"][1:])]
+    os.killpg(frozen.pid, signal.SIGSTOP)
+    try:
+        wait_for("the frozen trial to be re-queued", lambda: [
+            t for t in trials_of(pg_url, "late")
+            if t.number == trial.number and t.state == TrialState.FAIL], timeout=60)
+    finally:
+        os.killpg(frozen.pid, signal.SIGCONT)
+    assert _finish(workers) == [0, 0]
+    retried = assert_exact_study(trials_of(pg_url, "late"), 4)
+    assert trial.number in {t.number for t in retried}
+    log = assert_clean_log(frozen.log_path)
+    assert log.count("late heartbeat") == 1, log
+
+
+def _hold_budget_lock(url: str, study: str, lease_s: float, tmp_path: Path,
+                      procs: Processes) -> subprocess.Popen:
+    """A process that takes the study's budget lock, says so, and freezes itself."""
+    code = ("import os, signal, sys\n"
+            "from hpo.storage import process_lock\n"
+            f"lock = process_lock({url!r}, 'hpo:budget:{study}', lease_s={lease_s})\n"
+            "assert lock.acquire()\n"
+            "print('held', flush=True)\n"
+            "os.kill(os.getpid(), signal.SIGSTOP)\n")
+    log = tmp_path / "holder.log"
+    out = open(log, "w")  # noqa: SIM115
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=hpo_env(),
+                              stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    out.close()
+    procs.started.append(holder)
+    wait_for("the holder to take the lock", lambda: "held" in log.read_text(), timeout=30)
+    return holder
+
+
+def test_a_frozen_lock_holder_is_cut_off_after_its_lease(pg_url: str, tmp_path: Path,
+                                                          procs: Processes) -> None:
+    study = fault_study(tmp_path, "frozen-lock", trials=3)
+    # the study must exist before the holder can name its lock
+    assert subprocess.run([sys.executable, "-m", "hpo", "init", str(study)], cwd=tmp_path,
+                          env=hpo_env(HPO_STORAGE=pg_url), capture_output=True).returncode == 0
+    _hold_budget_lock(pg_url, "frozen-lock", 3.0, tmp_path, procs)
+    started = time.monotonic()
+    workers = _workers(procs, study, pg_url, 2, tmp_path)
+    assert _finish(workers, timeout=120) == [0, 0]
+    assert time.monotonic() - started < 100
+    assert_exact_study(trials_of(pg_url, "frozen-lock"), 3)
+
+
+def _lock_connections(url: str) -> int:
+    """Open lock connections to ``url``'s database (the holder's and the workers')."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    with engine.connect() as conn:
+        return conn.execute(sqlalchemy.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = :app "
+            "AND datname = current_database()"), {"app": LOCK_APP}).scalar()
+
+
+def test_a_worker_waiting_for_the_lock_obeys_sigterm(pg_url: str, tmp_path: Path,
+                                                     procs: Processes) -> None:
+    study = fault_study(tmp_path, "waiting", trials=2)
+    assert subprocess.run([sys.executable, "-m", "hpo", "init", str(study)], cwd=tmp_path,
+                          env=hpo_env(HPO_STORAGE=pg_url), capture_output=True).returncode == 0
+    _hold_budget_lock(pg_url, "waiting", 120.0, tmp_path, procs)
+    (worker,) = _workers(procs, study, pg_url, 1, tmp_path)
+    wait_for("the worker to poll the lock", lambda: _lock_connections(pg_url) >= 2, timeout=60)
+    assert worker.poll() is None
+    os.kill(worker.pid, signal.SIGTERM)
+    started = time.monotonic()
+    assert worker.wait(timeout=30) == 0
+    assert time.monotonic() - started < 5
+    log = assert_clean_log(worker.log_path)
+    assert "received SIGTERM" in log
+    assert trials_of(pg_url, "waiting") == []
+
+
+def test_a_database_restart_is_ridden_through(private_pg: PrivatePostgres, tmp_path: Path,
+                                              procs: Processes) -> None:
+    url = private_pg.database()
+    study = fault_study(tmp_path, "restart", trials=6, steps=300)
+    workers = _workers(procs, study, url, 3, tmp_path)
+    wait_for("a trial under way", lambda: running_with_report(url, "restart"), timeout=120)
+    private_pg.stop("fast")
+    time.sleep(8)
+    private_pg.start()
+    assert _finish(workers) == [0, 0, 0]  # none died, so none was restarted
+    assert_exact_study(trials_of(url, "restart"), 6)
+    for w in workers:
+        assert_clean_log(w.log_path)
+
+
+def test_dropped_connections_are_reopened(private_pg: PrivatePostgres, tmp_path: Path,
+                                          procs: Processes) -> None:
+    url = private_pg.database()
+    name = url.rsplit("/", 1)[1]
+    study = fault_study(tmp_path, "dropped", trials=6, steps=200)
+    workers = _workers(procs, study, url, 2, tmp_path)
+    wait_for("a trial under way", lambda: running_with_report(url, "dropped"), timeout=120)
+    dropped = 0
+    for _ in range(3):  # every connection of the study's database, the locks' included
+        dropped += len(private_pg.execute(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "
+            "AND pid <> pg_backend_pid()"))
+        time.sleep(2)
+    assert dropped >= 2
+    assert _finish(workers) == [0, 0]
+    assert_exact_study(trials_of(url, "dropped"), 6)
+    for w in workers:
+        assert_clean_log(w.log_path)
+
+
+def test_a_long_outage_ends_each_worker_in_one_line(private_pg: PrivatePostgres,
+                                                    tmp_path: Path, procs: Processes) -> None:
+    url = private_pg.database()
+    study = fault_study(tmp_path, "outage", trials=4, steps=300,
+                        heartbeat={**FAST_HEARTBEAT, "grace_period": 6})
+    workers = _workers(procs, study, url, 2, tmp_path, HPO_STORAGE_PATIENCE_S="4")
+    wait_for("a trial under way", lambda: running_with_report(url, "outage"), timeout=120)
+    private_pg.stop("fast")
+    try:
+        assert _finish(workers, timeout=60) == [1, 1]
+    finally:
+        private_pg.start()
+    for w in workers:
+        log = assert_clean_log(w.log_path)
+        assert "hpo worker: gave up after" in log.strip().splitlines()[-1], log
+    # the trials they left RUNNING are re-queued once their heartbeats expire
+    assert _finish(_workers(procs, study, url, 1, tmp_path, first=2)) == [0]
+    assert_exact_study(trials_of(url, "outage"), 4)

@@ -1,0 +1,312 @@
+"""The in-process layer of hpo: fast tests with no server, no subprocess and no browser.
+
+Search-space config building, budget counting and the one re-queue path, error formatting, export
+documents, the journal's lock and repair, the process lock's bounded waits, and the stop check of
+training. ``pytest -m "not postgres and not browser and not e2e"`` runs these in seconds.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from optuna.distributions import FloatDistribution
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState, create_trial
+
+import models
+from hpo.budget import budget_counts, original_number, requeue
+from hpo.errors import StudyFileError, UsageError
+from hpo.export import export_documents
+from hpo.journal import RepairingJournalBackend, StaleBreakingLock, repair_journal
+from hpo.locks import ProcessLock
+from hpo.quiet import quiet_experimental
+from hpo.space import load_spec, suggest, training_config
+from hpo.storage import open_storage, seconds_from_env
+from hpo.study_file import read_study_file
+from tests.conftest import SMOKE
+
+SPEC = load_spec(SMOKE)
+
+
+def _study() -> optuna.Study:
+    return optuna.create_study(direction="minimize")
+
+
+# --- search space ---------------------------------------------------------------------------
+
+def test_training_config_expands_width_and_depth_and_keeps_study_settings() -> None:
+    config = training_config(SPEC, "classical", {"lr_generator": 2e-3, "lr_critic": 3e-3},
+                             {"width": 16})
+    assert config["generator"]["hidden"] == [16, 16]  # depth fixed at 2 in smoke.yaml
+    assert config["critic"]["hidden"] == [32, 32]     # critic_width x critic_depth
+    assert config["lr_generator"] == 2e-3 and config["batch_size"] == 64
+    assert config["steps"] == SPEC.budget.steps and config["eval_every"] == SPEC.budget.eval_every
+
+
+def test_suggest_uses_the_given_seed_and_only_the_chosen_branch() -> None:
+    trial = optuna.trial.FixedTrial({"generator": "quantum", "lr_generator": 1e-3,
+                                     "lr_critic": 1e-3, "quantum.n_layers": 2})
+    config = suggest(trial, SPEC, seed=41)
+    assert config["seed"] == 41
+    assert config["generator"]["kind"] == "quantum" and config["generator"]["n_layers"] == 2
+
+
+def test_a_range_the_models_reject_names_its_key(tmp_path: Path) -> None:
+    data = yaml.safe_load(SMOKE.read_text())
+    data["search"]["generators"]["quantum"]["fixed"]["n_qubits"] = 40
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    read_study_file(path)  # the schema alone accepts it
+    with pytest.raises(StudyFileError) as err:
+        load_spec(path)
+    assert str(err.value).startswith(f"{path}: search.generators.quantum")
+
+
+def test_an_unknown_key_lists_what_is_allowed(tmp_path: Path) -> None:
+    data = yaml.safe_load(SMOKE.read_text())
+    data["budget"]["trails"] = 3
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(StudyFileError) as err:
+        read_study_file(path)
+    assert str(err.value) == f"{path}: budget.trails: unknown key; allowed: trials, steps, " \
+                             "eval_every"
+    assert err.value.exit_status == 2
+
+
+def test_seconds_from_env_refuses_nonsense(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPO_X_S", "soon")
+    with pytest.raises(UsageError, match="HPO_X_S must be a number of seconds"):
+        seconds_from_env("HPO_X_S", 1.0)
+    monkeypatch.setenv("HPO_X_S", "2.5")
+    assert seconds_from_env("HPO_X_S", 1.0) == 2.5
+    monkeypatch.delenv("HPO_X_S")
+    assert seconds_from_env("HPO_X_S", 1.0) == 1.0
+
+
+# --- budget and the one re-queue path ---------------------------------------------------------
+
+def _add(study: optuna.Study, state: TrialState, x: float = 0.5) -> None:
+    study.add_trial(create_trial(state=state, params={"x": x},
+                                 distributions={"x": FloatDistribution(0, 1)},
+                                 value=1.0 if state == TrialState.COMPLETE else None,
+                                 intermediate_values={10: 1.0} if state == TrialState.PRUNED
+                                 else None))
+
+
+def test_budget_counts_a_retried_failure_once() -> None:
+    study = _study()
+    for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.FAIL):
+        _add(study, state)
+    with quiet_experimental():
+        RetryHeartbeatStaleTrialCallback()(study, study.trials[3])  # trial 3 gets a retry
+    c = budget_counts(study.get_trials())
+    assert (c.complete, c.pruned, c.failed, c.waiting, c.running) == (1, 1, 1, 1, 0)
+    assert c.finished == 3 and c.claimed == 4
+
+
+def test_requeue_fails_a_running_trial_once_and_keeps_params_and_first_number() -> None:
+    study = _study()
+    _add(study, TrialState.COMPLETE)
+    trial = study.ask({"x": FloatDistribution(0, 1)})
+    frozen = study.get_trials()[trial.number]
+    assert requeue(study, frozen, max_retry=3) is True
+    assert requeue(study, frozen, max_retry=3) is False  # already FAIL and retried
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL,
+                                         TrialState.WAITING]
+    retry = trials[2]
+    assert retry.params == trials[1].params and original_number(retry) == 1
+    # a retry of the retry still points at the first attempt, whose number sets the seed
+    running = study.ask()
+    assert running.number == 2 and running.params == trials[1].params
+    assert requeue(study, study.get_trials()[2], max_retry=3)
+    assert original_number(study.get_trials()[3]) == 1
+
+
+def test_requeue_leaves_a_trial_finished_elsewhere_alone() -> None:
+    study = _study()
+    _add(study, TrialState.COMPLETE)
+    assert requeue(study, study.get_trials()[0], max_retry=3) is False
+    assert len(study.get_trials()) == 1
+
+
+# --- export ----------------------------------------------------------------------------------
+
+def test_export_documents_best_first_with_their_source() -> None:
+    study = _study()
+    for value in (3.0, 1.0, 2.0):
+        study.add_trial(create_trial(value=value, params={"x": value / 10},
+                                     distributions={"x": FloatDistribution(0, 1)},
+                                     user_attrs={"config": {"train": {"seed": int(value)}},
+                                                 "kl_ci": [value - 0.1, value + 0.1]}))
+    docs = export_documents(study, top=2)
+    assert [d["source"]["kl"] for d in docs] == [1.0, 2.0]
+    assert [d["source"]["rank"] for d in docs] == [1, 2]
+    assert docs[0]["train"] == {"seed": 1} and docs[0]["source"]["trial"] == 1
+    with pytest.raises(UsageError):
+        export_documents(study, top=0)
+
+
+# --- the journal file ------------------------------------------------------------------------
+
+def _journal_with_trials(path: Path, n: int) -> None:
+    study = optuna.create_study(study_name="j", storage=open_storage(str(path)))
+    for i in range(n):
+        study.add_trial(create_trial(value=float(i), params={"x": 0.5},
+                                     distributions={"x": FloatDistribution(0, 1)}))
+
+
+def test_repair_moves_a_torn_last_line_aside_and_keeps_every_trial(tmp_path: Path) -> None:
+    path = tmp_path / "hpo.journal"
+    _journal_with_trials(path, 3)
+    intact = path.read_bytes()
+    path.write_bytes(intact + b'{"op_code": 5, "trial_')  # a write cut short
+    log = io.StringIO()
+    reports = repair_journal(path, log)
+    torn_line = len(intact.splitlines()) + 1
+    assert len(reports) == 1 and f"line {torn_line} was torn" in reports[0]
+    assert path.read_bytes() == intact
+    assert log.getvalue().count("\n") == 1
+    aside = list(tmp_path.glob("hpo.journal.bad-*"))
+    assert [p.read_bytes() for p in aside] == [b'{"op_code": 5, "trial_\n']
+    assert repair_journal(path, log) == []  # intact now: untouched
+
+
+def test_the_backend_never_appends_after_a_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "hpo.journal"
+    _journal_with_trials(path, 2)
+    backend = RepairingJournalBackend(path, log=io.StringIO())
+    with open(path, "ab") as f:
+        f.write(b'{"op_code": 5')  # another process crashed mid-write after we opened
+    backend.append_logs([{"op_code": 0, "worker_id": "w", "study_name": "k",
+                          "directions": [1]}])
+    lines = path.read_bytes().splitlines()
+    assert all(json.loads(line) for line in lines)
+    storage = open_storage(str(path))
+    assert len(optuna.load_study(study_name="j", storage=storage).trials) == 2
+
+
+def test_a_corrupt_middle_line_is_dropped_and_reported(tmp_path: Path) -> None:
+    path = tmp_path / "hpo.journal"
+    _journal_with_trials(path, 2)
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines.insert(len(lines), b"\x00\x01 not json\n")
+    lines.append(lines[-2])  # the trial after it still parses
+    path.write_bytes(b"".join(lines))
+    reports = repair_journal(path, io.StringIO())
+    assert len(reports) == 1 and f"line {len(lines) - 1} is not valid JSON" in reports[0]
+
+
+def test_a_dangling_old_lock_is_broken_and_a_fresh_one_waited_for(tmp_path: Path) -> None:
+    journal = tmp_path / "runs" / "hpo.journal"
+    journal.parent.mkdir()
+    journal.touch()
+    os.symlink("runs/hpo.journal", f"{journal}.lock")  # relative: dangles from runs/
+    log = io.StringIO()
+    lock = StaleBreakingLock(journal, grace_period_s=0.5, log=log)
+    started = time.monotonic()
+    with lock.held():
+        assert os.readlink(f"{journal}.lock") == str(journal.resolve())
+        other = StaleBreakingLock(journal, grace_period_s=30, log=log)
+        got = threading.Event()
+        waiter = threading.Thread(target=lambda: (other.acquire(), got.set(), other.release()))
+        waiter.start()
+        assert not got.wait(0.3)  # a live, fresh lock is waited for
+    waiter.join(5)
+    assert got.is_set()
+    assert 0.5 <= time.monotonic() - started < 5
+    assert log.getvalue().count("broke a stale journal lock") == 1
+
+
+# --- the process lock --------------------------------------------------------------------------
+
+def test_a_file_lock_wait_obeys_stop_and_is_bounded(tmp_path: Path) -> None:
+    url = str(tmp_path / "hpo.journal")
+    holder, waiter = ProcessLock(url, "budget"), ProcessLock(url, "budget")
+    assert holder.acquire()
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    assert waiter.acquire(stop.is_set) is False
+    assert time.monotonic() - started < 2
+    from hpo.errors import StorageError
+
+    with pytest.raises(StorageError, match="waited 0 s for the lock 'budget'"):
+        waiter.acquire(wait_s=0.2)
+    holder.release()
+    assert waiter.acquire() and waiter.held
+    waiter.close()
+
+
+# --- stopping training -----------------------------------------------------------------------
+
+def test_training_stops_between_steps_when_asked() -> None:
+    steps: list[int] = []
+
+    def should_stop() -> bool:
+        return len(steps) >= 3
+
+    def on_eval(step: int, samples: np.ndarray) -> None:
+        steps.append(step)
+
+    config = {"generator": {"kind": "classical", "hidden": [8]}, "critic": {"hidden": [8]},
+              "steps": 50, "eval_every": 1, "eval_samples": 100, "batch_size": 16, "seed": 0}
+    with pytest.raises(models.TrainingStopped) as err:
+        models.train(config, lambda n, rng: rng.normal(size=(n, 2)), on_eval, should_stop)
+    assert steps == [1, 2, 3] and err.value.step == 4
+
+
+# --- the package's own shape -----------------------------------------------------------------
+
+HPO = Path(__file__).resolve().parents[1] / "hpo"
+
+
+def _hpo_imports() -> dict[str, set[str]]:
+    """Which hpo modules each hpo module imports (at any depth in its code)."""
+    import ast
+
+    graph = {}
+    for path in HPO.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hpo."):
+                deps.add(node.module)
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name.startswith("hpo.")}
+        graph[f"hpo.{path.stem}"] = deps
+    return graph
+
+
+def test_hpo_has_no_import_cycle() -> None:
+    graph, done, cycles = _hpo_imports(), set(), []
+
+    def visit(module: str, path: list[str]) -> None:
+        for dep in sorted(graph.get(module, ())):
+            if dep in path:
+                cycles.append(path[path.index(dep):] + [dep])
+            elif dep not in done:
+                visit(dep, [*path, dep])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [module])
+    assert graph["hpo.space"] >= {"hpo.study_file"}  # the check is not vacuous
+    assert not cycles, cycles
+
+
+@pytest.mark.parametrize("private", ["._storage", "._trial_id", "._study_id", '"failed_trial"',
+                                     '"retry_history"', '"fixed_params"', "system_attrs"])
+def test_hpo_uses_only_optunas_public_api(private: str) -> None:
+    offenders = [f"{p.name}:{n}" for p in HPO.glob("*.py")
+                 for n, line in enumerate(p.read_text().splitlines(), start=1) if private in line]
+    assert not offenders, offenders
