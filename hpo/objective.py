@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 
 import models
 from hpo.budget import original_number
+from hpo.errors import StorageError
 from hpo.evaluate import Score, train_and_score
 from hpo.plots import plot_samples
 from hpo.space import suggest
@@ -104,8 +105,8 @@ class Objective:
         except models.TrainingStopped:
             trial.set_user_attr("ended", self._stopped())
             raise
-        except optuna.TrialPruned:
-            raise
+        except (optuna.TrialPruned, StorageError):
+            raise  # a storage whose outage outlasted the worker's patience takes no more writes
         except Exception as err:
             trial.set_user_attr("ended", f"failed: {type(err).__name__}: {err}"[:500])
             raise

@@ -84,6 +84,7 @@ def seconds_from_env(name: str, default: float) -> float:
 
 
 _REACHED: set[str] = set()  # URLs this process has connected to once
+_GAVE_UP: dict[str, float] = {}  # URL -> seconds waited, when an outage outlasted patience
 
 
 def patient_connect(url: str, patience_s: float, stop: Callable[[], bool] | None = None,
@@ -112,11 +113,15 @@ def patient_connect(url: str, patience_s: float, stop: Callable[[], bool] | None
             except dbapi.OperationalError as err:
                 if url not in _REACHED:
                     raise
+                if url in _GAVE_UP:  # patience is spent once per process, not once per call
+                    raise StorageError(f"gave up after {_GAVE_UP[url]:.0f} s: "
+                                       f"{unreachable_message(url, err)}") from None
                 waited = time.monotonic() - started
                 if stop is not None and stop():
                     raise StorageError(f"stopped while waiting {waited:.0f} s for "
                                        f"{unreachable_message(url, err)}") from None
                 if waited + delay > patience_s:
+                    _GAVE_UP[url] = waited
                     raise StorageError(f"gave up after {waited:.0f} s: "
                                        f"{unreachable_message(url, err)}") from None
                 time.sleep(delay * random.uniform(0.5, 1.5))

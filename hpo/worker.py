@@ -28,6 +28,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.budget import BudgetCounts, budget_counts, requeue
+from hpo.errors import StorageError
 from hpo.locks import LEASE_S
 from hpo.objective import STOPPED, Objective
 from hpo.quiet import quiet_experimental
@@ -177,7 +178,10 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
 
     try:
         study.optimize(claimed, n_trials=1, catch=(Exception,), callbacks=[on_finished])
-    except (ValueError, optuna.exceptions.OptunaError, sqlalchemy.exc.SQLAlchemyError) as err:
+    except Exception as err:  # Optuna could not record the trial; see what it cost
+        gave_up = _storage_gave_up(err)
+        if gave_up is not None:
+            raise gave_up from None  # a longer outage than our patience: one line, exit 1
         if not started:  # a storage fault before the trial began: the loop's calls retry
             say(f"storage fault before a trial began ({_short(err)}); trying again")
             return 0
@@ -186,6 +190,17 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
     finally:
         lock.release()
     return 1 if started else 0
+
+
+def _storage_gave_up(err: BaseException) -> StorageError | None:
+    """The :class:`StorageError` (patience spent) behind ``err``, if any: Optuna may wrap it, or
+    fail on its own while handling it."""
+    seen = 0
+    while err is not None and seen < 20:
+        if isinstance(err, StorageError):
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
 
 
 def _recover_lost(study: optuna.Study, spec: StudySpec, number: int, cause: str,

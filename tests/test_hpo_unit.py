@@ -310,3 +310,25 @@ def test_hpo_uses_only_optunas_public_api(private: str) -> None:
     offenders = [f"{p.name}:{n}" for p in HPO.glob("*.py")
                  for n, line in enumerate(p.read_text().splitlines(), start=1) if private in line]
     assert not offenders, offenders
+
+
+def test_a_stop_before_training_fails_the_trial_in_one_attribute(tmp_path: Path) -> None:
+    """A stop that arrives between the claim and training: no training, FAIL, ``ended`` says
+    why; the worker's callback then re-queues it through ``requeue``."""
+    from hpo.objective import STOPPED, Objective
+    from hpo.storage import artifact_store
+
+    class Stop:
+        reason = "received SIGTERM"
+
+        def __call__(self) -> bool:
+            return True
+
+    study = optuna.create_study(storage=open_storage(str(tmp_path / "hpo.journal")))
+    objective = Objective(SPEC, artifact_store(str(tmp_path / "artifacts")), "w0", Stop())
+    study.optimize(objective, n_trials=1, catch=(Exception,))
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.FAIL and not trial.intermediate_values
+    assert trial.user_attrs["ended"] == f"{STOPPED} (received SIGTERM); re-queued"
+    assert requeue(study, trial, max_retry=1)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.WAITING]
