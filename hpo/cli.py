@@ -199,7 +199,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     steps = doc.get("train", {}).get("steps", "?")
 
     def progress(step: int, kl, samples) -> None:  # on stderr, so --json stays parseable
-        print(f"step {step}/{steps}: KL(Q||P) {kl.value:.4f}", file=sys.stderr, flush=True)
+        print(f"step {step}/{steps}: D_s {kl.value:.4f} (s={kl.sigma:g}, {kl.n_target} points)",
+              file=sys.stderr, flush=True)
 
     score = train_exported(doc, args.config, progress)
     result = score.as_dict()
@@ -209,8 +210,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     kl = score.kl
-    print(f"KL(Q||P) = {kl.value:.4f} nats, 95% CI [{kl.ci_low:.4f}, {kl.ci_high:.4f}], "
+    print(f"D_s = KL(Q_s||P_s) at s = {kl.sigma:g}: {kl.value:.4f} nats, "
+          f"95% CI [{kl.ci_low:.4f}, {kl.ci_high:.4f}], "
           f"stderr {kl.stderr:.4f} ({kl.replicates} x {kl.m} samples vs {kl.n_target} target)")
+    print("resolution profile: " + ", ".join(
+        f"s={e.sigma:g}: {e.value:.4f} [{e.ci_low:.4f}, {e.ci_high:.4f}]"
+        for _, e in score.profile))
+    if score.knn is not None:
+        print(f"k-NN estimate of the unsmoothed KL(Q||P) (diagnostic): {score.knn.value:.4f}")
     print(f"W2 = {score.w2:.4f}, mode coverage {score.mode_coverage:.2f}, "
           f"{score.n_params} parameters, {score.seconds:.1f} s")
     if expected is not None:

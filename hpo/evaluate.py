@@ -1,9 +1,13 @@
 """Train one configuration and score it: shared by trials (``objective``) and ``hpo train``.
 
-The score is the study's metric: a bias-corrected KL(Q||P) over ``replicates`` independent draws of
-``eval_samples`` generator points, against ``n_target`` fixed target points, with Wasserstein-2 and
-mode coverage beside it. Every random draw is seeded from the config, so the same config on the same
-machine gives the same number.
+The score is the study's metric: D_s = KL(Q_s||P_s) at the study's resolution s (the metric's
+``sigma``, else ``metrics.default_sigma`` of the target), jackknife-corrected, over ``replicates``
+independent draws of ``eval_samples`` generator points against ``n_target`` fixed points drawn from
+Q_s; beside it the resolution profile (D at 0.5, 1 and 2 times s), the k-NN estimate of the
+unsmoothed KL(Q||P) as a diagnostic, Wasserstein-2 and mode coverage. Intermediate reports are
+pruning signals: D_s from one draw of ``eval_samples`` points against only ``n_report`` evaluation
+points (their interval is wider; see docs/kl-estimators.md). Every random draw is seeded from the
+config, so the same config on the same machine gives the same number.
 """
 
 from __future__ import annotations
@@ -17,7 +21,15 @@ import numpy as np
 import torch
 
 import models
-from metrics import GaussianMixture, KLEstimate, kl_divergence, mode_coverage, wasserstein2
+from metrics import (
+    DEFAULT_PROFILE,
+    GaussianMixture,
+    KLEstimate,
+    default_sigma,
+    kl_divergence,
+    mode_coverage,
+    wasserstein2,
+)
 
 Report = Callable[[int, KLEstimate, np.ndarray], None]
 
@@ -26,7 +38,9 @@ Report = Callable[[int, KLEstimate, np.ndarray], None]
 class Score:
     """What a finished training run is worth."""
 
-    kl: KLEstimate
+    kl: KLEstimate  # D_s at the study's s
+    profile: tuple[tuple[float, KLEstimate], ...]  # (factor, D at factor * s)
+    knn: KLEstimate | None  # unsmoothed KL(Q||P) by k-NN, a diagnostic
     w2: float
     mode_coverage: float
     n_params: int
@@ -37,8 +51,15 @@ class Score:
     def as_dict(self) -> dict[str, Any]:
         return {
             "kl": self.kl.value,
+            "sigma": self.kl.sigma,
             "kl_stderr": self.kl.stderr,
             "kl_ci": [self.kl.ci_low, self.kl.ci_high],
+            "kl_profile": [
+                {"factor": f, "sigma": e.sigma, "value": e.value, "ci_low": e.ci_low,
+                 "ci_high": e.ci_high}
+                for f, e in self.profile
+            ],
+            "kl_knn": None if self.knn is None else self.knn.value,
             "w2": self.w2,
             "mode_coverage": self.mode_coverage,
             "n_params": self.n_params,
@@ -48,11 +69,15 @@ class Score:
         }
 
 
-def kl_options(metric: dict[str, Any]) -> dict[str, Any]:
-    options = {"seed": metric["seed"], "n_target": metric["n_target"]}
-    if metric.get("k") is not None:
-        options["k"] = metric["k"]
-    return options
+def study_sigma(metric: dict[str, Any], target: GaussianMixture) -> float:
+    """The study's resolution s: ``metric["sigma"]`` when set, else the target's default."""
+    sigma = metric.get("sigma")
+    return float(default_sigma(target) if sigma is None else sigma)
+
+
+def resolved_metric(metric: dict[str, Any], target: GaussianMixture) -> dict[str, Any]:
+    """``metric`` with ``sigma`` filled in, as trials store it and exported configs carry it."""
+    return {**metric, "sigma": study_sigma(metric, target)}
 
 
 def train_and_score(config: dict[str, Any], target: GaussianMixture, metric: dict[str, Any],
@@ -65,12 +90,15 @@ def train_and_score(config: dict[str, Any], target: GaussianMixture, metric: dic
     ``should_stop()`` is polled at every training step and before the final scoring; when it
     answers True, ``models.TrainingStopped`` is raised.
     """
-    options = kl_options(metric)
+    sigma = study_sigma(metric, target)
+    seed, n_target = metric["seed"], metric["n_target"]
+    n_report = metric.get("n_report", 2000)
     started = time.perf_counter()
 
     def on_eval(step: int, samples: np.ndarray) -> None:
         if report is not None:
-            report(step, kl_divergence(target, samples, **options), samples)
+            report(step, kl_divergence(target, samples, sigma=sigma, seed=seed,
+                                       n_target=n_report), samples)
 
     result = models.train(config, target.sample, on_eval, should_stop)
     if should_stop is not None and should_stop():
@@ -80,10 +108,21 @@ def train_and_score(config: dict[str, Any], target: GaussianMixture, metric: dic
     for replicate in draws:
         if not np.all(np.isfinite(replicate)):
             raise models.TrainingDiverged(result.steps, "final generator samples")
-    kl = kl_divergence(target, draws, **options)
+    kl = kl_divergence(target, draws, sigma=sigma, seed=seed, n_target=n_target)
+    profile = tuple(
+        (factor, kl if factor == 1.0 else
+         kl_divergence(target, draws, sigma=factor * sigma, seed=seed, n_target=n_target))
+        for factor in DEFAULT_PROFILE
+    )
+    knn = None
+    if metric.get("knn", True):
+        options = {} if metric.get("k") is None else {"k": metric["k"]}
+        knn = kl_divergence(target, draws, method="knn", seed=seed, n_target=n_target, **options)
     return Score(
         kl=kl,
-        w2=float(wasserstein2(target, draws[0], seed=metric["seed"])),
+        profile=profile,
+        knn=knn,
+        w2=float(wasserstein2(target, draws[0], seed=seed)),
         mode_coverage=float(mode_coverage(target, draws[0])),
         n_params=result.generator.n_parameters(),
         steps=result.steps,

@@ -1,9 +1,11 @@
-"""One trial: sample a config, train it, report KL(Q||P) as it goes, return the final estimate.
+"""One trial: sample a config, train it, report D_s as it goes, return the final estimate.
 
 Every trial reports at the same generator steps (multiples of ``budget.eval_every``), so the pruner
 compares like with like. What a trial stores (user attributes) is enough to reproduce and to defend
-it: the exportable config, seed, code version, the KL's stderr and 95% interval, Wasserstein-2, mode
-coverage, parameter count, seconds, and ``ended`` (complete / pruned at step N / diverged ...).
+it: the exportable config, seed, code version, the resolution ``sigma`` (s), D_s's stderr and
+95% interval (``kl_stderr``, ``kl_ci``), the resolution profile (``kl_profile``), the k-NN
+estimate of the unsmoothed KL (``kl_knn``), Wasserstein-2, mode coverage, parameter count,
+seconds, ``kl_details`` and ``ended`` (complete / pruned at step N / diverged ...).
 A PNG of its samples over the target's contours is uploaded as an artifact.
 """
 
@@ -24,7 +26,7 @@ from optuna.trial import TrialState
 import models
 from hpo.budget import original_number
 from hpo.errors import StorageError
-from hpo.evaluate import Score, train_and_score
+from hpo.evaluate import Score, resolved_metric, train_and_score
 from hpo.plots import plot_samples
 from hpo.space import suggest
 from hpo.study_file import StudySpec
@@ -49,7 +51,7 @@ def exported_config(spec: StudySpec, target: GaussianMixture, config: dict[str, 
     return {
         "study": spec.name,
         "target": target.to_dict(),
-        "metric": spec.metric.model_dump(),
+        "metric": resolved_metric(spec.metric.model_dump(), target),
         "train": config,
     }
 
@@ -82,6 +84,8 @@ class Objective:
         trial.set_user_attr("seed", config["seed"])
         trial.set_user_attr("code_version", code_version())
         trial.set_user_attr("generator_kind", config["generator"]["kind"])
+        metric = resolved_metric(self.spec.metric.model_dump(), self.target)
+        trial.set_user_attr("sigma", metric["sigma"])  # every trial of a study: the same s
         last: dict[str, Any] = {}
 
         def report(step: int, kl: KLEstimate, samples: np.ndarray) -> None:
@@ -91,11 +95,11 @@ class Objective:
             # final, replicated score instead of being pruned.
             if step < self.spec.budget.steps and trial.should_prune():
                 trial.set_user_attr("ended", f"pruned at step {step}")
-                self._upload_plot(trial, samples, f"pruned at step {step}, KL {kl.value:.3f}")
-                raise optuna.TrialPruned(f"KL {kl.value:.4f} at step {step}")
+                self._upload_plot(trial, samples, f"pruned at step {step}, D_s {kl.value:.3f}")
+                raise optuna.TrialPruned(f"D_s {kl.value:.4f} at step {step}")
 
         try:
-            score = train_and_score(config, self.target, self.spec.metric.model_dump(), report,
+            score = train_and_score(config, self.target, metric, report,
                                     self.should_stop)
         except models.TrainingDiverged as err:
             trial.set_user_attr("ended", f"diverged: {err}")
@@ -119,13 +123,14 @@ class Objective:
 
     def _record(self, trial: optuna.Trial, score: Score) -> None:
         details = score.as_dict()
-        for key in ("kl_stderr", "kl_ci", "w2", "mode_coverage", "n_params", "steps", "seconds",
-                    "kl_details"):
+        for key in ("sigma", "kl_stderr", "kl_ci", "kl_profile", "kl_knn", "w2", "mode_coverage",
+                    "n_params", "steps", "seconds", "kl_details"):
             trial.set_user_attr(key, details[key])
         trial.set_user_attr("ended", "complete")
         kl = score.kl
         self._upload_plot(trial, score.samples,
-                          f"KL(Q||P) {kl.value:.3f} [{kl.ci_low:.3f}, {kl.ci_high:.3f}]  "
+                          f"D_s {kl.value:.3f} [{kl.ci_low:.3f}, {kl.ci_high:.3f}] "
+                          f"(s={kl.sigma:g})  "
                           f"W2 {score.w2:.2f}")
 
     def _upload_plot(self, trial: optuna.Trial, samples: np.ndarray, caption: str) -> None:

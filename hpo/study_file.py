@@ -99,10 +99,15 @@ class Budget(_Strict):
 class Metric(_Strict):
     """How trials are scored; the same for every trial so that values compare."""
 
+    sigma: float | None = Field(
+        None, gt=0, description="resolution s of D_s = KL(Q_s||P_s), data units; "
+        "None = metrics.default_sigma(target)")
     n_target: int = Field(20_000, ge=10_000, description="fixed target points scored against")
+    n_report: int = Field(2_000, ge=500, description="evaluation points of intermediate reports")
     eval_samples: int = Field(2_000, ge=100, description="generator points per replicate (m)")
     replicates: int = Field(5, ge=2, le=50, description="independent generator draws at the end")
-    k: int | None = Field(None, ge=1, le=50, description="neighbours; None = estimator default")
+    knn: bool = Field(True, description="also record the k-NN estimate of KL(Q||P) (kl_knn)")
+    k: int | None = Field(None, ge=1, le=50, description="k-NN neighbours; None = its default")
     seed: int = Field(0, ge=0, description="seed of the target evaluation points")
 
 

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from metrics import GaussianMixture, default_sigma
 from tests.conftest import SMOKE, run_hpo, slow_study, start_hpo, study_variant
 
 SMOKE_SPEC = yaml.safe_load(SMOKE.read_text())
@@ -89,6 +90,14 @@ def test_trials_report_at_the_same_steps_and_record_their_details(smoke_on_postg
             lo, hi = a["kl_ci"]
             assert lo <= t.value <= hi and a["kl_stderr"] > 0
             assert a["w2"] >= 0 and 0 <= a["mode_coverage"] <= 1 and a["n_params"] > 0
+            # D_s at the study's s (the target's default), its profile and the k-NN diagnostic.
+            assert a["sigma"] == default_sigma(GaussianMixture.preset("gaussgan"))
+            assert a["kl_details"]["sigma"] == a["sigma"] and a["kl_details"]["value"] == t.value
+            assert [p["factor"] for p in a["kl_profile"]] == [0.5, 1.0, 2.0]
+            assert [p["sigma"] for p in a["kl_profile"]] == [f * a["sigma"] for f in (0.5, 1, 2)]
+            assert a["kl_profile"][1]["value"] == t.value
+            assert all(p["ci_low"] <= p["value"] <= p["ci_high"] for p in a["kl_profile"])
+            assert isinstance(a["kl_knn"], float)
             assert a["config"]["train"]["seed"] == a["seed"] and a["code_version"]
             assert a["samples_png"]
         else:
@@ -130,6 +139,9 @@ def test_export_then_train_reproduces_the_trial(smoke_on_postgres: str, tmp_path
     assert {"kl", "kl_stderr", "kl_ci", "w2", "seconds"} <= set(got)
     assert got["kl"] == pytest.approx(best.value, rel=1e-9, abs=1e-9)
     assert got["kl_ci"] == pytest.approx(best.user_attrs["kl_ci"], rel=1e-9, abs=1e-9)
+    assert got["sigma"] == best.user_attrs["sigma"]
+    for mine, theirs in zip(got["kl_profile"], best.user_attrs["kl_profile"], strict=True):
+        assert mine["value"] == pytest.approx(theirs["value"], rel=1e-9, abs=1e-9)
 
 
 def _wait_for_running(url: str, name: str, worker_id: str, timeout: float = 120) -> None:
