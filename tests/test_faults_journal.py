@@ -177,7 +177,7 @@ def test_a_worker_whose_launcher_died_stops_and_requeues(tmp_path: Path,
 
 def test_hpo_run_interrupted_twice_leaves_nothing_running(tmp_path: Path) -> None:
     """Two interrupted runs then a full one: each re-queue happens once, the budget is exact."""
-    study = fault_study(tmp_path, "twice", trials=3, steps=600)
+    study = fault_study(tmp_path, "twice", trials=2, steps=400)
     for _ in range(2):
         run = subprocess.Popen(run_cmd(study), cwd=tmp_path, env=hpo_env(), text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -193,7 +193,7 @@ def test_hpo_run_interrupted_twice_leaves_nothing_running(tmp_path: Path) -> Non
                 os.killpg(run.pid, signal.SIGKILL)
     final = run_hpo("run", str(study), "--workers", "1", cwd=tmp_path)
     assert final.returncode == 0, final.stdout + final.stderr
-    failed = assert_exact_study(trials_of(_journal(tmp_path), "twice"), 3)
+    failed = assert_exact_study(trials_of(_journal(tmp_path), "twice"), 2)
     assert len(failed) == 2
 
 

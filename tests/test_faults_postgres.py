@@ -73,7 +73,7 @@ def _finish(workers: list[subprocess.Popen], timeout: float = 240) -> list[int]:
 
 def test_sigkill_of_3_of_8_workers_mid_trial(pg_url: str, tmp_path: Path,
                                               procs: Processes) -> None:
-    study = fault_study(tmp_path, "kill3", trials=12, steps=300)
+    study = fault_study(tmp_path, "kill3", trials=10, steps=200)
     workers = _workers(procs, study, pg_url, 8, tmp_path)
     victims: set[str] = set()
 
@@ -89,7 +89,7 @@ def test_sigkill_of_3_of_8_workers_mid_trial(pg_url: str, tmp_path: Path,
     survivors = [w for i, w in enumerate(workers) if f"w{i}" not in killed]
     assert _finish(survivors) == [0] * 5
     trials = trials_of(pg_url, "kill3")
-    retried = assert_exact_study(trials, 12)
+    retried = assert_exact_study(trials, 10)
     assert {t.user_attrs["worker"] for t in retried} >= set(killed)
     for w in survivors:
         assert_clean_log(w.log_path)
