@@ -1,4 +1,4 @@
-"""The ``hpo`` command line: init, worker, run, status, dashboard, export, train.
+"""The ``hpo`` command line: init, worker, run, status, dashboard, export, report, train.
 
 Storage: ``--storage URL``, else ``HPO_STORAGE``, else the embedded journal ``runs/hpo.journal``.
 Artifacts (sample PNGs): ``--artifacts DIR``, else ``HPO_ARTIFACTS``, else ``runs/artifacts``.
@@ -74,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, artifacts=False)
     p.add_argument("--top", type=int, default=1, help="how many of the best trials (default: 1)")
     p.add_argument("--out", metavar="FILE", help="write here (default: standard output)")
+
+    p = sub.add_parser("report", help="the verdict: index.html, report.json, dashboard note",
+                       epilog=EPILOG)
+    p.add_argument("study", metavar="STUDY", help="study name or study file")
+    _common(p)
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="write index.html and report.json here (default: runs/report/STUDY)")
+    p.add_argument("--no-note", action="store_true",
+                   help="do not update the dashboard's study notes and metric names")
 
     p = sub.add_parser("train", help="train an exported config and print its KL",
                        epilog=EPILOG)
@@ -189,6 +198,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from hpo.publish import write_report
+    from hpo.storage import artifacts_dir, display_url, open_storage, storage_url
+
+    url = storage_url(args.storage)
+    name = _study_name(args.study)
+    out = Path(args.out) if args.out else Path("runs") / "report" / name
+    store = None
+    if artifacts_dir(args.artifacts).is_dir():
+        from optuna.artifacts import FileSystemArtifactStore
+
+        store = FileSystemArtifactStore(str(artifacts_dir(args.artifacts)))
+    done = write_report(open_storage(url), name, out, artifact_store=store,
+                        storage_label=display_url(url), note=not args.no_note)
+    verdict = done.report["verdict"]
+    print(verdict["sentence"])
+    if verdict.get("profile_sentence"):
+        print(verdict["profile_sentence"])
+    print(f"wrote {done.html} and {done.json}"
+          + (f"; dashboard notes on {', '.join(done.noted_studies)}" if done.noted_studies
+             else ""))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
@@ -226,7 +259,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"init": cmd_init, "worker": cmd_worker, "run": cmd_run, "status": cmd_status,
-            "dashboard": cmd_dashboard, "export": cmd_export, "train": cmd_train}
+            "dashboard": cmd_dashboard, "export": cmd_export, "report": cmd_report,
+            "train": cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,153 @@
+"""`hpo report`: write index.html and report.json, and put the verdict on the dashboard.
+
+The dashboard gets the same content: every study of the group is named
+``D_s KL(Q||P) [nats], s = ...`` (``Study.set_metric_names``, so plots and tables say what the
+objective is), carries the verdict as its study note (``optuna_dashboard.save_note``), and the
+figures are uploaded as study artifacts of the group's first study, which the notes show.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import upload_artifact
+
+from hpo import report_figures as figs
+from hpo.errors import UsageError
+from hpo.quiet import quiet_experimental
+from hpo.report_content import build_report
+from hpo.report_html import render_html
+from hpo.study_group import StudyGroup, load_group
+
+FIGURE_CAPTIONS = {
+    "validation": "Seed validation: seed values, mean and 95% CI per configuration",
+    "profile": "Resolution profile of the difference",
+    "anytime": "Best D_s so far per kind (search trials, training seconds)",
+    "intermediate": "Intermediate D_s per kind (log scale, pruned faded)",
+    "samples": "Final samples of each kind's validated best",
+}
+
+
+@dataclass(frozen=True)
+class Published:
+    html: Path
+    json: Path
+    report: dict[str, Any]
+    noted_studies: list[str]
+
+
+def load_group_or_explain(storage: Any, name: str, where: str) -> StudyGroup:
+    try:
+        return load_group(storage, name)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        known = ", ".join(names) if names else "none"
+        raise UsageError(f"no study named {name!r} in {where}; studies there: {known}") from None
+
+
+def render_figures(group: StudyGroup, report: dict[str, Any], artifact_store: Any
+                   ) -> dict[str, bytes | None]:
+    return {
+        "validation": (figs.validation_png(report)
+                       if any(k["validated"] for k in report["kinds"].values()) else None),
+        "profile": figs.profile_png(report),
+        "anytime": figs.anytime_png(report),
+        "intermediate": figs.intermediate_png(group, report["metric"]["name"]),
+        "samples": figs.sample_grid_png(group, report, artifact_store),
+    }
+
+
+def write_report(storage: Any, name: str, out_dir: str | Path, *, artifact_store: Any = None,
+                 storage_label: str = "", note: bool = True) -> Published:
+    """Build the report of study group ``name``, write ``out_dir/index.html`` and
+    ``out_dir/report.json``, and (``note``) update the dashboard's notes and metric names."""
+    group = load_group_or_explain(storage, name, storage_label or "the storage")
+    report = build_report(group, storage=storage_label)
+    figures = render_figures(group, report, artifact_store)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    html_path, json_path = out / "index.html", out / "report.json"
+    html_path.write_text(render_html(report, figures))
+    json_path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+    noted: list[str] = []
+    if note:
+        noted = annotate_dashboard(storage, group, report, figures, artifact_store)
+    return Published(html_path, json_path, report, noted)
+
+
+def name_objective(storage: Any, study_names: list[str], metric: str) -> None:
+    """Name the objective of each study (what the dashboard's plots and tables show)."""
+    for study_name in study_names:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        if study.metric_names != [metric]:
+            with quiet_experimental():
+                study.set_metric_names([metric])
+
+
+def annotate_dashboard(storage: Any, group: StudyGroup, report: dict[str, Any],
+                       figures: dict[str, bytes | None], artifact_store: Any) -> list[str]:
+    """Metric names, the verdict note on every study of the group, figures as artifacts."""
+    from optuna_dashboard import save_note
+
+    name_objective(storage, group.study_names, report["metric"]["name"])
+    links: dict[str, str] = {}
+    if artifact_store is not None:
+        host = group.study_names[-1]  # the validation study when there is one
+        study = optuna.load_study(study_name=host, storage=storage)
+        study_id = storage.get_study_id_from_name(host)
+        with tempfile.TemporaryDirectory() as tmp:
+            for key, png in figures.items():
+                if png is None:
+                    continue
+                path = Path(tmp) / f"report-{key}.png"
+                path.write_bytes(png)
+                artifact_id = upload_artifact(artifact_store=artifact_store, file_path=str(path),
+                                              study_or_trial=study, mimetype="image/png")
+                links[key] = f"/artifacts/{study_id}/{artifact_id}"
+    body = note_markdown(report, links)
+    for study_name in group.study_names:
+        save_note(optuna.load_study(study_name=study_name, storage=storage), body)
+    return group.study_names
+
+
+def note_markdown(report: dict[str, Any], links: dict[str, str]) -> str:
+    """The study note: the verdict, the validated best of each kind, the profile, figures."""
+    v = report["verdict"]
+    m = report["metric"]
+    lines = [f"## Verdict: {report['study']}", "", f"**{v['sentence']}**", ""]
+    if v.get("profile_sentence"):
+        lines += [v["profile_sentence"], ""]
+    lines += [f"Objective: {m['name']} (m = {m['m']}, n = {m['n']}); intervals 95% over seeds.",
+              "", "| kind | configuration | seeds | seed mean D_s | 95% CI | seed sd |",
+              "|---|---|---|---|---|---|"]
+    for kind, k in report["kinds"].items():
+        if not k["validated"]:
+            s = k["search"]
+            lines.append(f"| {kind} | not validated (best search value "
+                         f"{_num(s['best_search_value'])}) | 0 | - | - | - |")
+            continue
+        c = k["validated"][0]
+        ci = c["ci"]
+        lines.append(f"| {kind} | {c['source_study']} #{c['source_trial']} | {c['n_seeds']} | "
+                     f"{_num(c['mean'])} | [{_num(ci[0])}, {_num(ci[1])}] | {_num(c['sd'])} |")
+    if report["comparisons"]:
+        pair = report["comparisons"][0]
+        lines += ["", "| resolution | difference | 95% CI | Welch p |", "|---|---|---|---|"]
+        rows = [("s", pair["at_s"])] + [(f"{p['factor']:g} x s", p) for p in pair["profile"]]
+        for label, d in rows:
+            lines.append(f"| {label} | {_num(d['difference'])} | [{_num(d['ci'][0])}, "
+                         f"{_num(d['ci'][1])}] | {_num(d['p_value'])} |")
+    lines += ["", f"Generated {report['generated_at']} by `hpo report {report['study']}`; "
+              "report.json holds every number."]
+    for key, url in links.items():
+        lines += ["", f"**{FIGURE_CAPTIONS[key]}**", "", f"![{key}]({url})"]
+    return "\n".join(lines) + "\n"
+
+
+def _num(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "-"

@@ -1,0 +1,301 @@
+"""What `hpo report` says, as plain data: the content of report.json (schema: docs/report.md).
+
+Everything here is a function of the stored trials of one study group (:mod:`hpo.study_group`):
+the validated configurations of each kind with their seed statistics, the comparison of the
+kinds' best validated configurations at the study's s and across the resolution profile, the
+anytime curves, and provenance. The HTML page, the dashboard note and report.json all render
+this one dictionary, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.study_group import StudyGroup, kind_budgets, retry_history, trial_seed
+from hpo.verdict import CONFIDENCE, compare_kinds, profile_conclusion, seed_summary
+
+SCHEMA = "qgan-hpo/report/1"
+#: The resolution profile's multiples of the study's s, in the order they are reported.
+PROFILE_FACTORS = (0.5, 1.0, 2.0)
+
+
+def metric_name(sigma: float | None) -> str:
+    """The objective's name, as the dashboard and every table show it."""
+    at = f"s = {sigma:g}" if sigma is not None else "s not recorded"
+    return f"D_s KL(Q||P) [nats], {at}"
+
+
+def _finished(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """Finished trials that count (a failed trial that was retried is replaced by its retry)."""
+    retried = {n for t in trials for n in retry_history(t)}
+    return [t for t in trials if t.state.is_finished()
+            and not (t.state == TrialState.FAIL and t.number in retried)]
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _profile_values(trial: FrozenTrial) -> dict[float, tuple[float, float]]:
+    """factor -> (sigma, value) from a trial's ``kl_profile`` attribute."""
+    out = {}
+    for point in trial.user_attrs.get("kl_profile") or []:
+        try:
+            out[float(point["factor"])] = (float(point["sigma"]), float(point["value"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def _seconds_per_step(trial: FrozenTrial) -> float | None:
+    a = trial.user_attrs
+    if a.get("seconds") is None or not a.get("steps"):
+        return None
+    return float(a["seconds"]) / float(a["steps"])
+
+
+def validated_configurations(group: StudyGroup) -> dict[str, list[dict[str, Any]]]:
+    """Per kind, each validated configuration with its seed statistics, best (lowest mean) first.
+
+    Only COMPLETE validation trials give values; the others are counted in ``not_complete``.
+    """
+    by_source: dict[tuple[str, str, int], list[FrozenTrial]] = defaultdict(list)
+    for t in _finished(group.validation):
+        v = t.user_attrs.get("validates") or {}
+        kind = t.user_attrs.get("generator_kind", "?")
+        by_source[(kind, str(v.get("study")), int(v.get("trial", -1)))].append(t)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for (kind, study, number), trials in by_source.items():
+        done = sorted((t for t in trials if t.state == TrialState.COMPLETE),
+                      key=lambda t: trial_seed(t) or 0)
+        values = [float(t.value) for t in done]
+        validates = trials[0].user_attrs.get("validates") or {}
+        entry: dict[str, Any] = {
+            "source_study": study,
+            "source_trial": number,
+            "rank": validates.get("rank"),
+            "search_value": validates.get("search_value"),
+            "params": dict(trials[0].params),
+            "validation_trials": [t.number for t in done],
+            "seeds": [trial_seed(t) for t in done],
+            "values": values,
+            "not_complete": len(trials) - len(done),
+        }
+        if values:
+            s = seed_summary(values)
+            entry.update(n_seeds=s.n, mean=s.mean, ci=[s.ci_low, s.ci_high], sd=s.sd)
+        else:
+            entry.update(n_seeds=0, mean=None, ci=[None, None], sd=None)
+        entry.update(
+            w2_mean=_mean([t.user_attrs.get("w2") for t in done]),
+            mode_coverage_mean=_mean([t.user_attrs.get("mode_coverage") for t in done]),
+            n_params=next((t.user_attrs["n_params"] for t in done if "n_params" in t.user_attrs),
+                          None),
+            seconds_per_step=_mean([_seconds_per_step(t) for t in done]),
+            profile=_config_profile(done),
+        )
+        out.setdefault(kind, []).append(entry)
+    for configs in out.values():
+        configs.sort(key=lambda c: (c["mean"] is None or c["n_seeds"] < 2,
+                                    c["mean"] if c["mean"] is not None else math.inf))
+    return {k: out[k] for k in group.kinds if k in out} | {k: v for k, v in out.items()
+                                                           if k not in group.kinds}
+
+
+def _config_profile(done: Sequence[FrozenTrial]) -> dict[str, Any]:
+    per_factor: dict[float, list[tuple[float, float]]] = defaultdict(list)
+    for t in done:
+        for factor, point in _profile_values(t).items():
+            per_factor[factor].append(point)
+    profile = {}
+    for factor in sorted(per_factor):
+        points = per_factor[factor]
+        s = seed_summary([v for _, v in points])
+        profile[f"{factor:g}"] = {"sigma": points[0][0], **s.as_dict(),
+                                  "values": [v for _, v in points]}
+    return profile
+
+
+def comparisons(validated: dict[str, list[dict[str, Any]]], sigma: float | None = None
+                ) -> dict[str, Any]:
+    """The kinds' best validated configurations compared at s and over the profile.
+
+    With more than two kinds each pair is compared; ``primary`` is the first pair in the
+    study file's kind order.
+    """
+    best = {kind: configs[0] for kind, configs in validated.items()
+            if configs and configs[0]["n_seeds"] >= 1}
+    kinds = list(best)
+    pairs = []
+    for i, a in enumerate(kinds):
+        for b in kinds[i + 1:]:
+            ca, cb = best[a], best[b]
+            at_s = compare_kinds(ca["values"], cb["values"], a, b,
+                                 at=f"s = {sigma:g}" if sigma is not None else "")
+            by_factor = {}
+            for key in sorted(set(ca["profile"]) & set(cb["profile"]), key=float):
+                pa, pb = ca["profile"][key], cb["profile"][key]
+                by_factor[float(key)] = compare_kinds(pa["values"], pb["values"], a, b,
+                                                      at=f"{key} x s = {pa['sigma']:g}")
+            pair = {"kinds": [a, b],
+                    "configs": [[ca["source_study"], ca["source_trial"]],
+                                [cb["source_study"], cb["source_trial"]]],
+                    "at_s": at_s.as_dict(),
+                    "profile": [{"factor": f, "sigma": best[a]["profile"][f"{f:g}"]["sigma"],
+                                 **d.as_dict()} for f, d in by_factor.items()]}
+            if by_factor:
+                pair["profile_conclusion"] = profile_conclusion(by_factor).as_dict()
+            pairs.append(pair)
+    return {"pairs": pairs, "primary": pairs[0] if pairs else None}
+
+
+def _anytime(trials: Sequence[FrozenTrial]) -> dict[str, list]:
+    """Best D_s so far against finished trials and cumulative training seconds."""
+    finished = sorted((t for t in _finished(trials) if t.datetime_complete is not None),
+                      key=lambda t: (t.datetime_complete, t.number))
+    xs, secs, best, numbers = [], [], [], []
+    total, current = 0.0, None
+    for i, t in enumerate(finished, start=1):
+        if t.datetime_start is not None:
+            total += (t.datetime_complete - t.datetime_start).total_seconds()
+        if t.state == TrialState.COMPLETE and (current is None or t.value < current):
+            current = float(t.value)
+        xs.append(i)
+        secs.append(total)
+        best.append(current)
+        numbers.append(t.number)
+    return {"trials": xs, "cumulative_seconds": secs, "best_so_far": best, "trial_number": numbers}
+
+
+def _counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
+    states = [t.state for t in _finished(trials)] + [
+        t.state for t in trials if not t.state.is_finished()]
+    return {"finished": sum(s.is_finished() for s in states),
+            "complete": states.count(TrialState.COMPLETE),
+            "pruned": states.count(TrialState.PRUNED),
+            "failed": states.count(TrialState.FAIL),
+            "running": states.count(TrialState.RUNNING),
+            "waiting": states.count(TrialState.WAITING),
+            "retries": sum(1 for t in trials if retry_history(t))}
+
+
+def _search_summary(kind: str, study: str, trials: Sequence[FrozenTrial]) -> dict[str, Any]:
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = min(done, key=lambda t: (t.value, t.number)) if done else None
+    return {"study": study, **_counts(trials),
+            "best_search_trial": best.number if best else None,
+            "best_search_value": float(best.value) if best else None,
+            "best_search_ci": best.user_attrs.get("kl_ci") if best else None}
+
+
+def _failures(group: StudyGroup) -> list[dict[str, Any]]:
+    out = []
+    studies = [(group.search_studies[k], ts) for k, ts in group.search.items()]
+    studies += [(group.validation_study, group.validation)] if group.validation_study else []
+    for study, trials in studies:
+        retried = {n for t in trials for n in retry_history(t)}
+        for t in trials:
+            if t.state == TrialState.FAIL:
+                out.append({"study": study, "trial": t.number, "retried": t.number in retried,
+                            "ended": t.user_attrs.get("ended", "")})
+    return out
+
+
+def _sigma(group: StudyGroup) -> tuple[float | None, list[float]]:
+    trials = [t for ts in group.search.values() for t in ts] + list(group.validation)
+    seen = sorted({float(t.user_attrs["sigma"]) for t in trials
+                   if t.state == TrialState.COMPLETE and t.user_attrs.get("sigma") is not None})
+    if seen:
+        return seen[0] if len(seen) == 1 else None, seen
+    metric = (group.study_user_attrs.get("study_file") or {}).get("metric") or {}
+    sigma = metric.get("sigma")
+    return (float(sigma) if sigma is not None else None), []
+
+
+def build_report(group: StudyGroup, *, storage: str = "",
+                 generated_at: datetime | None = None) -> dict[str, Any]:
+    """The whole report as JSON-ready data (NaN and infinities become ``None``)."""
+    study_file = group.study_user_attrs.get("study_file") or {}
+    metric = study_file.get("metric") or {}
+    sigma, sigmas_seen = _sigma(group)
+    validated = validated_configurations(group)
+    compared = comparisons(validated, sigma)
+    primary = compared["primary"]
+    if primary is None:
+        why = ("no seed validation has finished yet; run `hpo validate`" if not validated
+               else "fewer than two kinds have validated configurations")
+        verdict = {"sentence": f"A difference between the kinds is not established ({why}).",
+                   "established": False, "winner": None, "profile_holds": None,
+                   "profile_sentence": None}
+    else:
+        pc = primary.get("profile_conclusion")
+        verdict = {"sentence": primary["at_s"]["sentence"],
+                   "established": primary["at_s"]["established"],
+                   "winner": primary["at_s"]["winner"],
+                   "profile_holds": pc["holds"] if pc else None,
+                   "profile_sentence": pc["sentence"] if pc else None}
+    search_trials = [t for ts in group.search.values() for t in ts]
+    search_seeds = sorted({s for t in search_trials if (s := trial_seed(t)) is not None})
+    validation_seeds = sorted({s for t in group.validation if (s := trial_seed(t)) is not None})
+    budget = study_file.get("budget") or {}
+    validation_cfg = study_file.get("validation") or {}
+    report = {
+        "schema": SCHEMA,
+        "study": group.name,
+        "layout": group.layout,
+        "generated_at": (generated_at or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "confidence": CONFIDENCE,
+        "metric": {"name": metric_name(sigma), "unit": "nats", "sigma": sigma,
+                   "sigmas_seen": sigmas_seen, "m": metric.get("eval_samples"),
+                   "n": metric.get("n_target"), "replicates": metric.get("replicates"),
+                   "profile_factors": list(PROFILE_FACTORS)},
+        "verdict": verdict,
+        "kinds": {
+            kind: {"search": _search_summary(kind, group.search_studies[kind], trials),
+                   "validated": validated.get(kind, [])}
+            for kind, trials in group.search.items()},
+        "comparisons": compared["pairs"],
+        "anytime": {kind: _anytime(trials) for kind, trials in group.search.items()},
+        "provenance": {
+            "study_file": study_file,
+            "storage": storage,
+            "search_studies": group.search_studies,
+            "validation_study": group.validation_study,
+            "code_versions": sorted({str(t.user_attrs["code_version"])
+                                     for t in search_trials + list(group.validation)
+                                     if t.user_attrs.get("code_version")}),
+            "seeds": {"search": search_seeds, "validation": validation_seeds,
+                      "overlap": sorted(set(search_seeds) & set(validation_seeds))},
+            "budget": {
+                "trials": budget.get("trials"),
+                "per_kind": (kind_budgets(int(budget["trials"]), list(group.search))
+                             if budget.get("trials") and group.layout == "per-kind" else None),
+                "steps": budget.get("steps"),
+                "validation": {"top_k": validation_cfg.get("top_k"),
+                               "seeds": validation_cfg.get("seeds")},
+                "spent": {kind: _counts(trials) for kind, trials in group.search.items()}
+                | {"validation": _counts(group.validation)},
+            },
+            "failures": _failures(group),
+        },
+    }
+    return json_safe(report)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN/inf floats as ``None`` and tuples as lists, so ``json.dumps`` gives
+    standard JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
