@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="trial counts and best per generator kind", epilog=EPILOG)
     p.add_argument("study", nargs="?", metavar="STUDY",
                    help="study name or study file (default: list all studies)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     _common(p, artifacts=False)
 
     p = sub.add_parser("dashboard", help="optuna-dashboard on the same storage and artifacts",
@@ -71,8 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="best trials as self-contained training configs (YAML)",
                        epilog=EPILOG)
     p.add_argument("study", metavar="STUDY", help="study name or study file")
-    _common(p, artifacts=False)
+    _common(p)
     p.add_argument("--top", type=int, default=1, help="how many of the best trials (default: 1)")
+    p.add_argument("--kind", metavar="K", default=None,
+                   help="only this generator kind (classical, quantum)")
+    p.add_argument("--validated", action="store_true",
+                   help="seed-validated configurations, ranked by their seed mean")
     p.add_argument("--out", metavar="FILE", help="write here (default: standard output)")
 
     p = sub.add_parser("report", help="the verdict: index.html, report.json, dashboard note",
@@ -153,17 +158,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import optuna
 
-    from hpo.report import summary
-    from hpo.storage import display_url, open_storage, open_study, storage_url
+    from hpo.publish import load_group_or_explain
+    from hpo.report import group_summary, status_data, summary
+    from hpo.storage import display_url, open_storage, storage_url
 
     url = storage_url(args.storage)
+    storage = open_storage(url)
     if args.study is None:
-        studies = optuna.get_all_study_summaries(open_storage(url))
+        studies = optuna.get_all_study_summaries(storage, include_best_trial=False)
+        if args.json:
+            print(json.dumps({"storage": display_url(url), "studies": [
+                {"name": s.study_name, "n_trials": s.n_trials} for s in studies]}))
+            return 0
         print(f"{len(studies)} studies in {display_url(url)}")
         for s in studies:
             print(f"  {s.study_name}: {s.n_trials} trials")
         return 0
-    print(summary(open_study(url, _study_name(args.study))))
+    group = load_group_or_explain(storage, _study_name(args.study), display_url(url))
+    if args.json:
+        print(json.dumps(status_data(group)))
+    elif group.layout == "single":
+        print(summary(optuna.load_study(study_name=group.name, storage=storage)))
+    else:
+        print(group_summary(group))
     return 0
 
 
@@ -183,10 +200,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from hpo.export import dump_documents, export_documents
-    from hpo.storage import open_study, storage_url
+    from hpo.publish import load_group_or_explain
+    from hpo.storage import display_url, open_storage, storage_url
 
-    study = open_study(storage_url(args.storage), _study_name(args.study))
-    docs = export_documents(study, args.top)
+    url = storage_url(args.storage)
+    group = load_group_or_explain(open_storage(url), _study_name(args.study), display_url(url))
+    docs = export_documents(group, args.top, kind=args.kind, validated=args.validated,
+                            artifact_store=_existing_artifacts(args.artifacts))
     text = dump_documents(docs)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -198,19 +218,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _existing_artifacts(flag: str | None):
+    """The artifact store when its directory exists; None (never created) otherwise."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from hpo.storage import artifacts_dir
+
+    path = artifacts_dir(flag)
+    return FileSystemArtifactStore(str(path)) if path.is_dir() else None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from hpo.publish import write_report
-    from hpo.storage import artifacts_dir, display_url, open_storage, storage_url
+    from hpo.storage import display_url, open_storage, storage_url
 
     url = storage_url(args.storage)
     name = _study_name(args.study)
     out = Path(args.out) if args.out else Path("runs") / "report" / name
-    store = None
-    if artifacts_dir(args.artifacts).is_dir():
-        from optuna.artifacts import FileSystemArtifactStore
-
-        store = FileSystemArtifactStore(str(artifacts_dir(args.artifacts)))
-    done = write_report(open_storage(url), name, out, artifact_store=store,
+    done = write_report(open_storage(url), name, out,
+                        artifact_store=_existing_artifacts(args.artifacts),
                         storage_label=display_url(url), note=not args.no_note)
     verdict = done.report["verdict"]
     print(verdict["sentence"])

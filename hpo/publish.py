@@ -140,8 +140,9 @@ def note_markdown(report: dict[str, Any], links: dict[str, str]) -> str:
         lines += ["", "| resolution | difference | 95% CI | Welch p |", "|---|---|---|---|"]
         rows = [("s", pair["at_s"])] + [(f"{p['factor']:g} x s", p) for p in pair["profile"]]
         for label, d in rows:
+            p = f"{d['p_value']:.3g}" if d["p_value"] is not None else "-"
             lines.append(f"| {label} | {_num(d['difference'])} | [{_num(d['ci'][0])}, "
-                         f"{_num(d['ci'][1])}] | {_num(d['p_value'])} |")
+                         f"{_num(d['ci'][1])}] | {p} |")
     lines += ["", f"Generated {report['generated_at']} by `hpo report {report['study']}`; "
               "report.json holds every number."]
     for key, url in links.items():

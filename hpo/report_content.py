@@ -174,7 +174,7 @@ def _anytime(trials: Sequence[FrozenTrial]) -> dict[str, list]:
     return {"trials": xs, "cumulative_seconds": secs, "best_so_far": best, "trial_number": numbers}
 
 
-def _counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
+def trial_counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
     states = [t.state for t in _finished(trials)] + [
         t.state for t in trials if not t.state.is_finished()]
     return {"finished": sum(s.is_finished() for s in states),
@@ -189,7 +189,7 @@ def _counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
 def _search_summary(kind: str, study: str, trials: Sequence[FrozenTrial]) -> dict[str, Any]:
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     best = min(done, key=lambda t: (t.value, t.number)) if done else None
-    return {"study": study, **_counts(trials),
+    return {"study": study, **trial_counts(trials),
             "best_search_trial": best.number if best else None,
             "best_search_value": float(best.value) if best else None,
             "best_search_ci": best.user_attrs.get("kl_ci") if best else None}
@@ -208,7 +208,7 @@ def _failures(group: StudyGroup) -> list[dict[str, Any]]:
     return out
 
 
-def _sigma(group: StudyGroup) -> tuple[float | None, list[float]]:
+def study_sigma(group: StudyGroup) -> tuple[float | None, list[float]]:
     trials = [t for ts in group.search.values() for t in ts] + list(group.validation)
     seen = sorted({float(t.user_attrs["sigma"]) for t in trials
                    if t.state == TrialState.COMPLETE and t.user_attrs.get("sigma") is not None})
@@ -224,7 +224,7 @@ def build_report(group: StudyGroup, *, storage: str = "",
     """The whole report as JSON-ready data (NaN and infinities become ``None``)."""
     study_file = group.study_user_attrs.get("study_file") or {}
     metric = study_file.get("metric") or {}
-    sigma, sigmas_seen = _sigma(group)
+    sigma, sigmas_seen = study_sigma(group)
     validated = validated_configurations(group)
     compared = comparisons(validated, sigma)
     primary = compared["primary"]
@@ -280,8 +280,8 @@ def build_report(group: StudyGroup, *, storage: str = "",
                 "steps": budget.get("steps"),
                 "validation": {"top_k": validation_cfg.get("top_k"),
                                "seeds": validation_cfg.get("seeds")},
-                "spent": {kind: _counts(trials) for kind, trials in group.search.items()}
-                | {"validation": _counts(group.validation)},
+                "spent": {kind: trial_counts(trials) for kind, trials in group.search.items()}
+                | {"validation": trial_counts(group.validation)},
             },
             "failures": _failures(group),
         },

@@ -127,6 +127,8 @@ def profile_png(report: dict[str, Any]) -> bytes | None:
                     color="black", capsize=4)
     ax.axhline(0.0, color="gray", linewidth=0.8)
     ax.set_xscale("log", base=2)
+    factors = [p["factor"] for p in pair["profile"]]
+    ax.set_xlim(min(factors) / 1.5, max(factors) * 1.5)
     ax.set_xticks([p["factor"] for p in pair["profile"]])
     ax.set_xticklabels([f"{p['factor']:g} x s\n(s = {p['sigma']:g})" for p in pair["profile"]],
                        fontsize=8)

@@ -33,6 +33,10 @@ def _f(value: Any, digits: int = 3) -> str:
     return html.escape(str(value))
 
 
+def _p(p: float | None) -> str:
+    return "-" if p is None else f"{p:.3g}"
+
+
 def _ci(ci: Any, digits: int = 3) -> str:
     if not ci or ci[0] is None:
         return "-"
@@ -107,10 +111,10 @@ def render_html(report: dict[str, Any], figures: Mapping[str, bytes | None]) -> 
     for pair in report["comparisons"]:
         a, b = pair["kinds"]
         rows = [[f"s (study) = {_f(metric['sigma'], 3)}", _f(pair["at_s"]["difference"]),
-                 _ci(pair["at_s"]["ci"]), _f(pair["at_s"]["p_value"], 4),
+                 _ci(pair["at_s"]["ci"]), _p(pair["at_s"]["p_value"]),
                  e(pair["at_s"]["winner"] or "not established")]]
         rows += [[f"{p['factor']:g} x s = {p['sigma']:g}", _f(p["difference"]), _ci(p["ci"]),
-                  _f(p["p_value"], 4), e(p["winner"] or "not established")]
+                  _p(p["p_value"]), e(p["winner"] or "not established")]
                  for p in pair["profile"]]
         parts += [f"<h3>Difference of the best validated configurations: D_s({e(a)}) - "
                   f"D_s({e(b)})</h3>",

@@ -29,7 +29,8 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.quiet import quiet_experimental
 
 __all__ = [
-    "VALIDATION_SEED_BASE", "VALIDATION_SUFFIX", "StudyGroup", "ValidationRequest",
+    "ENQUEUED_ATTR", "VALIDATION_SEED_BASE", "VALIDATION_SUFFIX", "StudyGroup", "ValidationRequest",
+    "Work", "next_work",
     "claimed_slots", "enqueue_validation", "kind_budgets", "load_group", "next_search_kind",
     "search_study_name", "validation_requests", "validation_study_name",
 ]
@@ -78,14 +79,14 @@ def next_search_kind(claimed: Mapping[str, int], budgets: Mapping[str, int]) -> 
     """The kind whose search study a worker should pull its next trial from, or ``None`` when
     every kind has claimed its budget.
 
-    ``claimed[kind]`` counts the kind's finished and running trials. The kind with the most
-    slots left goes first (ties: the study file's order), so kinds advance together and a run
-    stopped early still holds near-equal counts.
+    ``claimed[kind]`` counts the kind's finished and running trials. The open kind with the
+    fewest claimed goes first (ties: the study file's order), so kinds advance together and a run
+    stopped at any point holds counts within one of each other.
     """
     open_kinds = [k for k in budgets if claimed.get(k, 0) < budgets[k]]
     if not open_kinds:
         return None
-    return max(open_kinds, key=lambda k: (budgets[k] - claimed.get(k, 0), -list(budgets).index(k)))
+    return min(open_kinds, key=lambda k: (claimed.get(k, 0), list(budgets).index(k)))
 
 
 @dataclass(frozen=True)
@@ -224,3 +225,107 @@ def load_group(storage: optuna.storages.BaseStorage | str, name: str) -> StudyGr
 def _kind_order(item: tuple[str, Any]) -> tuple[int, str]:
     order = ("classical", "quantum")
     return (order.index(item[0]) if item[0] in order else len(order), item[0])
+
+
+#: Study user attribute of ``NAME.validation``: how many validation trials were enqueued.
+ENQUEUED_ATTR = "validation_enqueued"
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a worker does next (decided under the budget lock).
+
+    ``action`` is ``"search"`` (pull a trial of ``study``, kind ``kind``), ``"enqueue"`` (the
+    search is over: enqueue the validation, then ask again), ``"validate"`` (pull a waiting
+    trial of the validation ``study``), ``"wait"`` (others hold the remaining work) or
+    ``"done"``.
+    """
+
+    action: str
+    study: str | None = None
+    kind: str | None = None
+
+
+def next_work(name: str, budgets: Mapping[str, int], search: Mapping[str, Sequence[FrozenTrial]],
+              validation: Sequence[FrozenTrial], enqueued: int | None, *,
+              validate: bool = True) -> Work:
+    """The next piece of work of study group ``name``.
+
+    Parameters
+    ----------
+    budgets : mapping of kind to int
+        Search trials per kind (:func:`kind_budgets`).
+    search : mapping of kind to trials
+        The trials of each kind's search study.
+    validation : trials
+        The trials of the validation study (empty if it has none).
+    enqueued : int or None
+        The validation study's :data:`ENQUEUED_ATTR`; ``None`` before the validation is enqueued.
+    validate : bool, default True
+        False stops after the search (a study file with ``validation: {top_k: 0}``).
+    """
+    kind = next_search_kind({k: claimed_slots(search.get(k, [])) for k in budgets}, budgets)
+    if kind is not None:
+        return Work("search", search_study_name(name, kind), kind)
+    if any(not t.state.is_finished() for ts in search.values() for t in ts):
+        return Work("wait")  # the last search trials decide which configurations to validate
+    if not validate:
+        return Work("done")
+    if enqueued is None:
+        return Work("enqueue", validation_study_name(name))
+    if any(t.state == TrialState.WAITING for t in validation):
+        return Work("validate", validation_study_name(name))
+    if any(t.state == TrialState.RUNNING for t in validation):
+        return Work("wait")
+    return Work("done")
+
+
+def validation_settings(spec: Any) -> tuple[int, int]:
+    """``(top_k, seeds)`` of a study file; the defaults when it has no ``validation`` section."""
+    validation = getattr(spec, "validation", None)
+    return (int(getattr(validation, "top_k", DEFAULT_TOP_K)),
+            int(getattr(validation, "seeds", DEFAULT_SEEDS)))
+
+
+def ensure_group(storage: optuna.storages.BaseStorage, spec: Any) -> dict[str, optuna.Study]:
+    """Create (or load) the group's studies: one per kind, and the validation study.
+
+    Call it under the init lock. Each study carries the study file as its ``study_file`` user
+    attribute; the validation study never prunes.
+    """
+    names = [search_study_name(spec.name, k) for k in spec.search.generators]
+    names.append(validation_study_name(spec.name))
+    studies = {}
+    for study_name in names:
+        study = optuna.create_study(study_name=study_name, storage=storage,
+                                    direction="minimize", load_if_exists=True)
+        if "study_file" not in study.user_attrs:
+            study.set_user_attr("study_file", spec.model_dump(mode="json"))
+        studies[study_name] = study
+    return studies
+
+
+def decide(storage: optuna.storages.BaseStorage, spec: Any) -> Work:
+    """The worker's next :class:`Work` for study file ``spec``, read from ``storage``.
+
+    Call it under the budget lock. When the search is over and the validation not yet enqueued,
+    it enqueues it here (once, recorded in :data:`ENQUEUED_ATTR`) and decides again.
+    """
+    kinds = list(spec.search.generators)
+    budgets = kind_budgets(spec.budget.trials, kinds)
+    search = {k: optuna.load_study(study_name=search_study_name(spec.name, k),
+                                   storage=storage).get_trials(deepcopy=False) for k in kinds}
+    vstudy = optuna.load_study(study_name=validation_study_name(spec.name), storage=storage)
+    top_k, seeds = validation_settings(spec)
+    enqueued = vstudy.user_attrs.get(ENQUEUED_ATTR)
+    work = next_work(spec.name, budgets, search, vstudy.get_trials(deepcopy=False), enqueued,
+                     validate=top_k > 0 and seeds > 0)
+    if work.action != "enqueue":
+        return work
+    requests = validation_requests(
+        search, {k: search_study_name(spec.name, k) for k in kinds}, top_k=top_k, seeds=seeds,
+        base_seed=spec.seed)
+    enqueue_validation(vstudy, requests)
+    vstudy.set_user_attr(ENQUEUED_ATTR, len(requests))
+    return next_work(spec.name, budgets, search, vstudy.get_trials(deepcopy=False),
+                     len(requests))

@@ -42,7 +42,10 @@ def _attrs(kind: str, seed: int, value: float, seconds: float) -> dict:
             "kl_knn": value + 0.1, "kl_stderr": 0.01, "kl_ci": [value - 0.02, value + 0.02],
             "w2": 2 * value, "mode_coverage": 1.0 if value < 1 else 0.5,
             "n_params": 100 if kind == "classical" else 40, "steps": 30, "seconds": seconds,
-            "code_version": "0.1.0+gtest"}
+            "code_version": "0.1.0+gtest",
+            "config": {"study": "verdict", "target": {"preset": "gaussgan"},
+                       "metric": STUDY_FILE["metric"],
+                       "train": {"generator": {"kind": kind}, "seed": seed, "steps": 30}}}
 
 
 def _params(kind: str, i: int) -> dict:

@@ -1,0 +1,166 @@
+"""The fair search's rules (hpo/study_group.py), in process with a cheap objective: equal budgets
+per kind, pruning only against the same kind, validation of the top configurations on seeds the
+search never used, enqueued once."""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hpo.study_file import load_study
+from hpo.study_group import (
+    ENQUEUED_ATTR,
+    claimed_slots,
+    decide,
+    enqueue_validation,
+    ensure_group,
+    kind_budgets,
+    load_group,
+    next_search_kind,
+    search_study_name,
+    validation_requests,
+    validation_study_name,
+)
+from tests.conftest import SMOKE
+
+SCALE = {"classical": 1.0, "quantum": 1000.0}  # quantum curves far above classical ones
+
+
+def test_kind_budgets_split_equally() -> None:
+    assert kind_budgets(9, ["classical", "quantum"]) == {"classical": 5, "quantum": 4}
+    assert kind_budgets(8, ["classical", "quantum"]) == {"classical": 4, "quantum": 4}
+    assert kind_budgets(7, ["quantum"]) == {"quantum": 7}
+    with pytest.raises(ValueError):
+        kind_budgets(4, [])
+
+
+def test_next_search_kind_keeps_kinds_level() -> None:
+    budgets = {"classical": 5, "quantum": 4}
+    assert next_search_kind({}, budgets) == "classical"
+    assert next_search_kind({"classical": 1}, budgets) == "quantum"
+    assert next_search_kind({"classical": 1, "quantum": 1}, budgets) == "classical"
+    assert next_search_kind({"classical": 5, "quantum": 3}, budgets) == "quantum"
+    assert next_search_kind({"classical": 5, "quantum": 4}, budgets) is None
+
+
+def _fake_objective(kind: str, validation: bool):
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("lr_generator", 1e-3, 1e-2, log=True)
+        seed = trial.user_attrs.get("seed")
+        if seed is None:
+            seed = trial.number
+            trial.set_user_attr("seed", seed)
+            trial.set_user_attr("generator_kind", kind)
+        noise = np.random.default_rng(seed).normal(0, 0.05)
+        final = SCALE[kind] * (1.0 + 100 * (x - 5e-3) ** 2 + noise)
+        if not validation:
+            for step in (10, 20):
+                trial.report(final * (1 + 1.0 / step), step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+        return final
+    return objective
+
+
+def _run(storage, spec) -> list[str]:
+    """Workers' loop, in process: decide, then pull one trial of the chosen study."""
+    ensure_group(storage, spec)
+    studies = {}
+    for kind in spec.search.generators:
+        name = search_study_name(spec.name, kind)
+        studies[name] = optuna.load_study(
+            study_name=name, storage=storage, sampler=optuna.samplers.TPESampler(seed=1),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
+    vname = validation_study_name(spec.name)
+    studies[vname] = optuna.load_study(study_name=vname, storage=storage,
+                                       pruner=optuna.pruners.NopPruner())
+    actions = []
+    for _ in range(200):
+        work = decide(storage, spec)
+        actions.append(work.action)
+        if work.action == "done":
+            return actions
+        assert work.action in ("search", "validate"), work
+        kind = work.kind
+        if work.action == "validate":
+            waiting = [t for t in studies[vname].get_trials() if t.state == TrialState.WAITING]
+            kind = waiting[0].user_attrs["generator_kind"]
+        studies[work.study].optimize(_fake_objective(kind, work.action == "validate"),
+                                     n_trials=1)
+    raise AssertionError(f"no end after 200 decisions: {actions[-5:]}")
+
+
+@pytest.fixture
+def finished_group():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec = load_study(SMOKE)
+    spec = spec.model_copy(update={"budget": spec.budget.model_copy(update={"trials": 13})})
+    storage = optuna.storages.InMemoryStorage()
+    actions = _run(storage, spec)
+    return spec, storage, actions
+
+
+def test_two_kinds_get_equal_budgets_and_their_own_pruning(finished_group) -> None:
+    spec, storage, actions = finished_group
+    group = load_group(storage, spec.name)
+    counts = {k: claimed_slots(ts) for k, ts in group.search.items()}
+    assert counts == {"classical": 7, "quantum": 6}
+    for kind, trials in group.search.items():
+        assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        # A pruned trial was worse than the median of its own kind's earlier trials, which a
+        # pooled population (quantum 1000x classical) would never let a quantum trial finish.
+        for t in trials:
+            if t.state != TrialState.PRUNED:
+                continue
+            step = max(t.intermediate_values)
+            earlier = [u.intermediate_values[step] for u in trials
+                       if u.number < t.number and step in u.intermediate_values]
+            assert t.intermediate_values[step] > statistics.median(earlier)
+        assert sum(t.state == TrialState.COMPLETE for t in trials) >= 3, kind
+    assert actions.index("validate") > max(i for i, a in enumerate(actions) if a == "search")
+
+
+def test_validation_retrains_the_top_configs_on_unseen_seeds(finished_group) -> None:
+    spec, storage, _ = finished_group
+    group = load_group(storage, spec.name)
+    vstudy = optuna.load_study(study_name=validation_study_name(spec.name), storage=storage)
+    assert vstudy.user_attrs[ENQUEUED_ATTR] == 3 * 5 * 2 == len(group.validation)
+    assert all(t.state == TrialState.COMPLETE for t in group.validation)
+    search_seeds = {t.user_attrs["seed"] for ts in group.search.values() for t in ts}
+    seeds = [t.user_attrs["seed"] for t in group.validation]
+    assert len(set(seeds)) == 30 and not set(seeds) & search_seeds
+    for kind, trials in group.search.items():
+        top3 = sorted((t for t in trials if t.state == TrialState.COMPLETE),
+                      key=lambda t: t.value)[:3]
+        mine = [t for t in group.validation if t.user_attrs["generator_kind"] == kind]
+        assert {t.user_attrs["validates"]["trial"] for t in mine} == {t.number for t in top3}
+        for t in mine:
+            source = next(s for s in trials if s.number == t.user_attrs["validates"]["trial"])
+            assert t.params == source.params
+            assert t.user_attrs["validates"]["study"] == search_study_name(spec.name, kind)
+
+
+def test_validation_is_enqueued_once(finished_group) -> None:
+    spec, storage, _ = finished_group
+    group = load_group(storage, spec.name)
+    requests = validation_requests(group.search, group.search_studies, top_k=3, seeds=5,
+                                   base_seed=spec.seed)
+    vstudy = optuna.load_study(study_name=validation_study_name(spec.name), storage=storage)
+    assert enqueue_validation(vstudy, requests) == 0
+    assert decide(storage, spec).action == "done"
+    assert len(vstudy.get_trials()) == 30
+
+
+def test_validation_seeds_skip_search_seeds() -> None:
+    trials = [optuna.trial.create_trial(value=float(v), params={}, distributions={},
+                                        user_attrs={"seed": s})
+              for v, s in [(1.0, 1_000_000), (2.0, 1_000_002), (0.5, 3)]]
+    requests = validation_requests({"classical": trials}, {"classical": "x.classical"},
+                                   top_k=2, seeds=2)
+    assert [r.seed for r in requests] == [1_000_001, 1_000_003, 1_000_004, 1_000_005]
+    assert [r.rank for r in requests] == [1, 1, 2, 2]
+    assert [r.source_value for r in requests] == [0.5, 0.5, 1.0, 1.0]
