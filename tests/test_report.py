@@ -205,3 +205,10 @@ def test_cli_report_on_the_embedded_journal(journal, tmp_path: Path) -> None:
     bad = run_hpo("report", "nosuch", cwd=tmp_path)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert "no study named 'nosuch'" in bad.stderr and "verdict.classical" in bad.stderr
+
+
+def test_report_has_help(tmp_path: Path) -> None:
+    done = run_hpo("report", "--help", cwd=tmp_path, timeout=60)
+    assert done.returncode == 0 and "usage: hpo report" in done.stdout
+    assert "--out DIR" in done.stdout and "--storage" in done.stdout
+    assert not (tmp_path / "runs").exists(), "help creates nothing"
