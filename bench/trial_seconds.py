@@ -29,8 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
 from hpo.evaluate import kl_options  # noqa: E402
-from hpo.space import suggest  # noqa: E402
-from hpo.study_file import load_study  # noqa: E402
+from hpo.space import load_spec, suggest  # noqa: E402
 from hpo.study_group import DEFAULT_SEEDS, DEFAULT_TOP_K  # noqa: E402
 from hpo.target import build_target  # noqa: E402
 from metrics import kl_divergence  # noqa: E402
@@ -79,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    spec = load_study(args.study_file)
+    spec = load_spec(args.study_file)
     target = build_target(spec.target)
     metric = spec.metric.model_dump()
     validation = getattr(spec, "validation", None)
@@ -96,7 +95,7 @@ def main() -> None:
         kind_spec = one_kind_spec(spec, kind)
         for _ in range(args.configs):
             trial = study.ask()
-            config = suggest(trial, kind_spec)
+            config = suggest(trial, kind_spec, seed=trial.number)
             loaded = train_seconds_per_step(config, target, args.steps)
             reference = train_seconds_per_step(REFERENCE, target, args.steps)
             load = reference / QUIET_REFERENCE_S_PER_STEP

@@ -11,7 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo.study_file import load_study
+from hpo.space import load_spec
 from hpo.study_group import (
     ENQUEUED_ATTR,
     claimed_slots,
@@ -97,7 +97,7 @@ def _run(storage, spec) -> list[str]:
 @pytest.fixture
 def finished_group():
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    spec = load_study(SMOKE)
+    spec = load_spec(SMOKE)
     spec = spec.model_copy(update={"budget": spec.budget.model_copy(update={"trials": 13})})
     storage = optuna.storages.InMemoryStorage()
     actions = _run(storage, spec)
