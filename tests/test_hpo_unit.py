@@ -32,6 +32,7 @@ from hpo.quiet import quiet_experimental
 from hpo.space import load_spec, suggest, training_config
 from hpo.storage import open_storage, seconds_from_env
 from hpo.study_file import read_study_file
+from hpo.study_group import load_group
 from tests.conftest import SMOKE
 
 SPEC = load_spec(SMOKE)
@@ -143,18 +144,20 @@ def test_requeue_leaves_a_trial_finished_elsewhere_alone() -> None:
 # --- export ----------------------------------------------------------------------------------
 
 def test_export_documents_best_first_with_their_source() -> None:
-    study = _study()
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name="e", storage=storage)
     for value in (3.0, 1.0, 2.0):
         study.add_trial(create_trial(value=value, params={"x": value / 10},
                                      distributions={"x": FloatDistribution(0, 1)},
                                      user_attrs={"config": {"train": {"seed": int(value)}},
                                                  "kl_ci": [value - 0.1, value + 0.1]}))
-    docs = export_documents(study, top=2)
+    group = load_group(storage, "e")
+    docs = export_documents(group, top=2)
     assert [d["source"]["kl"] for d in docs] == [1.0, 2.0]
     assert [d["source"]["rank"] for d in docs] == [1, 2]
     assert docs[0]["train"] == {"seed": 1} and docs[0]["source"]["trial"] == 1
     with pytest.raises(UsageError):
-        export_documents(study, top=0)
+        export_documents(group, top=0)
 
 
 # --- the journal file ------------------------------------------------------------------------
