@@ -75,15 +75,11 @@ def test_sigkill_of_3_of_8_workers_mid_trial(pg_url: str, tmp_path: Path,
                                               procs: Processes) -> None:
     study = fault_study(tmp_path, "kill3", trials=10, steps=200)
     workers = _workers(procs, study, pg_url, 8, tmp_path)
-    victims: set[str] = set()
-
-    def three_running() -> bool:
-        for t in running_with_report(pg_url, "kill3"):
-            victims.add(t.user_attrs["worker"])
-        return len(victims) >= 3
-
-    wait_for("three trials under way", three_running, timeout=180)
-    killed = sorted(victims)[:3]
+    # three workers whose trials are under way right now, killed at once (mid-trial)
+    running = wait_for("three trials under way",
+                       lambda: r if len(r := running_with_report(pg_url, "kill3")) >= 3 else None,
+                       timeout=180)
+    killed = sorted(t.user_attrs["worker"] for t in running)[:3]
     for name in killed:
         os.killpg(workers[int(name[1:])].pid, signal.SIGKILL)
     survivors = [w for i, w in enumerate(workers) if f"w{i}" not in killed]
@@ -115,7 +111,8 @@ def test_a_late_heartbeat_costs_only_that_trial(pg_url: str, tmp_path: Path,
     retried = assert_exact_study(trials_of(pg_url, "late"), 4)
     assert trial.number in {t.number for t in retried}
     log = assert_clean_log(frozen.log_path)
-    assert log.count("late heartbeat") == 1, log
+    # one line for the frozen trial (a loaded host may add others, each one line too)
+    assert f"trial {trial.number} was judged stale while it ran here (late heartbeat)" in log, log
 
 
 def _hold_budget_lock(url: str, study: str, lease_s: float, tmp_path: Path,
