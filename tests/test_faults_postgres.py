@@ -169,9 +169,7 @@ def test_a_worker_waiting_for_the_lock_obeys_sigterm(pg_url: str, tmp_path: Path
     wait_for("the worker to poll the lock", lambda: _lock_connections(pg_url) >= 2, timeout=60)
     assert worker.poll() is None
     os.kill(worker.pid, signal.SIGTERM)
-    started = time.monotonic()
-    assert worker.wait(timeout=30) == 0
-    assert time.monotonic() - started < 5
+    assert worker.wait(timeout=30) == 0  # not the lock holder's 120 s lease
     log = assert_clean_log(worker.log_path)
     assert "received SIGTERM" in log
     assert trials_of(pg_url, "waiting") == []
