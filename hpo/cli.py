@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="local worker processes (default: 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default: 1)")
 
+    p = sub.add_parser("validate", help="run (or resume) the seed validation of a finished "
+                       "search with N local workers", epilog=EPILOG)
+    p.add_argument("study_file", metavar="STUDY.yaml")
+    _common(p)
+    p.add_argument("--workers", type=int, default=2, help="local worker processes (default: 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default: 1)")
+
     p = sub.add_parser("status", help="trial counts and best per generator kind", epilog=EPILOG)
     p.add_argument("study", nargs="?", metavar="STUDY",
                    help="study name or study file (default: list all studies)")
@@ -124,6 +131,15 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.study_file)
     url = storage_url(args.storage)
+    if spec.layout == "per-kind":
+        from hpo.evaluate import objective_name
+        from hpo.storage import ensure_group_studies
+
+        studies = ensure_group_studies(url, spec, metric=objective_name(spec))
+        print(f"studies {', '.join(studies)} ready in {display_url(url)} "
+              f"({sum(len(s.get_trials(deepcopy=False)) for s in studies.values())} trials so "
+              "far)")
+        return 0
     study = ensure_study(url, spec)
     print(f"study {study.study_name} ready in {display_url(url)} "
           f"({len(study.get_trials(deepcopy=False))} trials so far)")
@@ -151,6 +167,35 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     spec = load_spec(args.study_file)
     return run_study(spec, args.study_file, storage_url(args.storage), workers=args.workers,
+                     artifacts=str(artifacts_dir(args.artifacts)),
+                     threads=_threads(args.threads))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """`hpo run` once the search is over: the workers then only run (or resume) the seed
+    validation, which they enqueue first if nobody has."""
+    from hpo.launcher import run_study
+    from hpo.space import load_spec
+    from hpo.storage import artifacts_dir, display_url, open_storage, storage_url
+    from hpo.study_group import claimed_slots, kind_budgets
+
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    spec = load_spec(args.study_file)
+    if spec.layout != "per-kind":
+        raise UsageError(f"{args.study_file}: layout: seed validation needs layout: per-kind")
+    url = storage_url(args.storage)
+    from hpo.publish import load_group_or_explain
+
+    group = load_group_or_explain(open_storage(url), spec.name, display_url(url))
+    budgets = kind_budgets(spec.budget.trials, list(spec.search.generators))
+    short = {k: (claimed_slots(group.search.get(k, [])), b) for k, b in budgets.items()
+             if claimed_slots(group.search.get(k, [])) < b}
+    if short:
+        left = ", ".join(f"{k} {n}/{b}" for k, (n, b) in short.items())
+        raise UsageError(f"the search of {spec.name} is not finished ({left}); run: hpo run "
+                         f"{args.study_file}")
+    return run_study(spec, args.study_file, url, workers=args.workers,
                      artifacts=str(artifacts_dir(args.artifacts)),
                      threads=_threads(args.threads))
 
@@ -286,6 +331,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 COMMANDS = {"init": cmd_init, "worker": cmd_worker, "run": cmd_run, "status": cmd_status,
             "dashboard": cmd_dashboard, "export": cmd_export, "report": cmd_report,
+            "validate": cmd_validate,
             "train": cmd_train}
 
 

@@ -69,6 +69,14 @@ class Score:
         }
 
 
+def objective_name(spec: Any) -> str:
+    """The study's objective as the dashboard names it: ``D_s KL(Q||P) [nats], s = ...``."""
+    from hpo.report_content import metric_name
+    from hpo.target import build_target
+
+    return metric_name(study_sigma(spec.metric.model_dump(), build_target(spec.target)))
+
+
 def study_sigma(metric: dict[str, Any], target: GaussianMixture) -> float:
     """The study's resolution s: ``metric["sigma"]`` when set, else the target's default."""
     sigma = metric.get("sigma")

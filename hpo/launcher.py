@@ -26,11 +26,26 @@ import optuna
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from hpo.budget import budget_counts, requeue
-from hpo.report import summary
-from hpo.storage import DEFAULT_ARTIFACTS, DEFAULT_STORAGE, display_url, ensure_study
+from hpo.budget import BudgetCounts, budget_counts, requeue
+from hpo.evaluate import objective_name
+from hpo.report import group_summary, summary
+from hpo.storage import (
+    DEFAULT_ARTIFACTS,
+    DEFAULT_STORAGE,
+    display_url,
+    ensure_group_studies,
+    ensure_study,
+    open_storage,
+)
 from hpo.strategy import worker_seed_for
 from hpo.study_file import StudySpec
+from hpo.study_group import (
+    ENQUEUED_ATTR,
+    kind_budgets,
+    load_group,
+    next_work,
+    validation_settings,
+)
 
 MAX_RESTARTS_PER_SLOT = 3
 
@@ -47,8 +62,10 @@ class _Slot:
 
 def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artifacts: str,
               threads: int = 1, run_id: str | None = None, out: IO = sys.stdout) -> int:
-    """Run ``spec`` to its budget with ``workers`` local processes; return an exit status."""
-    study = ensure_study(url, spec)
+    """Run ``spec`` to its budget with ``workers`` local processes; return an exit status.
+
+    A per-kind study file runs its search and then its seed validation (docs/verdict.md)."""
+    studies = _studies(url, spec)
     run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     log_dir = Path("runs/logs")
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -80,10 +97,10 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
         stop["signal"] = signum  # acted on in the loop, never in the middle of a storage write
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    _recover_orphans(study, spec, out)
+    _recover_orphans(studies, spec, out)
     for slot in slots:
         start(slot)
-    bar = tqdm(total=spec.budget.trials, unit="trial", file=out, dynamic_ncols=True)
+    bar = tqdm(total=_total(studies, spec), unit="trial", file=out, dynamic_ncols=True)
     try:
         while stop["signal"] is None:
             for slot in slots:
@@ -91,43 +108,76 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
                 if code is None:
                     continue
                 if code != 0:
-                    _recover(study, spec, slot, code, out)
-                    finished = budget_counts(study.get_trials(deepcopy=False)).finished
-                    if slot.restarts < MAX_RESTARTS_PER_SLOT and finished < spec.budget.trials:
+                    _recover(studies, spec, slot, code, out)
+                    if slot.restarts < MAX_RESTARTS_PER_SLOT and not _done(studies, spec):
                         slot.restarts += 1
                         finish(slot)
                         start(slot)
                         continue
                 finish(slot)
-            _update(bar, study)
+            _update(bar, studies, spec)
             if all(slot.process is None for slot in slots):
                 break
             time.sleep(0.5)
         if stop["signal"] is not None:
-            _stop_workers(study, spec, slots, out)
+            _stop_workers(studies, spec, slots, out)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        _update(bar, study)
+        _update(bar, studies, spec)
         bar.close()
         for slot in slots:
             finish(slot)
 
-    counts = budget_counts(study.get_trials(deepcopy=False))
-    print("\n" + summary(study, spec.budget.trials), file=out)
+    done = _done(studies, spec)
+    if spec.layout == "per-kind":
+        print("\n" + group_summary(load_group(open_storage(url), spec.name)), file=out)
+        print(f"\nthe verdict: hpo report {spec.name}{_storage_flag(url)}", file=out)
+    else:
+        print("\n" + summary(studies[0], spec.budget.trials), file=out)
     print(f"\nbrowse it:  {_dashboard_command(url, artifacts)}", file=out)
     print(f"export it:  hpo export {spec.name} --top 3 --out runs/{spec.name}-best.yaml"
           f"{_storage_flag(url)}", file=out)
     if stop["signal"] is not None:
         print("interrupted: workers stopped; their trials were re-queued", file=out)
         return 130
-    return 0 if counts.finished >= spec.budget.trials else 1
+    return 0 if done else 1
 
 
-def _update(bar: tqdm, study: optuna.Study) -> None:
+def _studies(url: str, spec: StudySpec) -> list[optuna.Study]:
+    """The study, or for a per-kind study file its group (kind studies, then validation)."""
+    if spec.layout == "per-kind":
+        return list(ensure_group_studies(url, spec, metric=objective_name(spec)).values())
+    return [ensure_study(url, spec)]
+
+
+def _total(studies: list[optuna.Study], spec: StudySpec) -> int:
+    """Trials the run will finish: the budget, plus (per-kind) the seed validation's."""
+    if spec.layout != "per-kind":
+        return spec.budget.trials
+    top_k, seeds = validation_settings(spec)
+    enqueued = studies[-1].user_attrs.get(ENQUEUED_ATTR)
+    planned = top_k * seeds * len(spec.search.generators)
+    return spec.budget.trials + (planned if enqueued is None else int(enqueued))
+
+
+def _done(studies: list[optuna.Study], spec: StudySpec) -> bool:
+    if spec.layout != "per-kind":
+        return budget_counts(studies[0].get_trials(deepcopy=False)).finished >= spec.budget.trials
+    kinds = list(spec.search.generators)
+    search = {k: s.get_trials(deepcopy=False) for k, s in zip(kinds, studies, strict=False)}
+    top_k, seeds = validation_settings(spec)
+    work = next_work(spec.name, kind_budgets(spec.budget.trials, kinds), search,
+                     studies[-1].get_trials(deepcopy=False),
+                     studies[-1].user_attrs.get(ENQUEUED_ATTR), validate=top_k > 0 and seeds > 0)
+    return work.action == "done"
+
+
+def _update(bar: tqdm, studies: list[optuna.Study], spec: StudySpec) -> None:
     """Redraw the bar when something changed (elapsed time alone is not news in a log file)."""
-    trials = study.get_trials(deepcopy=False)
-    c = budget_counts(trials)
+    trials = [t for study in studies for t in study.get_trials(deepcopy=False)]
+    c = _sum_counts(studies)
+    bar.total = _total(studies, spec)
     best = [t.value for t in trials if t.state == TrialState.COMPLETE]
     postfix = dict(running=c.running, pruned=c.pruned, failed=c.failed,
                    best_kl=f"{min(best):.4f}" if best else "-")
@@ -139,7 +189,14 @@ def _update(bar: tqdm, study: optuna.Study) -> None:
     bar.refresh()
 
 
-def _stop_workers(study: optuna.Study, spec: StudySpec, slots: list[_Slot], out: IO) -> None:
+def _sum_counts(studies: list[optuna.Study]) -> BudgetCounts:
+    per = [budget_counts(s.get_trials(deepcopy=False)) for s in studies]
+    return BudgetCounts(*(sum(getattr(c, f) for c in per) for f in (
+        "finished", "running", "waiting", "complete", "pruned", "failed")))
+
+
+def _stop_workers(studies: list[optuna.Study], spec: StudySpec, slots: list[_Slot],
+                  out: IO) -> None:
     """SIGTERM every worker (each re-queues its own trial); kill and recover the stubborn."""
     live = [s for s in slots if s.process is not None and s.process.poll() is None]
     for slot in live:
@@ -150,27 +207,31 @@ def _stop_workers(study: optuna.Study, spec: StudySpec, slots: list[_Slot], out:
         except subprocess.TimeoutExpired:
             slot.process.kill()
             slot.process.wait()
-            _recover(study, spec, slot, -9, out)
+            _recover(studies, spec, slot, -9, out)
 
 
-def _recover(study: optuna.Study, spec: StudySpec, slot: _Slot, code: int, out: IO) -> None:
+def _recover(studies: list[optuna.Study], spec: StudySpec, slot: _Slot, code: int,
+             out: IO) -> None:
     """Fail and re-queue the RUNNING trials of a worker that died."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("worker") == slot.worker_id:
-            requeue(study, t, spec.heartbeat.max_retry)
-            tqdm.write(f"worker {slot.index} died (exit {code}); trial {t.number} re-queued",
-                       file=out)
+    for study in studies:
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.user_attrs.get("worker") == slot.worker_id:
+                requeue(study, t, spec.heartbeat.max_retry)
+                tqdm.write(f"worker {slot.index} died (exit {code}); trial {t.number} of "
+                           f"{study.study_name} re-queued", file=out)
     tqdm.write(f"worker {slot.index} exited with status {code}; see {slot.log_path}", file=out)
 
 
-def _recover_orphans(study: optuna.Study, spec: StudySpec, out: IO) -> None:
+def _recover_orphans(studies: list[optuna.Study], spec: StudySpec, out: IO) -> None:
     """Re-queue RUNNING trials whose worker process, on this host, no longer exists (a run that
     was killed outright): without this they would hold their budget slots for ever."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        host, _, pid = str(t.user_attrs.get("worker_process", "")).rpartition(":")
-        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
-            requeue(study, t, spec.heartbeat.max_retry)
-            print(f"trial {t.number} was left RUNNING by a dead process; re-queued", file=out)
+    for study in studies:
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            host, _, pid = str(t.user_attrs.get("worker_process", "")).rpartition(":")
+            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+                requeue(study, t, spec.heartbeat.max_retry)
+                print(f"trial {t.number} was left RUNNING by a dead process; re-queued",
+                      file=out)
 
 
 def _alive(pid: int) -> bool:

@@ -30,6 +30,7 @@ from hpo.evaluate import Score, resolved_metric, train_and_score
 from hpo.plots import plot_samples
 from hpo.space import suggest
 from hpo.study_file import StudySpec
+from hpo.study_group import kind_spec
 from hpo.target import build_target
 from hpo.version import code_version
 from metrics import GaussianMixture, KLEstimate
@@ -79,7 +80,12 @@ class Objective:
         if self.should_stop():
             trial.set_user_attr("ended", self._stopped())
             raise models.TrainingStopped(1)
-        config = suggest(trial, self.spec, trial_seed(trial, self.spec))
+        validates = trial.user_attrs.get("validates")
+        if validates is not None:  # a seed validation: enqueued with its kind and fresh seed
+            kind = trial.user_attrs["generator_kind"]
+            config = suggest(trial, kind_spec(self.spec, kind), int(trial.user_attrs["seed"]))
+        else:
+            config = suggest(trial, self.spec, trial_seed(trial, self.spec))
         trial.set_user_attr("config", exported_config(self.spec, self.target, config))
         trial.set_user_attr("seed", config["seed"])
         trial.set_user_attr("code_version", code_version())
@@ -134,7 +140,9 @@ class Objective:
                           f"W2 {score.w2:.2f}")
 
     def _upload_plot(self, trial: optuna.Trial, samples: np.ndarray, caption: str) -> None:
-        title = f"{self.spec.name} trial {trial.number}: {caption}"
+        a = trial.user_attrs  # every image names the kind, the seed and the value
+        title = (f"{self.spec.name} trial {trial.number}, {a.get('generator_kind', '?')} "
+                 f"seed {a.get('seed', '?')}\n{caption}")
         with tempfile.TemporaryDirectory() as tmp:
             path = plot_samples(self.target, samples, Path(tmp) / f"trial-{trial.number}.png",
                                 title=title)

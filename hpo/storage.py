@@ -193,6 +193,33 @@ def ensure_study(url: str, spec: Any, *, sampler: optuna.samplers.BaseSampler | 
 
     ``patience_s`` and ``stop`` are :func:`open_storage`'s, for the study returned too.
     """
+    def create(storage: BaseStorage) -> optuna.Study:
+        study = optuna.create_study(study_name=spec.name, storage=storage,
+                                    direction="minimize", sampler=sampler, pruner=pruner,
+                                    load_if_exists=True)
+        if "study_file" not in study.user_attrs:
+            study.set_user_attr("study_file", spec.model_dump(mode="json"))
+            study.set_user_attr("metric", "KL(Q||P), bias-corrected kNN estimator (nats)")
+        return study
+
+    return _under_init_lock(url, spec, create, patience_s, stop)
+
+
+def ensure_group_studies(url: str, spec: Any, *, sampler: Callable[[], Any] | None = None,
+                         pruner: Callable[[], Any] | None = None, metric: str | None = None,
+                         patience_s: float = 0.0, stop: Callable[[], bool] | None = None
+                         ) -> dict[str, optuna.Study]:
+    """:func:`ensure_study` for a per-kind study file: its kind studies and validation study
+    (:func:`hpo.study_group.ensure_group`), created once under the same lock."""
+    from hpo.study_group import ensure_group
+
+    return _under_init_lock(
+        url, spec, lambda storage: ensure_group(storage, spec, sampler=sampler, pruner=pruner,
+                                                metric=metric), patience_s, stop)
+
+
+def _under_init_lock(url: str, spec: Any, create: Callable[[BaseStorage], Any],
+                     patience_s: float, stop: Callable[[], bool] | None) -> Any:
     lock = process_lock(url, "hpo:init", patience_s=patience_s, stop=stop)
     try:
         try:
@@ -202,19 +229,13 @@ def ensure_study(url: str, spec: Any, *, sampler: optuna.samplers.BaseSampler | 
         try:
             storage = open_storage(url, spec.heartbeat, patience_s=patience_s, stop=stop)
             try:
-                study = optuna.create_study(study_name=spec.name, storage=storage,
-                                            direction="minimize", sampler=sampler, pruner=pruner,
-                                            load_if_exists=True)
+                return create(storage)
             except sqlalchemy.exc.SQLAlchemyError as err:
                 raise StorageError(unreachable_message(url, err)) from None
-            if "study_file" not in study.user_attrs:
-                study.set_user_attr("study_file", spec.model_dump(mode="json"))
-                study.set_user_attr("metric", "KL(Q||P), bias-corrected kNN estimator (nats)")
         finally:
             lock.release()
     finally:
         lock.close()
-    return study
 
 
 def open_study(url: str, name: str) -> optuna.Study:

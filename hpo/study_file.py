@@ -146,6 +146,14 @@ class Heartbeat(_Strict):
         return self
 
 
+class Validation(_Strict):
+    """Seed validation after the search: the ``top_k`` best configurations of each kind trained
+    again on ``seeds`` fresh seeds (docs/verdict.md says why 3 and 5). 0 turns it off."""
+
+    top_k: int = Field(3, ge=0, le=20)
+    seeds: int = Field(5, ge=0, le=50)
+
+
 class Branch(_Strict):
     """One generator kind: its searched and its fixed generator parameters."""
 
@@ -179,6 +187,10 @@ class StudySpec(_Strict):
     sampler: Sampler = Sampler()
     pruner: Pruner = Pruner()
     heartbeat: Heartbeat = Heartbeat()
+    layout: Literal["single", "per-kind"] = Field(
+        "single", description="per-kind: one study per generator kind, equal budgets, then seed "
+        "validation (docs/verdict.md); single: one study where the sampler picks the kind")
+    validation: Validation = Validation()
     fixed: dict[str, Any] = Field(default_factory=dict)
     search: Search
 

@@ -30,7 +30,7 @@ from hpo.quiet import quiet_experimental
 
 __all__ = [
     "ENQUEUED_ATTR", "VALIDATION_SEED_BASE", "VALIDATION_SUFFIX", "StudyGroup", "ValidationRequest",
-    "Work", "next_work",
+    "Work", "decide", "ensure_group", "group_study_names", "kind_spec", "next_work",
     "claimed_slots", "enqueue_validation", "kind_budgets", "load_group", "next_search_kind",
     "search_study_name", "validation_requests", "validation_study_name",
 ]
@@ -287,35 +287,58 @@ def validation_settings(spec: Any) -> tuple[int, int]:
             int(getattr(validation, "seeds", DEFAULT_SEEDS)))
 
 
-def ensure_group(storage: optuna.storages.BaseStorage, spec: Any) -> dict[str, optuna.Study]:
+def kind_spec(spec: Any, kind: str) -> Any:
+    """The study file restricted to generator ``kind``: what that kind's search study samples
+    (no ``generator`` parameter: the study is the kind)."""
+    search = spec.search.model_copy(update={"generators": {kind: spec.search.generators[kind]}})
+    return spec.model_copy(update={"search": search})
+
+
+def group_study_names(spec: Any) -> list[str]:
+    """The Optuna studies of a per-kind study file: each kind's, then the validation study."""
+    return ([search_study_name(spec.name, k) for k in spec.search.generators]
+            + [validation_study_name(spec.name)])
+
+
+def ensure_group(storage: optuna.storages.BaseStorage, spec: Any, *,
+                 sampler: Any = None, pruner: Any = None, metric: str | None = None
+                 ) -> dict[str, optuna.Study]:
     """Create (or load) the group's studies: one per kind, and the validation study.
 
-    Call it under the init lock. Each study carries the study file as its ``study_file`` user
-    attribute; the validation study never prunes.
+    Call it under the init lock. ``sampler()`` and ``pruner()`` make each search study's own
+    (a fresh object per study, so no model is shared); the validation study never prunes. Each
+    study carries the study file as its ``study_file`` user attribute and, given ``metric``,
+    that name for its objective (what the dashboard's plots show).
     """
-    names = [search_study_name(spec.name, k) for k in spec.search.generators]
-    names.append(validation_study_name(spec.name))
     studies = {}
-    for study_name in names:
-        study = optuna.create_study(study_name=study_name, storage=storage,
-                                    direction="minimize", load_if_exists=True)
+    for study_name in group_study_names(spec):
+        search = study_name != validation_study_name(spec.name)
+        study = optuna.create_study(
+            study_name=study_name, storage=storage, direction="minimize",
+            sampler=sampler() if (sampler and search) else None,
+            pruner=(pruner() if pruner else None) if search else optuna.pruners.NopPruner(),
+            load_if_exists=True)
         if "study_file" not in study.user_attrs:
             study.set_user_attr("study_file", spec.model_dump(mode="json"))
+        if metric is not None and study.metric_names != [metric]:
+            with quiet_experimental():
+                study.set_metric_names([metric])
         studies[study_name] = study
     return studies
 
 
-def decide(storage: optuna.storages.BaseStorage, spec: Any) -> Work:
-    """The worker's next :class:`Work` for study file ``spec``, read from ``storage``.
+def decide(studies: Mapping[str, optuna.Study], spec: Any) -> Work:
+    """The worker's next :class:`Work` for study file ``spec``, from its group's ``studies``
+    (:func:`ensure_group`'s mapping).
 
     Call it under the budget lock. When the search is over and the validation not yet enqueued,
     it enqueues it here (once, recorded in :data:`ENQUEUED_ATTR`) and decides again.
     """
     kinds = list(spec.search.generators)
     budgets = kind_budgets(spec.budget.trials, kinds)
-    search = {k: optuna.load_study(study_name=search_study_name(spec.name, k),
-                                   storage=storage).get_trials(deepcopy=False) for k in kinds}
-    vstudy = optuna.load_study(study_name=validation_study_name(spec.name), storage=storage)
+    search = {k: studies[search_study_name(spec.name, k)].get_trials(deepcopy=False)
+              for k in kinds}
+    vstudy = studies[validation_study_name(spec.name)]
     top_k, seeds = validation_settings(spec)
     enqueued = vstudy.user_attrs.get(ENQUEUED_ATTR)
     work = next_work(spec.name, budgets, search, vstudy.get_trials(deepcopy=False), enqueued,

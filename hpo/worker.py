@@ -29,12 +29,21 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.budget import BudgetCounts, budget_counts, requeue
 from hpo.errors import StorageError
+from hpo.evaluate import objective_name
 from hpo.locks import LEASE_S
 from hpo.objective import STOPPED, Objective
 from hpo.quiet import quiet_experimental
-from hpo.storage import PATIENCE_S, artifact_store, ensure_study, process_lock, seconds_from_env
+from hpo.storage import (
+    PATIENCE_S,
+    artifact_store,
+    ensure_group_studies,
+    ensure_study,
+    process_lock,
+    seconds_from_env,
+)
 from hpo.strategy import make_pruner, make_sampler, worker_seed_for
 from hpo.study_file import StudySpec
+from hpo.study_group import Work, decide, kind_spec, search_study_name, validation_study_name
 
 POLL_S = 1.0
 """Seconds between looks at the budget while the other workers hold its last slots."""
@@ -97,22 +106,71 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
     with stop.on_signals(), _one_line_thread_errors(say):
         if worker_seed is None:
             worker_seed = worker_seed_for(worker_id)
-        study = ensure_study(url, spec, sampler=make_sampler(spec, worker_seed),
-                             pruner=make_pruner(spec), patience_s=patience, stop=stop)
         lock = process_lock(url, f"hpo:budget:{spec.name}", lease_s=lease, patience_s=patience,
                             stop=stop)
-        objective = Objective(spec, artifact_store(artifacts), worker_id, should_stop=stop)
+        store = artifact_store(artifacts)
+        if spec.layout == "per-kind":
+            claim = _group_claimer(url, spec, worker_seed, store, worker_id, lock, stop,
+                                   patience)
+        else:
+            study = ensure_study(url, spec, sampler=make_sampler(spec, worker_seed),
+                                 pruner=make_pruner(spec), patience_s=patience, stop=stop)
+            objective = Objective(spec, store, worker_id, should_stop=stop)
+
+            def claim() -> tuple[optuna.Study, Objective] | bool | None:
+                claimed = _claim_slot(study, spec, lock, stop)
+                return (study, objective) if claimed else claimed
         ran = 0
         try:
-            while (claimed := _claim_slot(study, spec, lock, stop)) is not None:
-                if not claimed:
+            while (claimed := claim()) is not None:
+                if claimed is False:
                     time.sleep(POLL_S)  # the others hold the remaining slots
                     continue
+                study, objective = claimed
                 ran += _run_one(study, spec, objective, lock, stop, say)
         finally:
             lock.close()
     say(f"stopped: {stop.reason}; ran {ran} trial(s)" if stop() else f"done: ran {ran} trial(s)")
     return ran
+
+
+def _group_claimer(url: str, spec: StudySpec, worker_seed: int, store: Any, worker_id: str,
+                   lock: Any, stop: Callable[[], bool], patience: float
+                   ) -> Callable[[], tuple[optuna.Study, Objective] | bool | None]:
+    """``claim()`` for a per-kind study file (docs/verdict.md): under the budget lock, the next
+    trial of the kind with the fewest claimed, then, once the search is finished, the seed
+    validation, enqueued once. Returns (study, objective) with the lock held, False to wait,
+    None when all is done or the worker stops."""
+    studies = ensure_group_studies(
+        url, spec, sampler=lambda: make_sampler(spec, worker_seed),
+        pruner=lambda: make_pruner(spec), metric=objective_name(spec), patience_s=patience,
+        stop=stop)
+    objectives = {search_study_name(spec.name, k): Objective(kind_spec(spec, k), store,
+                                                             worker_id, should_stop=stop)
+                  for k in spec.search.generators}
+    objectives[validation_study_name(spec.name)] = Objective(spec, store, worker_id,
+                                                             should_stop=stop)
+
+    def claim() -> tuple[optuna.Study, Objective] | bool | None:
+        if not lock.acquire(stop):
+            return None
+
+        def look() -> Work:
+            with quiet_experimental():
+                for study in studies.values():
+                    optuna.storages.fail_stale_trials(study)
+            return decide(studies, spec)
+
+        work = _retrying(look)
+        if work.action == "done" or stop():
+            lock.release()
+            return None
+        if work.action == "wait":
+            lock.release()
+            return False
+        return studies[work.study], objectives[work.study]
+
+    return claim
 
 
 def _claim_slot(study: optuna.Study, spec: StudySpec, lock: Any,

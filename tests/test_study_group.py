@@ -68,19 +68,13 @@ def _fake_objective(kind: str, validation: bool):
 
 def _run(storage, spec) -> list[str]:
     """Workers' loop, in process: decide, then pull one trial of the chosen study."""
-    ensure_group(storage, spec)
-    studies = {}
-    for kind in spec.search.generators:
-        name = search_study_name(spec.name, kind)
-        studies[name] = optuna.load_study(
-            study_name=name, storage=storage, sampler=optuna.samplers.TPESampler(seed=1),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
+    studies = ensure_group(
+        storage, spec, sampler=lambda: optuna.samplers.TPESampler(seed=1),
+        pruner=lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
     vname = validation_study_name(spec.name)
-    studies[vname] = optuna.load_study(study_name=vname, storage=storage,
-                                       pruner=optuna.pruners.NopPruner())
     actions = []
     for _ in range(200):
-        work = decide(storage, spec)
+        work = decide(studies, spec)
         actions.append(work.action)
         if work.action == "done":
             return actions
@@ -151,7 +145,7 @@ def test_validation_is_enqueued_once(finished_group) -> None:
                                    base_seed=spec.seed)
     vstudy = optuna.load_study(study_name=validation_study_name(spec.name), storage=storage)
     assert enqueue_validation(vstudy, requests) == 0
-    assert decide(storage, spec).action == "done"
+    assert decide(ensure_group(storage, spec), spec).action == "done"
     assert len(vstudy.get_trials()) == 30
 
 
