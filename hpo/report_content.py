@@ -209,13 +209,23 @@ def _failures(group: StudyGroup) -> list[dict[str, Any]]:
 
 
 def study_sigma(group: StudyGroup) -> tuple[float | None, list[float]]:
+    """The group's s: what its complete trials recorded (None if they disagree), else the study
+    file's ``metric.sigma``, else the target's default; and every value the trials recorded."""
     trials = [t for ts in group.search.values() for t in ts] + list(group.validation)
     seen = sorted({float(t.user_attrs["sigma"]) for t in trials
                    if t.state == TrialState.COMPLETE and t.user_attrs.get("sigma") is not None})
     if seen:
         return seen[0] if len(seen) == 1 else None, seen
-    metric = (group.study_user_attrs.get("study_file") or {}).get("metric") or {}
-    sigma = metric.get("sigma")
+    study_file = group.study_user_attrs.get("study_file") or {}
+    sigma = (study_file.get("metric") or {}).get("sigma")
+    if sigma is None and study_file.get("target"):
+        from hpo.target import build_target
+        from metrics import default_sigma
+
+        try:
+            sigma = default_sigma(build_target(study_file["target"]))
+        except (ValueError, KeyError, TypeError):
+            sigma = None
     return (float(sigma) if sigma is not None else None), []
 
 
