@@ -164,9 +164,18 @@ def assert_clean_log(log: Path) -> str:
 # --- a private PostgreSQL cluster --------------------------------------------------------------
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the ephemeral range (32768+), so that no client socket takes it while
+    the server is down for a restart."""
+    import random
+
+    for port in random.sample(range(20000, 32000), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000 for a private PostgreSQL")
 
 
 class PrivatePostgres:
@@ -185,7 +194,7 @@ class PrivatePostgres:
                           "--no-sync", "-E", "UTF8")
         self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
 
-    def _as_postgres(self, tool: str, *args: str, timeout: float = 60) -> None:
+    def _as_postgres(self, tool: str, *args: str, timeout: float = 240) -> None:
         subprocess.run(["runuser", "-u", "postgres", "--", f"{self.bin}/{tool}", *args],
                        check=True, capture_output=True, timeout=timeout)
 
@@ -193,10 +202,10 @@ class PrivatePostgres:
         options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
                    "-c max_connections=60 -c shared_buffers=16MB")
         self._as_postgres("pg_ctl", "-D", str(self.data), "-o", options,
-                          "-l", str(self.root / "server.log"), "-w", "start")
+                          "-l", str(self.root / "server.log"), "-w", "-t", "180", "start")
 
     def stop(self, mode: str = "fast") -> None:
-        self._as_postgres("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+        self._as_postgres("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "180", "stop")
 
     def database(self) -> str:
         """A fresh database on this server; its URL."""
