@@ -23,6 +23,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tests.conftest import SMOKE, hpo_cmd, hpo_env
 
+# How long a test waits for workers to get a trial under way: on a shared 2-core machine under
+# heavy load (two copies of the suite and others' work) importing torch alone can take minutes.
+STARTUP_S = 300.0
+
 # Fault tests run on heartbeats this short so that a stale trial is noticed in seconds.
 FAST_HEARTBEAT = {"interval": 1, "grace_period": 4, "max_retry": 3}
 

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from hpo.journal import LOCK_GRACE_S
 from tests._faults import (
+    STARTUP_S,
     Processes,
     assert_clean_log,
     assert_exact_study,
@@ -117,7 +118,8 @@ def test_sigterm_while_training_stops_at_the_next_step_and_requeues_once(
     study = fault_study(tmp_path, "sigterm", trials=2, steps=3000)
     worker = procs.start("worker", str(study), cwd=tmp_path, log=tmp_path / "w.log")
     (trial,) = wait_for("a trial under way",
-                        lambda: running_with_report(_journal(tmp_path), "sigterm"), timeout=120)
+                        lambda: running_with_report(_journal(tmp_path), "sigterm"),
+                        timeout=STARTUP_S)
     os.kill(worker.pid, signal.SIGTERM)
     reports_then = len(trial.intermediate_values)
     assert worker.wait(timeout=30) == 0
@@ -167,7 +169,7 @@ def test_a_worker_whose_launcher_died_stops_and_requeues(tmp_path: Path,
     launcher = procs.start("run", str(study), "--workers", "1", cwd=tmp_path,
                            log=tmp_path / "launcher.log")
     wait_for("a trial under way", lambda: running_with_report(_journal(tmp_path), "orphan"),
-             timeout=120)
+             timeout=STARTUP_S)
     launcher.kill()  # the launcher alone: its worker lives in a session of its own
     launcher.wait()
     trials = wait_for("the orphaned worker to re-queue its trial", lambda: [
@@ -188,7 +190,7 @@ def test_hpo_run_interrupted_twice_leaves_nothing_running(tmp_path: Path) -> Non
                                start_new_session=True)
         try:
             wait_for("a trial under way",
-                     lambda: running_with_report(_journal(tmp_path), "twice"), timeout=120)
+                     lambda: running_with_report(_journal(tmp_path), "twice"), timeout=STARTUP_S)
             run.send_signal(signal.SIGINT)
             out, _ = run.communicate(timeout=60)
             assert run.returncode == 130, out

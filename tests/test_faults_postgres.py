@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from hpo.storage import LOCK_APP
 from tests._faults import (
     FAST_HEARTBEAT,
+    STARTUP_S,
     PrivatePostgres,
     Processes,
     assert_clean_log,
@@ -60,7 +61,7 @@ def _workers(procs: Processes, study: Path, url: str, n: int, tmp_path: Path, fi
             for i in range(first, first + n)]
 
 
-def _finish(workers: list[subprocess.Popen], timeout: float = 240) -> list[int]:
+def _finish(workers: list[subprocess.Popen], timeout: float = 400) -> list[int]:
     deadline = time.monotonic() + timeout
     codes = []
     for w in workers:
@@ -78,7 +79,7 @@ def test_sigkill_of_3_of_8_workers_mid_trial(pg_url: str, tmp_path: Path,
     # three workers whose trials are under way right now, killed at once (mid-trial)
     running = wait_for("three trials under way",
                        lambda: r if len(r := running_with_report(pg_url, "kill3")) >= 3 else None,
-                       timeout=180)
+                       timeout=STARTUP_S)
     killed = sorted(t.user_attrs["worker"] for t in running)[:3]
     for name in killed:
         os.killpg(workers[int(name[1:])].pid, signal.SIGKILL)
@@ -98,7 +99,7 @@ def test_a_late_heartbeat_costs_only_that_trial(pg_url: str, tmp_path: Path,
     study = fault_study(tmp_path, "late", trials=4, steps=300)
     workers = _workers(procs, study, pg_url, 2, tmp_path)
     trial = wait_for("a trial under way", lambda: running_with_report(pg_url, "late"),
-                     timeout=120)[0]
+                     timeout=STARTUP_S)[0]
     frozen = workers[int(trial.user_attrs["worker"][1:])]
     os.killpg(frozen.pid, signal.SIGSTOP)
     try:
@@ -141,10 +142,8 @@ def test_a_frozen_lock_holder_is_cut_off_after_its_lease(pg_url: str, tmp_path: 
     assert subprocess.run([sys.executable, "-m", "hpo", "init", str(study)], cwd=tmp_path,
                           env=hpo_env(HPO_STORAGE=pg_url), capture_output=True).returncode == 0
     _hold_budget_lock(pg_url, "frozen-lock", 3.0, tmp_path, procs)
-    started = time.monotonic()
     workers = _workers(procs, study, pg_url, 2, tmp_path)
-    assert _finish(workers, timeout=120) == [0, 0]
-    assert time.monotonic() - started < 100
+    assert _finish(workers) == [0, 0]  # the holder never wakes: only its lease frees the lock
     assert_exact_study(trials_of(pg_url, "frozen-lock"), 3)
 
 
@@ -180,7 +179,7 @@ def test_a_database_restart_is_ridden_through(private_pg: PrivatePostgres, tmp_p
     url = private_pg.database()
     study = fault_study(tmp_path, "restart", trials=6, steps=300)
     workers = _workers(procs, study, url, 3, tmp_path)
-    wait_for("a trial under way", lambda: running_with_report(url, "restart"), timeout=120)
+    wait_for("a trial under way", lambda: running_with_report(url, "restart"), timeout=STARTUP_S)
     private_pg.stop("fast")
     time.sleep(8)
     private_pg.start()
@@ -196,7 +195,7 @@ def test_dropped_connections_are_reopened(private_pg: PrivatePostgres, tmp_path:
     name = url.rsplit("/", 1)[1]
     study = fault_study(tmp_path, "dropped", trials=6, steps=200)
     workers = _workers(procs, study, url, 2, tmp_path)
-    wait_for("a trial under way", lambda: running_with_report(url, "dropped"), timeout=120)
+    wait_for("a trial under way", lambda: running_with_report(url, "dropped"), timeout=STARTUP_S)
     dropped = 0
     for _ in range(3):  # every connection of the study's database, the locks' included
         dropped += len(private_pg.execute(
@@ -216,10 +215,10 @@ def test_a_long_outage_ends_each_worker_in_one_line(private_pg: PrivatePostgres,
     study = fault_study(tmp_path, "outage", trials=4, steps=300,
                         heartbeat={**FAST_HEARTBEAT, "grace_period": 6})
     workers = _workers(procs, study, url, 2, tmp_path, HPO_STORAGE_PATIENCE_S="4")
-    wait_for("a trial under way", lambda: running_with_report(url, "outage"), timeout=120)
+    wait_for("a trial under way", lambda: running_with_report(url, "outage"), timeout=STARTUP_S)
     private_pg.stop("fast")
     try:
-        assert _finish(workers, timeout=60) == [1, 1]
+        assert _finish(workers, timeout=300) == [1, 1]
     finally:
         private_pg.start()
     for w in workers:
