@@ -24,7 +24,7 @@ def _common(p: argparse.ArgumentParser, artifacts: bool = True) -> None:
                    help="study storage URL (default: $HPO_STORAGE, else runs/hpo.journal)")
     if artifacts:
         p.add_argument("--artifacts", metavar="DIR",
-                       help="artifact directory for sample PNGs "
+                       help="artifact directory or s3://bucket/prefix for sample PNGs "
                             "(default: $HPO_ARTIFACTS, else runs/artifacts)")
 
 
@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="local worker processes (default: 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default: 1)")
 
-    p = sub.add_parser("status", help="trial counts and best per generator kind", epilog=EPILOG)
+    p = sub.add_parser("status", help="trial counts, best per generator kind, and the workers "
+                       "with their last heartbeat", epilog=EPILOG)
     p.add_argument("study", nargs="?", metavar="STUDY",
                    help="study name or study file (default: list all studies)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -159,15 +160,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from hpo.artifacts import artifacts_location
     from hpo.launcher import run_study
     from hpo.space import load_spec
-    from hpo.storage import artifacts_dir, storage_url
+    from hpo.storage import storage_url
 
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     spec = load_spec(args.study_file)
     return run_study(spec, args.study_file, storage_url(args.storage), workers=args.workers,
-                     artifacts=str(artifacts_dir(args.artifacts)),
+                     artifacts=artifacts_location(args.artifacts),
                      threads=_threads(args.threads))
 
 
@@ -219,25 +221,39 @@ def cmd_status(args: argparse.Namespace) -> int:
         for s in studies:
             print(f"  {s.study_name}: {s.n_trials} trials")
         return 0
+    from dataclasses import asdict
+
+    from hpo.worker_status import format_workers, heartbeat_ages, worker_activity
+
     group = load_group_or_explain(storage, _study_name(args.study), display_url(url))
+    trials_by_study: dict[str, list] = {}
+    for kind, trials in group.search.items():
+        trials_by_study.setdefault(group.search_studies[kind], []).extend(trials)
+    if group.validation_study:
+        trials_by_study[group.validation_study] = list(group.validation)
+    workers = worker_activity(trials_by_study, heartbeat_ages(url, list(trials_by_study)))
     if args.json:
-        print(json.dumps(status_data(group)))
-    elif group.layout == "single":
+        print(json.dumps({**status_data(group), "workers": [asdict(w) for w in workers]}))
+        return 0
+    if group.layout == "single":
         print(summary(optuna.load_study(study_name=group.name, storage=storage)))
     else:
         print(group_summary(group))
+    print()
+    print(format_workers(workers))
     return 0
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from optuna_dashboard import run_server
 
-    from hpo.storage import artifact_store, artifacts_dir, display_url, open_storage, storage_url
+    from hpo.artifacts import artifact_store, artifacts_location, display_location
+    from hpo.storage import display_url, open_storage, storage_url
 
     url = storage_url(args.storage)
     storage = open_storage(url)
     print(f"optuna-dashboard on http://{args.host}:{args.port}  storage {display_url(url)}, "
-          f"artifacts {artifacts_dir(args.artifacts).resolve()}", flush=True)
+          f"artifacts {display_location(artifacts_location(args.artifacts))}", flush=True)
     run_server(storage, host=args.host, port=args.port,
                artifact_store=artifact_store(args.artifacts))
     return 0

@@ -4,8 +4,9 @@ The URL comes from ``--storage``, else ``HPO_STORAGE``, else :data:`DEFAULT_STOR
 journal file under ``runs/`` that many local processes append to safely and optuna-dashboard opens
 as a plain path. (``bench/embedded_storage.py`` measures it against SQLite; see docs/storage.md.)
 
-Postgres gets pre-ping, a small pool, a connect timeout (an unreachable server is reported in
-seconds, not hung on), heartbeats and retry of trials whose worker died. Workers open it with
+Postgres gets pre-ping, a pool of one connection (a worker holds at most two, with its budget
+lock's), a connect timeout (an unreachable server is reported in seconds, not hung on), heartbeats
+and retry of trials whose worker died. Workers open it with
 patience: a call retries an unreachable server with backoff and jitter, so a database restart
 costs at most the trials that were running. Two locks (:mod:`hpo.locks`) serialise what must not
 race: creating schema and study, and claiming a slot of the trial budget.
@@ -22,17 +23,17 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalStorage
 
+# Artifact locations have their own module; re-exported for the callers that import them here.
+from hpo.artifacts import DEFAULT_ARTIFACTS, artifact_store, artifacts_dir  # noqa: F401
 from hpo.errors import StorageError, UsageError
 from hpo.journal import RepairingJournalBackend
 from hpo.locks import LEASE_S, ProcessLock, lease_option
 from hpo.quiet import quiet_experimental
 
 DEFAULT_STORAGE = "runs/hpo.journal"
-DEFAULT_ARTIFACTS = "runs/artifacts"
 CONNECT_TIMEOUT_S = 5
 LOCK_APP = "hpo-lock"
 """``application_name`` of the lock connections, as ``pg_stat_activity`` shows them."""
@@ -43,17 +44,6 @@ PATIENCE_S = 75.0
 def storage_url(flag: str | None = None) -> str:
     """``--storage``, else ``HPO_STORAGE``, else the embedded journal file."""
     return flag or os.environ.get("HPO_STORAGE") or DEFAULT_STORAGE
-
-
-def artifacts_dir(flag: str | None = None) -> Path:
-    """``--artifacts``, else ``HPO_ARTIFACTS``, else ``runs/artifacts``."""
-    return Path(flag or os.environ.get("HPO_ARTIFACTS") or DEFAULT_ARTIFACTS)
-
-
-def artifact_store(flag: str | None = None) -> FileSystemArtifactStore:
-    path = artifacts_dir(flag)
-    path.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(path))
 
 
 def is_database_url(url: str) -> bool:
@@ -134,11 +124,40 @@ def _engine_kwargs(url: str, patience_s: float = 0.0,
                    stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("postgresql"):
-        kwargs.update(pool_size=2, max_overflow=2, pool_recycle=1800,
+        # One pooled connection per process (Optuna's heartbeat thread waits its turn on it), plus
+        # the budget lock's own: at most 2 per worker, so hundreds of workers fit one server
+        # (docs/scaling.md measures it).
+        kwargs.update(pool_size=1, max_overflow=0, pool_recycle=1800,
                       connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
         if patience_s > 0:
             kwargs["creator"] = patient_connect(url, patience_s, stop)
     return kwargs
+
+
+def _rdb_storage(url: str, patience_s: float = 0.0, stop: Callable[[], bool] | None = None,
+                 **kwargs: Any) -> RDBStorage:
+    """A PostgreSQL storage whose pool of one connection serves every step, schema checks too.
+
+    Optuna creates a new schema, and checks an existing one's version, holding one connection
+    while it opens a second: a pool of one would wait on itself. So the schema is probed on the
+    pool's own connection; a new database gets its schema on one connection shared by both
+    (``StaticPool``, closed at once), and an existing one has its version checked here.
+    """
+    engine = sqlalchemy.create_engine(url, **_engine_kwargs(url, patience_s, stop))
+    with engine.connect() as conn:
+        ready = sqlalchemy.inspect(conn).has_table("alembic_version") and bool(
+            conn.execute(sqlalchemy.text("SELECT count(*) FROM alembic_version")).scalar_one())
+    if not ready:
+        RDBStorage(url, engine_kwargs={"poolclass": sqlalchemy.pool.StaticPool, "connect_args": {
+            "connect_timeout": CONNECT_TIMEOUT_S}}).engine.dispose()
+    storage = RDBStorage(url, engine_kwargs={"pool": engine.pool}, skip_table_creation=True,
+                         skip_compatibility_check=True, **kwargs)
+    current, head = storage.get_current_version(), storage.get_head_version()
+    if current != head:
+        raise StorageError(f"the study database {display_url(url)} has Optuna schema {current}, "
+                           f"this Optuna needs {head}: run `optuna storage upgrade --storage "
+                           "URL` with the newer of the two Optunas")
+    return storage
 
 
 def open_storage(url: str, heartbeat: Any | None = None, *, patience_s: float = 0.0,
@@ -161,6 +180,8 @@ def open_storage(url: str, heartbeat: Any | None = None, *, patience_s: float = 
                               grace_period=heartbeat.grace_period,
                               heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                                   max_retry=heartbeat.max_retry))
+            if url.startswith("postgresql"):
+                return _rdb_storage(url, patience_s, stop, **kwargs)
             return RDBStorage(url, engine_kwargs=_engine_kwargs(url, patience_s, stop), **kwargs)
     except (sqlalchemy.exc.ArgumentError, ImportError) as err:
         raise UsageError(f"storage URL {display_url(url)} is not understood: {err}") from None

@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -288,6 +289,25 @@ def fresh_database(prefix: str) -> Iterator[str]:
     finally:
         with conn.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
+
+
+def sample_connections(database: str, done: threading.Event, counts: list[int],
+                       every_s: float = 0.05) -> None:
+    """Until ``done`` is set, append how many sessions ``database`` has (from pg_stat_activity).
+
+    Run it in a thread beside the processes under test; the sampler's own session is on the
+    ``postgres`` database, so it is never counted.
+    """
+    conn = _admin_connection()
+    try:
+        with conn.cursor() as cur:
+            while not done.is_set():
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                            (database,))
+                counts.append(cur.fetchone()[0])
+                done.wait(every_s)
+    finally:
         conn.close()
 
 

@@ -6,9 +6,10 @@ No Docker engine runs on the test machines. So the file is proven two ways:
    compose implementation is installed (``docker compose`` or Debian's ``docker-compose``), its own
    ``config`` validator accepts the file. Only that validator test is ever skipped.
 2. Run: each service's command and environment are read from the file, resolved the way compose
-   resolves them (with STUDY=studies/smoke.yaml and a fresh database on the test PostgreSQL), and
-   started as processes: ``init`` once, then 8 ``worker`` processes and the ``dashboard`` together,
-   until the study has exactly its budget of finished trials. See tests/_compose_helpers.py for the
+   resolves them (with STUDY=a tiny variant of studies/smoke.yaml and a fresh database on the test
+   PostgreSQL), and started as processes: ``init`` once, then 16 ``worker`` processes and the
+   ``dashboard`` together, until the study has exactly its budget of finished trials, with no
+   connection error and at most 2 connections per worker. See tests/_compose_helpers.py for the
    few things mapped from container to host (service host names, volumes, WORKDIR, ports).
 """
 
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import shutil
 import subprocess
+import threading
 import time
 import tomllib
 from urllib.parse import urlsplit
@@ -37,6 +40,7 @@ from _compose_helpers import (
     load_compose_raw,
     option_value,
     read_env_file,
+    sample_connections,
     service_command,
     service_environment,
     service_mounts,
@@ -49,7 +53,10 @@ from _compose_helpers import (
 HPO_SERVICES = ("init", "worker", "dashboard")
 DEFAULT_STUDY = "studies/gaussgan.yaml"
 TEST_STUDY = "studies/smoke.yaml"
-N_WORKERS = 8
+N_WORKERS = 16             # `--scale worker=16`; each worker process imports torch (~0.5 GB)
+SCALE_BUDGET = 24          # more trials than workers, so every worker claims at least one slot
+CONNECTION_ERROR = re.compile(r"too many clients|could not connect|connection refused|"
+                              r"OperationalError|server closed the connection", re.IGNORECASE)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -96,6 +103,15 @@ def test_db_is_postgres16_healthchecked_private_with_credentials_from_env(raw, r
     for key in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"):
         refs = variable_defaults(env.get(key, ""))
         assert key in refs and refs[key], f"db: {key} should be ${{{key}:-default}}"
+
+
+def test_db_allows_connections_for_128_workers(resolved):
+    """Each worker holds at most 2 connections (tests/test_scale_out.py measures it), so
+    ``--scale worker=128`` needs 256 besides the dashboard's and init's."""
+    argv = service_command(resolved["services"]["db"])
+    assert argv[0] == "postgres", argv
+    settings = dict(a.split("=", 1) for a in argv[1:] if "=" in a)
+    assert int(settings["max_connections"]) >= 2 * 128 + 2, settings
 
 
 def test_only_the_dashboard_is_published_and_only_on_localhost(raw, resolved):
@@ -297,9 +313,14 @@ def trial_states(url: str, name: str) -> dict[str, int]:
 
 @pytest.fixture
 def stack(tmp_path):
-    """The compose file resolved with STUDY=smoke and a fresh database; every process stopped."""
+    """The compose file resolved with STUDY=a tiny smoke variant and a fresh database; every
+    process stopped."""
+    from conftest import study_variant
+
+    study = study_variant(tmp_path, "compose_scale",
+                          budget={"trials": SCALE_BUDGET, "steps": 20, "eval_every": 10})
     with fresh_database("hpo_compose") as db:
-        variables = {"STUDY": TEST_STUDY, "POSTGRES_USER": "postgres",
+        variables = {"STUDY": str(study), "POSTGRES_USER": "postgres",
                      "POSTGRES_PASSWORD": "trust", "POSTGRES_DB": db}
         ce = ComposeEquivalent(tmp_path, variables)
         try:
@@ -310,8 +331,9 @@ def stack(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_compose_equivalent_run_init_8_workers_and_dashboard(stack: ComposeEquivalent):
-    name, budget = study_name_and_budget(TEST_STUDY)
+def test_compose_equivalent_run_init_16_workers_and_dashboard(stack: ComposeEquivalent):
+    name, budget = study_name_and_budget(stack.variables["STUDY"])
+    assert budget == SCALE_BUDGET
     storage = stack.environment("worker")["HPO_STORAGE"]
     assert urlsplit(storage).hostname == "127.0.0.1"
     assert urlsplit(storage).path.lstrip("/") == stack.variables["POSTGRES_DB"]
@@ -320,24 +342,39 @@ def test_compose_equivalent_run_init_8_workers_and_dashboard(stack: ComposeEquiv
     init = stack.run("init", timeout=180)
     assert init.popen.returncode == 0, f"init failed:\n{init.tail()}"
 
-    # `docker compose up --scale worker=8`: the workers and the dashboard start together.
-    workers = [stack.start("worker", name=f"worker-{i}")[0] for i in range(N_WORKERS)]
-    dashboard, published = stack.start("dashboard")
-    base = f"http://127.0.0.1:{published['8080']}"
+    # `docker compose up --scale worker=16`: the workers and the dashboard start together.
+    counts_seen: list[int] = []
+    done = threading.Event()
+    sampler = threading.Thread(target=sample_connections,
+                               args=(stack.variables["POSTGRES_DB"], done, counts_seen))
+    sampler.start()
+    try:
+        workers = [stack.start("worker", name=f"worker-{i}")[0] for i in range(N_WORKERS)]
+        dashboard, published = stack.start("dashboard")
+        base = f"http://127.0.0.1:{published['8080']}"
 
-    deadline = time.monotonic() + 330
-    answered_while_running = False
-    while any(w.popen.poll() is None for w in workers) and time.monotonic() < deadline:
-        if not answered_while_running and dashboard.popen.poll() is None:
-            try:
-                answered_while_running = http_get(f"{base}/api/studies", timeout=2)[0] == 200
-            except OSError:
-                pass
-        time.sleep(1)
+        deadline = time.monotonic() + 330
+        answered_while_running = False
+        while any(w.popen.poll() is None for w in workers) and time.monotonic() < deadline:
+            if not answered_while_running and dashboard.popen.poll() is None:
+                try:
+                    answered_while_running = http_get(f"{base}/api/studies",
+                                                      timeout=2)[0] == 200
+                except OSError:
+                    pass
+            time.sleep(1)
+    finally:
+        done.set()
+        sampler.join()
     running = [w.name for w in workers if w.popen.poll() is None]
     assert not running, f"still running after the deadline: {running}\n{workers[0].tail()}"
     for w in workers:
         assert w.popen.returncode == 0, f"{w.name} exited {w.popen.returncode}:\n{w.tail()}"
+        errors = [line for line in w.log.read_text(errors="replace").splitlines()
+                  if CONNECTION_ERROR.search(line)]
+        assert not errors, f"{w.name}: {errors[:3]}"
+    # 2 per worker (pool of one + budget lock) and the dashboard's one pooled connection.
+    assert counts_seen and max(counts_seen) <= 2 * N_WORKERS + 1, max(counts_seen)
 
     counts = trial_states(storage, name)
     finished = sum(counts.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL"))

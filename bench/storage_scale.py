@@ -1,0 +1,566 @@
+"""How many workers one PostgreSQL holds: N simulated workers against a private server.
+
+Each simulated worker does towards the storage what ``hpo worker`` does for a trial of
+studies/gaussgan.yaml: its own storage object (hpo.storage.open_storage, so its pool and heartbeat
+settings) and its own budget lock (hpo.storage.ProcessLock); claim a budget slot under the lock
+(stale-trial check, budget count over all trials, new RUNNING trial with the study's TPE sampler),
+the trial's user attributes, 30 intermediate reports each followed by the pruner's question,
+Optuna's heartbeat thread, a small artifact, completion. Training is a sleep, so a trial lasts
+``--trial-seconds`` instead of minutes: N simulated workers put the load of many more real ones
+on the server, and the projection below scales it back.
+
+Workers are threads spread over a few processes (a real worker imports torch, about 0.5 GB):
+what is measured is what the database sees. The server is a private cluster (initdb into a temp
+directory, pg_ctl on a free port, max_connections set for the largest N), never the shared one,
+and it is removed afterwards even on failure.
+
+    .venv/bin/python bench/storage_scale.py           # N = 8, 32, 128, 256 -> docs/scaling.md
+    .venv/bin/python bench/storage_scale.py --workers 8 --seconds 10 --out /tmp/s.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+STUDY_FILE = REPO / "studies" / "gaussgan.yaml"
+REPORTS = 30            # gaussgan: 3000 steps, a report every 100
+HEARTBEAT_S = 1         # Optuna's smallest interval; gaussgan's is 10 s (scaled in the projection)
+CONNECTIONS_PER_WORKER = 2
+BUDGET = 1_000_000      # never met: workers run until the window closes
+PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1] if Path(
+    "/usr/lib/postgresql").exists() else None
+
+
+# ---------------------------------------------------------------------------------------------
+# A private PostgreSQL cluster
+# ---------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_postgres(*argv: str) -> subprocess.CompletedProcess:
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    return subprocess.run([*prefix, *argv], capture_output=True, text=True, timeout=120,
+                          check=True)
+
+
+@dataclass
+class Cluster:
+    port: int
+    data: Path
+    url_base: str
+
+    def url(self, database: str) -> str:
+        return f"{self.url_base}/{database}"
+
+    def postmaster_pid(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+
+@contextlib.contextmanager
+def private_cluster(max_connections: int) -> Iterator[Cluster]:
+    """initdb + pg_ctl start on a free port as the postgres user; stopped and deleted on exit."""
+    if PG_BIN is None:
+        raise SystemExit("no PostgreSQL binaries under /usr/lib/postgresql/*/bin")
+    root = Path(tempfile.mkdtemp(prefix="hpo-scale-"))
+    data, port = root / "data", free_port()
+    started = False
+    try:
+        if os.geteuid() == 0:
+            shutil.chown(root, "postgres", "postgres")
+        _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
+                     "--auth=trust", "--no-sync", "-E", "UTF8")
+        options = (f"-p {port} -c listen_addresses=127.0.0.1 -k {root} "
+                   f"-c max_connections={max_connections} -c fsync=off "
+                   f"-c synchronous_commit=off")
+        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options,
+                     "-l", str(root / "server.log"), "-w", "-t", "60", "start")
+        started = True
+        yield Cluster(port, data, f"postgresql+psycopg2://postgres@127.0.0.1:{port}")
+    finally:
+        if started:
+            with contextlib.suppress(subprocess.SubprocessError):
+                _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                             "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def server_cpu_seconds(postmaster: int) -> float:
+    """CPU seconds used so far by the postmaster and every backend, live or exited (/proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def fields(pid: int) -> list[str]:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        return text[text.rindex(")") + 2:].split()  # after "pid (comm) "
+
+    own = fields(postmaster)
+    # utime, stime, and cutime + cstime: exited backends the postmaster has reaped.
+    total = sum(int(own[i]) for i in (11, 12, 13, 14))
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            f = fields(int(entry.name))
+            if int(f[1]) == postmaster:  # ppid
+                total += int(f[11]) + int(f[12])
+    return total / tick
+
+
+# ---------------------------------------------------------------------------------------------
+# A simulated worker (runs in a thread of a child process)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Timings:
+    claim: list[float] = field(default_factory=list)     # lock wait + hold, until RUNNING
+    hold: list[float] = field(default_factory=list)      # lock held (what serialises claims)
+    report: list[float] = field(default_factory=list)    # trial.report + should_prune
+    heartbeat: list[float] = field(default_factory=list)
+    completed: int = 0
+    errors: Counter = field(default_factory=Counter)
+
+    def merge(self, other: Timings) -> None:
+        for name in ("claim", "hold", "report", "heartbeat"):
+            getattr(self, name).extend(getattr(other, name))
+        self.completed += other.completed
+        self.errors.update(other.errors)
+
+
+def _simulated_worker(url: str, worker: int, trial_seconds: float, sync: Sync, artifacts: str,
+                      out: Timings) -> None:
+    import optuna
+    from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+    from hpo.budget import budget_counts
+    from hpo.quiet import quiet_experimental
+    from hpo.storage import ProcessLock, open_storage
+    from hpo.strategy import make_pruner, make_sampler
+    from hpo.study_file import load_study
+
+    spec = load_study(str(STUDY_FILE))
+    start_at, stop_at = float("inf"), float("-inf")  # the window, once every worker is ready
+    heartbeat = spec.heartbeat.model_copy(update={"interval": HEARTBEAT_S})
+    storage = open_storage(url, heartbeat)
+    beat = storage.record_heartbeat  # timed where Optuna's heartbeat thread calls it
+
+    def timed_beat(trial_id: int) -> None:
+        t0 = time.perf_counter()
+        beat(trial_id)
+        if start_at <= time.time() <= stop_at:
+            out.heartbeat.append(time.perf_counter() - t0)
+
+    storage.record_heartbeat = timed_beat
+    study = optuna.load_study(study_name="scale", storage=storage,
+                              sampler=make_sampler(spec, worker), pruner=make_pruner(spec))
+    lock = ProcessLock(url, "hpo:budget:scale")
+    store = FileSystemArtifactStore(artifacts)
+    png = Path(artifacts) / f"sample-{worker}.png"
+    png.write_bytes(os.urandom(30_000))  # about the size of a trial's sample plot
+    rng = random.Random(worker)
+    claim_started = [0.0, 0.0]
+
+    def objective(trial: optuna.Trial) -> float:
+        lock.release()
+        now = time.perf_counter()
+        if start_at <= time.time() <= stop_at:
+            out.claim.append(now - claim_started[0])
+            out.hold.append(now - claim_started[1])
+        kind = trial.suggest_categorical("generator", ["classical", "quantum"])
+        trial.suggest_float("lr_generator", 1e-4, 1e-2, log=True)
+        trial.suggest_float("lr_critic", 1e-4, 1e-2, log=True)
+        trial.suggest_categorical("n_critic", [3, 5])
+        trial.suggest_categorical("batch_size", [128, 256])
+        for key in ("worker", "worker_process", "config", "seed", "code_version",
+                    "generator_kind"):
+            trial.set_user_attr(key, f"{kind}-{worker}-{key}")
+        value = rng.uniform(0.3, 3.0)
+        for step in range(1, REPORTS + 1):
+            time.sleep(trial_seconds / REPORTS)
+            value *= rng.uniform(0.95, 1.0)
+            t0 = time.perf_counter()
+            trial.report(value, step * 100)
+            trial.should_prune()  # the pruner reads the study; the trial carries on regardless
+            if start_at <= time.time() <= stop_at:
+                out.report.append(time.perf_counter() - t0)
+        for key in ("kl_stderr", "kl_ci", "w2", "mode_coverage", "n_params", "steps", "seconds",
+                    "kl_details", "ended"):
+            trial.set_user_attr(key, value)
+        upload_artifact(artifact_store=store, file_path=str(png), study_or_trial=trial,
+                        mimetype="image/png")
+        return value
+
+    sync.ready.put(worker)
+    sync.go.wait()
+    start_at = time.time()
+    stop_at = start_at + sync.seconds
+    while time.time() < stop_at:
+        try:
+            claim_started[0] = time.perf_counter()
+            lock.acquire()  # after the window, the bench cancels this wait (not an error)
+            if time.time() >= stop_at:
+                break
+            claim_started[1] = time.perf_counter()
+            with quiet_experimental():
+                optuna.storages.fail_stale_trials(study)
+            budget_counts(study.get_trials(deepcopy=False))
+            study.optimize(objective, n_trials=1)
+            if time.time() <= stop_at:
+                out.completed += 1
+        except Exception as err:  # counted and shown; the worker goes on, as hpo worker does
+            if time.time() < stop_at:
+                first = (str(getattr(err, "orig", None) or err).strip().splitlines() or [""])[0]
+                out.errors[f"{type(err).__name__}: {first[:120]}"] += 1
+                time.sleep(1.0)
+        finally:
+            lock.release()
+    lock.close()
+    storage.remove_session()
+    storage.engine.dispose()
+
+
+@dataclass
+class Sync:
+    """Every simulated worker sets up, says so on ``ready``, and starts its window on ``go``."""
+
+    ready: object
+    go: object
+    seconds: float
+
+
+def run_group(url: str, workers: list[int], trial_seconds: float, sync: Sync,
+              artifacts: str) -> Timings:
+    """One child process: ``workers`` simulated workers as threads; their merged timings."""
+    import optuna
+
+    from hpo.storage import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    # Import every lazily imported module (SQLAlchemy's ORM, alembic) before the threads start:
+    # threads importing the same module at once can see it half initialised.
+    open_storage(url).engine.dispose()
+    results = [Timings() for _ in workers]
+    threads = [threading.Thread(target=_guarded, args=(url, w, trial_seconds, sync, artifacts, r),
+                                daemon=True)
+               for w, r in zip(workers, results, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    merged = Timings()
+    for r in results:
+        merged.merge(r)
+    return merged
+
+
+def _guarded(*args) -> None:
+    out: Timings = args[-1]
+    try:
+        _simulated_worker(*args)
+    except Exception as err:  # a worker that could not even start is an error, not a crash
+        first = (str(getattr(err, "orig", None) or err).strip().splitlines() or [""])[0]
+        out.errors[f"start: {type(err).__name__}: {first[:120]}"] += 1
+        args[3].ready.put(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# One N, measured
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    n: int
+    seconds: float
+    completed: int
+    timings: Timings
+    peak_connections: int
+    server_cpu: float     # cores (CPU-seconds per wall second) over the window
+    setup_s: float        # seconds until every simulated worker had opened its storage
+
+    @property
+    def trials_per_s(self) -> float:
+        return self.completed / self.seconds
+
+    @property
+    def claims_per_s(self) -> float:
+        return len(self.timings.claim) / self.seconds
+
+    @property
+    def server_cpu_per_trial(self) -> float:
+        return self.server_cpu * self.seconds / max(self.completed, 1)
+
+
+def _create_study(url: str) -> None:
+    import optuna
+
+    from hpo.storage import open_storage
+    from hpo.study_file import load_study
+
+    spec = load_study(str(STUDY_FILE))
+    storage = open_storage(url, spec.heartbeat)
+    optuna.create_study(study_name="scale", storage=storage, direction="minimize")
+    storage.engine.dispose()
+
+
+def _admin(url: str):
+    import sqlalchemy
+
+    return sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT",
+                                    poolclass=sqlalchemy.pool.NullPool)
+
+
+def measure(cluster: Cluster, n: int, seconds: float, trial_seconds: float,
+            processes: int, tmp: Path) -> Row:
+    import sqlalchemy
+
+    database = f"scale_{n}"
+    with _admin(cluster.url("postgres")).connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{database}"'))
+    url = cluster.url(database)
+    _create_study(url)
+    artifacts = tmp / f"artifacts-{n}"
+    artifacts.mkdir()
+
+    groups = [list(range(i, n, processes)) for i in range(min(processes, n))]
+
+    peak = [0]
+    done, window = threading.Event(), threading.Event()
+    engine = _admin(url)
+
+    def watch() -> None:
+        with engine.connect() as conn:
+            query = sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :d "
+                                    "AND pid <> pg_backend_pid()")
+            while not done.is_set():
+                count = conn.execute(query, {"d": database}).scalar_one()
+                if window.is_set():  # setup opens and closes extra connections: not counted
+                    peak[0] = max(peak[0], count)
+                done.wait(0.25)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    timings = Timings()
+    context = get_context("spawn")
+    t0 = time.time()
+    with context.Manager() as manager, \
+            ProcessPoolExecutor(len(groups), mp_context=context) as pool:
+        sync = Sync(manager.Queue(), manager.Event(), seconds)
+        futures = [pool.submit(run_group, url, g, trial_seconds, sync, str(artifacts))
+                   for g in groups]
+        for _ in range(n):  # each worker has opened its storage and lock (or failed to)
+            sync.ready.get(timeout=600)
+        setup = time.time() - t0
+        cpu0 = server_cpu_seconds(cluster.postmaster_pid())
+        sync.go.set()
+        window.set()
+        time.sleep(seconds)
+        cpu1 = server_cpu_seconds(cluster.postmaster_pid())
+        window.clear()
+        # Workers still queued for the budget lock would each run one more trial: cancel their
+        # waits, and let the trials under way finish.
+        cancel = sqlalchemy.text(
+            "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE datname = :d "
+            "AND wait_event_type = 'Lock' AND wait_event = 'advisory'")
+        with engine.connect() as conn:
+            while not all(f.done() for f in futures):
+                conn.execute(cancel, {"d": database})
+                time.sleep(0.5)
+        for f in futures:
+            timings.merge(f.result())
+    done.set()
+    watcher.join()
+    engine.dispose()
+    return Row(n=n, seconds=seconds, completed=timings.completed, timings=timings,
+               peak_connections=peak[0], server_cpu=(cpu1 - cpu0) / seconds, setup_s=setup)
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+
+def _ms(values: list[float], q: float) -> str:
+    return f"{1000 * np.quantile(values, q):.0f}" if values else "-"
+
+
+def table(rows: list[Row]) -> str:
+    head = ("| N | trials/s | claims/s | report p50 / p99 ms | heartbeat p50 / p99 ms | "
+            "claim p50 / p99 ms | lock held p50 ms | peak connections (per worker) | "
+            "server CPU (cores) | server CPU-s per trial | errors |")
+    lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
+    for r in rows:
+        t = r.timings
+        errors = sum(t.errors.values())
+        lines.append(
+            f"| {r.n} | {r.trials_per_s:.2f} | {r.claims_per_s:.2f} | "
+            f"{_ms(t.report, .5)} / {_ms(t.report, .99)} | "
+            f"{_ms(t.heartbeat, .5)} / {_ms(t.heartbeat, .99)} | "
+            f"{_ms(t.claim, .5)} / {_ms(t.claim, .99)} | {_ms(t.hold, .5)} | "
+            f"{r.peak_connections} ({r.peak_connections / r.n:.2f}) | {r.server_cpu:.2f} | "
+            f"{r.server_cpu_per_trial:.3f} | {errors} |")
+    return "\n".join(lines)
+
+
+def projection(rows: list[Row], real_trial_s: float, cores: int) -> list[str]:
+    """Workers per server for real trials, from the most loaded row's per-trial costs."""
+    r = max(rows, key=lambda r: r.n)
+    cpu_per_trial = r.server_cpu_per_trial
+    beats = len(r.timings.heartbeat) / max(r.completed, 1)
+    hold = float(np.median(r.timings.hold)) if r.timings.hold else float("nan")
+    by_cpu = cores * 0.5 * real_trial_s / cpu_per_trial if cpu_per_trial > 0 else float("inf")
+    by_lock = 0.5 * real_trial_s / hold if hold > 0 else float("inf")
+    return [
+        f"- Server CPU per trial at N = {r.n}: {cpu_per_trial:.3f} CPU-seconds (it includes "
+        f"{beats:.1f} heartbeats "
+        f"per trial, more than a real trial's rate per second of training).",
+        f"- A {real_trial_s:.0f}-second trial per worker, the server at half of {cores} cores: "
+        f"about {by_cpu:,.0f} workers before the server's CPU is the limit.",
+        f"- Claims are serialised by the budget lock, held {1000 * hold:.0f} ms (median) at "
+        f"N = {r.n}; at half the lock's capacity: about {by_lock:,.0f} workers with "
+        f"{real_trial_s:.0f}-second trials.",
+        f"- Connections: {CONNECTIONS_PER_WORKER} per worker, so max_connections must be at "
+        f"least 2 x workers + dashboard + headroom (PostgreSQL's default of 100 holds about 45 "
+        f"workers).",
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", default="8,32,128,256",
+                        help="simulated worker counts (default: 8,32,128,256)")
+    parser.add_argument("--seconds", type=float, default=30.0,
+                        help="measured window per N (default: 30)")
+    parser.add_argument("--trial-seconds", type=float, default=6.0,
+                        help="simulated trial length (default: 6; real gaussgan trials are "
+                             "minutes)")
+    parser.add_argument("--real-trial-seconds", type=float, default=60.0,
+                        help="trial length for the projection (default: 60)")
+    parser.add_argument("--processes", type=int, default=4,
+                        help="processes the simulated workers are spread over (default: 4)")
+    parser.add_argument("--out", default=str(REPO / "docs" / "scaling.md"),
+                        help="markdown file to write (default: docs/scaling.md)")
+    args = parser.parse_args()
+    ns = [int(x) for x in args.workers.split(",")]
+    if not ns or min(ns) < 1 or args.seconds <= 0 or args.trial_seconds <= 0 \
+            or args.processes < 1:
+        parser.error("--workers, --seconds, --trial-seconds and --processes must be positive")
+    max_connections = CONNECTIONS_PER_WORKER * max(ns) + 20
+    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the private server is always removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    command = "python bench/storage_scale.py " + " ".join(sys.argv[1:])
+
+    wall0 = time.time()
+    rows: list[Row] = []
+    load0 = os.getloadavg()
+    with private_cluster(max_connections) as cluster, \
+            tempfile.TemporaryDirectory(prefix="hpo-scale-art-") as tmp:
+        print(f"private PostgreSQL on 127.0.0.1:{cluster.port} (max_connections "
+              f"{max_connections}), {args.seconds:.0f} s per N", flush=True)
+        for n in ns:
+            row = measure(cluster, n, args.seconds, args.trial_seconds, args.processes,
+                          Path(tmp))
+            rows.append(row)
+            print(table([row]).splitlines()[-1], flush=True)
+            for message, count in row.timings.errors.most_common(3):
+                print(f"    {count} x {message}", flush=True)
+    load1 = os.getloadavg()
+    cores = os.cpu_count() or 1
+    lines = projection(rows, args.real_trial_seconds, cores)
+    print()
+    print(table(rows))
+    print("\n".join(lines))
+    write_doc(Path(args.out), rows, lines, args, command, max_connections, cores,
+              (load0[0], load1[0]), time.time() - wall0)
+    return 0
+
+
+def write_doc(path: Path, rows: list[Row], lines: list[str], args, command: str,
+              max_connections: int, cores: int, load: tuple[float, float], wall: float) -> None:
+    errors = Counter()
+    for r in rows:
+        errors.update(r.timings.errors)
+    error_text = "\n".join(f"- {c} x `{m}`" for m, c in errors.most_common(5)) or "- none"
+    path.write_text(f"""# Scaling: workers per PostgreSQL
+
+Written by `bench/storage_scale.py` (`.venv/bin/{command}`), {wall / 60:.1f} min wall, on a
+{cores}-core machine shared with other engineers' work (load average {load[0]:.1f} before,
+{load[1]:.1f} after): the simulated workers, the server and the others all share those cores, so
+read the latencies as upper bounds. {platform.python_implementation()} {platform.python_version()},
+PostgreSQL from {PG_BIN}.
+
+## What was measured
+
+A private PostgreSQL cluster (initdb into a temp directory, `max_connections = {max_connections}`,
+fsync off: the bench measures the server's CPU and connections, not the disk), one fresh database
+per N. N simulated workers, threads spread over {args.processes} processes, each with its own
+storage object (`hpo.storage.open_storage`: one pooled connection) and its own budget lock
+(`hpo.storage.ProcessLock`: one connection). Each trial does what a studies/gaussgan.yaml trial
+does to the storage: claim a slot under the budget lock (stale-trial check, budget count over
+all trials, a new RUNNING trial, TPE's parameters), 15 user attributes, {REPORTS} intermediate
+reports each followed by the median pruner's question, Optuna's heartbeat every
+{HEARTBEAT_S} s (gaussgan: 10 s), a 30 KB artifact, completion. Training is a sleep of
+{args.trial_seconds:g} s per trial (real gaussgan trials take about a minute or more), so each
+simulated worker claims and reports many times faster than a real one. Every N ran for
+{args.seconds:g} s; latencies are from inside that window.
+
+- trials/s: trials completed in the window per second.
+- report: `trial.report` plus `trial.should_prune` (the pruner reads the study's trials).
+- claim: from asking for the budget lock to the trial being RUNNING (waiting included);
+  lock held: the part under the lock, which every worker's claim queues for.
+- peak connections: `pg_stat_activity` for the bench's database, sampled every 0.25 s.
+- server CPU: CPU-seconds of the postmaster and all its backends (from /proc) per second of the
+  window, in cores.
+
+## Results
+
+{table(rows)}
+
+Errors by kind (all N together):
+
+{error_text}
+
+## Projected ceiling
+
+{chr(10).join(lines)}
+
+Past the ceiling: the first limit reached is connections when max_connections is left at 100
+(about 45 workers at 2 each; raise it: docker-compose.yml starts PostgreSQL with
+max_connections=300, enough for 128 workers); then the server's CPU, which grows with the number
+of trials in a study because every claim and every pruning question reads all of them. More
+workers than that: split the search into several studies (one per generator kind is natural),
+or give PostgreSQL more cores. PgBouncer in front does not raise either of these limits: see
+README "Scaling".
+""")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
