@@ -112,6 +112,24 @@ def private_cluster(max_connections: int) -> Iterator[Cluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def server_memory_mb(postmaster: int) -> float:
+    """Proportional set size (MB) of the postmaster and its backends: shared buffers counted once,
+    each backend's private memory in full (/proc/PID/smaps_rollup)."""
+    total_kb = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = (entry / "stat").read_text()
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            if int(entry.name) != postmaster and ppid != postmaster:
+                continue
+            for line in (entry / "smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kb += int(line.split()[1])
+    return total_kb / 1024
+
+
 def server_cpu_seconds(postmaster: int) -> float:
     """CPU seconds used so far by the postmaster and every backend, live or exited (/proc)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -142,13 +160,15 @@ def server_cpu_seconds(postmaster: int) -> float:
 class Timings:
     claim: list[float] = field(default_factory=list)     # lock wait + hold, until RUNNING
     hold: list[float] = field(default_factory=list)      # lock held (what serialises claims)
+    hold_stale: list[float] = field(default_factory=list)  # ... of which fail_stale_trials
+    hold_count: list[float] = field(default_factory=list)  # ... budget count (reads all trials)
     report: list[float] = field(default_factory=list)    # trial.report + should_prune
     heartbeat: list[float] = field(default_factory=list)
     completed: int = 0
     errors: Counter = field(default_factory=Counter)
 
     def merge(self, other: Timings) -> None:
-        for name in ("claim", "hold", "report", "heartbeat"):
+        for name in ("claim", "hold", "hold_stale", "hold_count", "report", "heartbeat"):
             getattr(self, name).extend(getattr(other, name))
         self.completed += other.completed
         self.errors.update(other.errors)
@@ -230,14 +250,18 @@ def _simulated_worker(url: str, worker: int, trial_seconds: float, sync: Sync, a
             claim_started[1] = time.perf_counter()
             with quiet_experimental():
                 optuna.storages.fail_stale_trials(study)
+            t_stale = time.perf_counter()
             budget_counts(study.get_trials(deepcopy=False))
+            if time.time() <= stop_at:
+                out.hold_stale.append(t_stale - claim_started[1])
+                out.hold_count.append(time.perf_counter() - t_stale)
             study.optimize(objective, n_trials=1)
             if time.time() <= stop_at:
                 out.completed += 1
         except Exception as err:  # counted and shown; the worker goes on, as hpo worker does
             if time.time() < stop_at:
                 first = (str(getattr(err, "orig", None) or err).strip().splitlines() or [""])[0]
-                out.errors[f"{type(err).__name__}: {first[:120]}"] += 1
+                out.errors[f"{type(err).__name__}: {first[:300]}"] += 1
                 time.sleep(1.0)
         finally:
             lock.release()
@@ -286,7 +310,7 @@ def _guarded(*args) -> None:
         _simulated_worker(*args)
     except Exception as err:  # a worker that could not even start is an error, not a crash
         first = (str(getattr(err, "orig", None) or err).strip().splitlines() or [""])[0]
-        out.errors[f"start: {type(err).__name__}: {first[:120]}"] += 1
+        out.errors[f"start: {type(err).__name__}: {first[:300]}"] += 1
         args[3].ready.put(-1)
 
 
@@ -304,6 +328,9 @@ class Row:
     peak_connections: int
     server_cpu: float     # cores (CPU-seconds per wall second) over the window
     setup_s: float        # seconds until every simulated worker had opened its storage
+    trial_seconds: float  # the simulated trial's length
+    queued: int           # workers still waiting for the budget lock when the window closed
+    server_mb: float      # the server's memory (PSS, MB) as the window closed
 
     @property
     def trials_per_s(self) -> float:
@@ -383,15 +410,18 @@ def measure(cluster: Cluster, n: int, seconds: float, trial_seconds: float,
         window.set()
         time.sleep(seconds)
         cpu1 = server_cpu_seconds(cluster.postmaster_pid())
+        memory = server_memory_mb(cluster.postmaster_pid())
         window.clear()
         # Workers still queued for the budget lock would each run one more trial: cancel their
         # waits, and let the trials under way finish.
         cancel = sqlalchemy.text(
             "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE datname = :d "
             "AND wait_event_type = 'Lock' AND wait_event = 'advisory'")
+        queued = None
         with engine.connect() as conn:
             while not all(f.done() for f in futures):
-                conn.execute(cancel, {"d": database})
+                cancelled = conn.execute(cancel, {"d": database}).scalar_one()
+                queued = cancelled if queued is None else queued
                 time.sleep(0.5)
         for f in futures:
             timings.merge(f.result())
@@ -399,7 +429,8 @@ def measure(cluster: Cluster, n: int, seconds: float, trial_seconds: float,
     watcher.join()
     engine.dispose()
     return Row(n=n, seconds=seconds, completed=timings.completed, timings=timings,
-               peak_connections=peak[0], server_cpu=(cpu1 - cpu0) / seconds, setup_s=setup)
+               peak_connections=peak[0], server_cpu=(cpu1 - cpu0) / seconds, setup_s=setup,
+               queued=queued or 0, server_mb=memory, trial_seconds=trial_seconds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -413,8 +444,9 @@ def _ms(values: list[float], q: float) -> str:
 
 def table(rows: list[Row]) -> str:
     head = ("| N | trials/s | claims/s | report p50 / p99 ms | heartbeat p50 / p99 ms | "
-            "claim p50 / p99 ms | lock held p50 ms | peak connections (per worker) | "
-            "server CPU (cores) | server CPU-s per trial | errors |")
+            "claim p50 / p99 ms | queued at end | lock held p50 ms (stale check, count) | "
+            "peak connections (per worker) | "
+            "server CPU (cores) | server CPU-s per trial | server memory MB | errors |")
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for r in rows:
         t = r.timings
@@ -423,33 +455,39 @@ def table(rows: list[Row]) -> str:
             f"| {r.n} | {r.trials_per_s:.2f} | {r.claims_per_s:.2f} | "
             f"{_ms(t.report, .5)} / {_ms(t.report, .99)} | "
             f"{_ms(t.heartbeat, .5)} / {_ms(t.heartbeat, .99)} | "
-            f"{_ms(t.claim, .5)} / {_ms(t.claim, .99)} | {_ms(t.hold, .5)} | "
+            f"{_ms(t.claim, .5)} / {_ms(t.claim, .99)} | {r.queued} | "
+            f"{_ms(t.hold, .5)} ({_ms(t.hold_stale, .5)}, {_ms(t.hold_count, .5)}) | "
             f"{r.peak_connections} ({r.peak_connections / r.n:.2f}) | {r.server_cpu:.2f} | "
-            f"{r.server_cpu_per_trial:.3f} | {errors} |")
+            f"{r.server_cpu_per_trial:.3f} | {r.server_mb:.0f} | {errors} |")
     return "\n".join(lines)
 
 
-def projection(rows: list[Row], real_trial_s: float, cores: int) -> list[str]:
-    """Workers per server for real trials, from the most loaded row's per-trial costs."""
-    r = max(rows, key=lambda r: r.n)
-    cpu_per_trial = r.server_cpu_per_trial
-    beats = len(r.timings.heartbeat) / max(r.completed, 1)
-    hold = float(np.median(r.timings.hold)) if r.timings.hold else float("nan")
-    by_cpu = cores * 0.5 * real_trial_s / cpu_per_trial if cpu_per_trial > 0 else float("inf")
-    by_lock = 0.5 * real_trial_s / hold if hold > 0 else float("inf")
-    return [
-        f"- Server CPU per trial at N = {r.n}: {cpu_per_trial:.3f} CPU-seconds (it includes "
-        f"{beats:.1f} heartbeats "
-        f"per trial, more than a real trial's rate per second of training).",
-        f"- A {real_trial_s:.0f}-second trial per worker, the server at half of {cores} cores: "
-        f"about {by_cpu:,.0f} workers before the server's CPU is the limit.",
-        f"- Claims are serialised by the budget lock, held {1000 * hold:.0f} ms (median) at "
-        f"N = {r.n}; at half the lock's capacity: about {by_lock:,.0f} workers with "
-        f"{real_trial_s:.0f}-second trials.",
-        f"- Connections: {CONNECTIONS_PER_WORKER} per worker, so max_connections must be at "
-        f"least 2 x workers + dashboard + headroom (PostgreSQL's default of 100 holds about 45 "
-        f"workers).",
+def projection(rows: list[Row], cores: int, max_connections: int) -> list[str]:
+    """Workers per server for real trials of a few lengths, from the measured costs.
+
+    Server CPU per trial is taken at the largest N (the study holds the most trials there, and
+    every claim and pruning question reads them all); the lock's hold time at the N where it was
+    shortest (the simulated workers' own CPU, shared here with everything else, inflates it).
+    """
+    big = max(rows, key=lambda r: r.n)
+    cpu = big.server_cpu_per_trial
+    holds = [(float(np.median(r.timings.hold)), r.n) for r in rows if r.timings.hold]
+    hold, hold_n = min(holds) if holds else (float("nan"), 0)
+    lines = [
+        f"Server CPU per trial at N = {big.n}: {cpu:.3f} CPU-seconds. Budget lock held "
+        f"{1000 * hold:.0f} ms per claim (median at N = {hold_n}, the shortest measured). "
+        f"Connections: {CONNECTIONS_PER_WORKER} per worker.",
+        "",
+        "| trial length | workers at 100% of the budget lock | workers at 100% of the "
+        f"server's {cores} cores | workers within max_connections = 100 / "
+        f"{max_connections} |",
+        "|---|---|---|---|",
     ]
+    for t in (15, 30, 60, 300):
+        lines.append(f"| {t} s | {t / hold:,.0f} | {cores * t / cpu:,.0f} | "
+                     f"{(100 - 3) // CONNECTIONS_PER_WORKER} / "
+                     f"{(max_connections - 3) // CONNECTIONS_PER_WORKER} |")
+    return lines
 
 
 def main() -> int:
@@ -461,8 +499,6 @@ def main() -> int:
     parser.add_argument("--trial-seconds", type=float, default=6.0,
                         help="simulated trial length (default: 6; real gaussgan trials are "
                              "minutes)")
-    parser.add_argument("--real-trial-seconds", type=float, default=60.0,
-                        help="trial length for the projection (default: 60)")
     parser.add_argument("--processes", type=int, default=4,
                         help="processes the simulated workers are spread over (default: 4)")
     parser.add_argument("--out", default=str(REPO / "docs" / "scaling.md"),
@@ -475,7 +511,7 @@ def main() -> int:
     max_connections = CONNECTIONS_PER_WORKER * max(ns) + 20
     # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the private server is always removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    command = "python bench/storage_scale.py " + " ".join(sys.argv[1:])
+    command = " ".join(["python bench/storage_scale.py", *sys.argv[1:]])
 
     wall0 = time.time()
     rows: list[Row] = []
@@ -493,7 +529,7 @@ def main() -> int:
                 print(f"    {count} x {message}", flush=True)
     load1 = os.getloadavg()
     cores = os.cpu_count() or 1
-    lines = projection(rows, args.real_trial_seconds, cores)
+    lines = projection(rows, cores, max_connections)
     print()
     print(table(rows))
     print("\n".join(lines))
@@ -502,9 +538,53 @@ def main() -> int:
     return 0
 
 
+def verdict(rows: list[Row], max_connections: int) -> str:
+    """What limits first, what to do past it, and whether PgBouncer pays: from the rows."""
+    small, big = min(rows, key=lambda r: r.n), max(rows, key=lambda r: r.n)
+    extra = big.peak_connections - small.peak_connections
+    per_connection = (big.server_mb - small.server_mb) / extra if extra > 0 else float("nan")
+    hold = min(float(np.median(r.timings.hold)) for r in rows if r.timings.hold)
+    claims = max(r.claims_per_s for r in rows)
+    connection_errors = sum(c for r in rows for m, c in r.timings.errors.items()
+                            if "connect" in m or "too many clients" in m)
+    return f"""### What limits first, and what to do past it
+
+1. **The budget lock** (a property of the worker's loop, not of PostgreSQL). Every claim holds
+   the study's lock while it checks for stale trials, counts the budget over all trials and
+   creates the trial with TPE's parameters; here that took {1000 * hold:.0f} ms at best, so the
+   whole study got at most {claims:.2f} claims per second however many workers waited
+   ({big.queued} of {big.n} were still queued when N = {big.n}'s window closed). A study of
+   T-second trials keeps about T / {hold:.2f} workers busy (the first column above); on hosts
+   whose workers do not share two cores the hold time is shorter, so the figures are a floor.
+   Past it: run several studies (each has its own lock; one per generator kind is natural), make
+   each trial longer (more steps per claim), or move work out of the locked section.
+2. **Connections.** {big.peak_connections / big.n:.2f} per worker measured at N = {big.n}
+   ({big.peak_connections} in all; {connection_errors} connection errors over all N):
+   PostgreSQL's default max_connections = 100 holds 48 workers, docker-compose.yml's 300 holds
+   128 with the dashboard, and {max_connections} held {big.n} here.
+3. **The server's CPU** comes last: {big.server_cpu:.2f} cores at N = {big.n}, whose simulated
+   workers each claim, report and beat as often as a real worker would with
+   {big.trial_seconds:g}-second trials (gaussgan's are longer) and 1-second heartbeats.
+
+### Connection pooling (PgBouncer): it does not pay
+
+The number of connections is not what limits, and it costs little: going from
+{small.peak_connections} to {big.peak_connections} connections moved the server's memory from
+{small.server_mb:.0f} MB to {big.server_mb:.0f} MB (about {per_connection:.1f} MB per
+connection) and its CPU from {small.server_cpu:.2f} to {big.server_cpu:.2f} cores. Raising
+`max_connections` is all `--scale worker=128` needs. PgBouncer's transaction pooling would not
+remove the connections that stay busy either: the budget lock would have to become
+`pg_advisory_xact_lock` held in an open transaction, and each worker queued for it
+({big.queued} at once here) would keep a server connection for as long as it waits. The rest are
+idle between short transactions. So docker-compose.yml runs no PgBouncer; it would start to pay
+with thousands of workers per server, where memory per connection adds up, and only after the
+budget lock no longer serialises claims.
+"""
+
+
 def write_doc(path: Path, rows: list[Row], lines: list[str], args, command: str,
               max_connections: int, cores: int, load: tuple[float, float], wall: float) -> None:
-    errors = Counter()
+    errors: Counter = Counter()
     for r in rows:
         errors.update(r.timings.errors)
     error_text = "\n".join(f"- {c} x `{m}`" for m, c in errors.most_common(5)) or "- none"
@@ -512,32 +592,35 @@ def write_doc(path: Path, rows: list[Row], lines: list[str], args, command: str,
 
 Written by `bench/storage_scale.py` (`.venv/bin/{command}`), {wall / 60:.1f} min wall, on a
 {cores}-core machine shared with other engineers' work (load average {load[0]:.1f} before,
-{load[1]:.1f} after): the simulated workers, the server and the others all share those cores, so
-read the latencies as upper bounds. {platform.python_implementation()} {platform.python_version()},
-PostgreSQL from {PG_BIN}.
+{load[1]:.1f} after). The simulated workers, the server and everyone else share those cores, so
+the latencies and the lock's hold time are upper bounds; the server's CPU is its own.
+{platform.python_implementation()} {platform.python_version()}, PostgreSQL from {PG_BIN}.
 
 ## What was measured
 
 A private PostgreSQL cluster (initdb into a temp directory, `max_connections = {max_connections}`,
 fsync off: the bench measures the server's CPU and connections, not the disk), one fresh database
 per N. N simulated workers, threads spread over {args.processes} processes, each with its own
-storage object (`hpo.storage.open_storage`: one pooled connection) and its own budget lock
-(`hpo.storage.ProcessLock`: one connection). Each trial does what a studies/gaussgan.yaml trial
-does to the storage: claim a slot under the budget lock (stale-trial check, budget count over
-all trials, a new RUNNING trial, TPE's parameters), 15 user attributes, {REPORTS} intermediate
-reports each followed by the median pruner's question, Optuna's heartbeat every
-{HEARTBEAT_S} s (gaussgan: 10 s), a 30 KB artifact, completion. Training is a sleep of
-{args.trial_seconds:g} s per trial (real gaussgan trials take about a minute or more), so each
-simulated worker claims and reports many times faster than a real one. Every N ran for
-{args.seconds:g} s; latencies are from inside that window.
+storage object (`hpo.storage.open_storage`: a pool of one connection) and its own budget lock
+(`hpo.storage.ProcessLock`: one connection). Each runs `hpo worker`'s loop with a stub objective
+that does to the storage what a studies/gaussgan.yaml trial does: claim a slot under the budget
+lock (stale-trial check, budget count over all trials, a new RUNNING trial with TPE's
+parameters), 15 user attributes, {REPORTS} intermediate reports each followed by the median
+pruner's question, Optuna's heartbeat every {HEARTBEAT_S} s (gaussgan: 10 s), a 30 KB artifact,
+completion. Training is a sleep of {args.trial_seconds:g} s per trial, so each simulated worker
+claims and reports far more often than a real one. Every N ran for {args.seconds:g} s after all
+its workers had opened their storage; latencies are from inside that window.
 
-- trials/s: trials completed in the window per second.
+- trials/s, claims/s: trials completed and claims granted in the window, per second.
 - report: `trial.report` plus `trial.should_prune` (the pruner reads the study's trials).
-- claim: from asking for the budget lock to the trial being RUNNING (waiting included);
-  lock held: the part under the lock, which every worker's claim queues for.
+- claim: from asking for the budget lock to the trial being RUNNING (waiting included); queued
+  at end: workers still waiting for the lock when the window closed (their wait is not in the
+  claim percentiles). Lock held: the part under the lock, which every claim queues for; in
+  brackets its stale-trial check and its budget count.
 - peak connections: `pg_stat_activity` for the bench's database, sampled every 0.25 s.
 - server CPU: CPU-seconds of the postmaster and all its backends (from /proc) per second of the
-  window, in cores.
+  window, in cores. Server memory: their proportional set size (shared buffers once, each
+  backend's own memory in full) as the window closed.
 
 ## Results
 
@@ -551,13 +634,7 @@ Errors by kind (all N together):
 
 {chr(10).join(lines)}
 
-Past the ceiling: the first limit reached is connections when max_connections is left at 100
-(about 45 workers at 2 each; raise it: docker-compose.yml starts PostgreSQL with
-max_connections=300, enough for 128 workers); then the server's CPU, which grows with the number
-of trials in a study because every claim and every pruning question reads all of them. More
-workers than that: split the search into several studies (one per generator kind is natural),
-or give PostgreSQL more cores. PgBouncer in front does not raise either of these limits: see
-README "Scaling".
+{verdict(rows, max_connections)}
 """)
     print(f"wrote {path}")
 
