@@ -160,18 +160,44 @@ def server_cpu_seconds(postmaster: int) -> float:
 class Timings:
     claim: list[float] = field(default_factory=list)     # lock wait + hold, until RUNNING
     hold: list[float] = field(default_factory=list)      # lock held (what serialises claims)
-    hold_stale: list[float] = field(default_factory=list)  # ... of which fail_stale_trials
-    hold_count: list[float] = field(default_factory=list)  # ... budget count (reads all trials)
+    queued: int = 0                                      # still waiting as the window closed
     report: list[float] = field(default_factory=list)    # trial.report + should_prune
     heartbeat: list[float] = field(default_factory=list)
     completed: int = 0
     errors: Counter = field(default_factory=Counter)
 
     def merge(self, other: Timings) -> None:
-        for name in ("claim", "hold", "hold_stale", "hold_count", "report", "heartbeat"):
+        for name in ("claim", "hold", "report", "heartbeat"):
             getattr(self, name).extend(getattr(other, name))
         self.completed += other.completed
+        self.queued += other.queued
         self.errors.update(other.errors)
+
+
+class TimedLock:
+    """The worker's budget lock, timing how long each claim waited for it and held it."""
+
+    def __init__(self, lock, out: Timings, in_window) -> None:
+        self.lock, self.out, self.in_window = lock, out, in_window
+        self.asked = self.acquired = 0.0
+
+    def acquire(self, stop) -> bool:
+        self.asked = time.perf_counter()
+        got = self.lock.acquire(stop)
+        self.acquired = time.perf_counter()
+        if not got:
+            self.out.queued += 1  # still waiting when the window closed
+        return got
+
+    def release(self) -> None:
+        if self.lock.held and self.in_window():
+            now = time.perf_counter()
+            self.out.hold.append(now - self.acquired)
+            self.out.claim.append(now - self.asked)
+        self.lock.release()
+
+    def close(self) -> None:
+        self.lock.close()
 
 
 def _simulated_worker(url: str, worker: int, trial_seconds: float, sync: Sync, artifacts: str,
@@ -179,40 +205,39 @@ def _simulated_worker(url: str, worker: int, trial_seconds: float, sync: Sync, a
     import optuna
     from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
-    from hpo.budget import budget_counts
-    from hpo.quiet import quiet_experimental
-    from hpo.storage import ProcessLock, open_storage
+    from hpo.space import load_spec
+    from hpo.storage import open_storage, process_lock
     from hpo.strategy import make_pruner, make_sampler
-    from hpo.study_file import load_study
+    from hpo.worker import _claim_slot, _run_one  # the worker's own steps: the bench follows it
 
-    spec = load_study(str(STUDY_FILE))
+    spec = load_spec(str(STUDY_FILE))
+    spec = spec.model_copy(update={
+        "budget": spec.budget.model_copy(update={"trials": BUDGET}),
+        "heartbeat": spec.heartbeat.model_copy(update={"interval": HEARTBEAT_S})})
     start_at, stop_at = float("inf"), float("-inf")  # the window, once every worker is ready
-    heartbeat = spec.heartbeat.model_copy(update={"interval": HEARTBEAT_S})
-    storage = open_storage(url, heartbeat)
+
+    def in_window() -> bool:
+        return start_at <= time.time() <= stop_at
+
+    storage = open_storage(url, spec.heartbeat)
     beat = storage.record_heartbeat  # timed where Optuna's heartbeat thread calls it
 
     def timed_beat(trial_id: int) -> None:
         t0 = time.perf_counter()
         beat(trial_id)
-        if start_at <= time.time() <= stop_at:
+        if in_window():
             out.heartbeat.append(time.perf_counter() - t0)
 
     storage.record_heartbeat = timed_beat
     study = optuna.load_study(study_name="scale", storage=storage,
                               sampler=make_sampler(spec, worker), pruner=make_pruner(spec))
-    lock = ProcessLock(url, "hpo:budget:scale")
+    lock = TimedLock(process_lock(url, "hpo:budget:scale"), out, in_window)
     store = FileSystemArtifactStore(artifacts)
     png = Path(artifacts) / f"sample-{worker}.png"
     png.write_bytes(os.urandom(30_000))  # about the size of a trial's sample plot
     rng = random.Random(worker)
-    claim_started = [0.0, 0.0]
 
     def objective(trial: optuna.Trial) -> float:
-        lock.release()
-        now = time.perf_counter()
-        if start_at <= time.time() <= stop_at:
-            out.claim.append(now - claim_started[0])
-            out.hold.append(now - claim_started[1])
         kind = trial.suggest_categorical("generator", ["classical", "quantum"])
         trial.suggest_float("lr_generator", 1e-4, 1e-2, log=True)
         trial.suggest_float("lr_critic", 1e-4, 1e-2, log=True)
@@ -228,38 +253,36 @@ def _simulated_worker(url: str, worker: int, trial_seconds: float, sync: Sync, a
             t0 = time.perf_counter()
             trial.report(value, step * 100)
             trial.should_prune()  # the pruner reads the study; the trial carries on regardless
-            if start_at <= time.time() <= stop_at:
+            if in_window():
                 out.report.append(time.perf_counter() - t0)
         for key in ("kl_stderr", "kl_ci", "w2", "mode_coverage", "n_params", "steps", "seconds",
                     "kl_details", "ended"):
             trial.set_user_attr(key, value)
         upload_artifact(artifact_store=store, file_path=str(png), study_or_trial=trial,
                         mimetype="image/png")
+        if in_window():
+            out.completed += 1
         return value
+
+    def stop() -> bool:
+        return time.time() >= stop_at
+
+    def say(line: str) -> None:
+        if " complete" not in line and in_window():  # a trial that failed, or a storage fault
+            out.errors[line.split(": ", 1)[-1][:300]] += 1
 
     sync.ready.put(worker)
     sync.go.wait()
     start_at = time.time()
     stop_at = start_at + sync.seconds
-    while time.time() < stop_at:
+    while not stop():
         try:
-            claim_started[0] = time.perf_counter()
-            lock.acquire()  # after the window, the bench cancels this wait (not an error)
-            if time.time() >= stop_at:
+            claimed = _claim_slot(study, spec, lock, stop)
+            if claimed is None:
                 break
-            claim_started[1] = time.perf_counter()
-            with quiet_experimental():
-                optuna.storages.fail_stale_trials(study)
-            t_stale = time.perf_counter()
-            budget_counts(study.get_trials(deepcopy=False))
-            if time.time() <= stop_at:
-                out.hold_stale.append(t_stale - claim_started[1])
-                out.hold_count.append(time.perf_counter() - t_stale)
-            study.optimize(objective, n_trials=1)
-            if time.time() <= stop_at:
-                out.completed += 1
-        except Exception as err:  # counted and shown; the worker goes on, as hpo worker does
-            if time.time() < stop_at:
+            _run_one(study, spec, objective, lock, stop, say)
+        except Exception as err:  # counted and shown; the worker goes on
+            if in_window():
                 first = (str(getattr(err, "orig", None) or err).strip().splitlines() or [""])[0]
                 out.errors[f"{type(err).__name__}: {first[:300]}"] += 1
                 time.sleep(1.0)
@@ -329,7 +352,6 @@ class Row:
     server_cpu: float     # cores (CPU-seconds per wall second) over the window
     setup_s: float        # seconds until every simulated worker had opened its storage
     trial_seconds: float  # the simulated trial's length
-    queued: int           # workers still waiting for the budget lock when the window closed
     server_mb: float      # the server's memory (PSS, MB) as the window closed
 
     @property
@@ -348,10 +370,10 @@ class Row:
 def _create_study(url: str) -> None:
     import optuna
 
+    from hpo.space import load_spec
     from hpo.storage import open_storage
-    from hpo.study_file import load_study
 
-    spec = load_study(str(STUDY_FILE))
+    spec = load_spec(str(STUDY_FILE))
     storage = open_storage(url, spec.heartbeat)
     optuna.create_study(study_name="scale", storage=storage, direction="minimize")
     storage.engine.dispose()
@@ -412,17 +434,6 @@ def measure(cluster: Cluster, n: int, seconds: float, trial_seconds: float,
         cpu1 = server_cpu_seconds(cluster.postmaster_pid())
         memory = server_memory_mb(cluster.postmaster_pid())
         window.clear()
-        # Workers still queued for the budget lock would each run one more trial: cancel their
-        # waits, and let the trials under way finish.
-        cancel = sqlalchemy.text(
-            "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE datname = :d "
-            "AND wait_event_type = 'Lock' AND wait_event = 'advisory'")
-        queued = None
-        with engine.connect() as conn:
-            while not all(f.done() for f in futures):
-                cancelled = conn.execute(cancel, {"d": database}).scalar_one()
-                queued = cancelled if queued is None else queued
-                time.sleep(0.5)
         for f in futures:
             timings.merge(f.result())
     done.set()
@@ -430,7 +441,7 @@ def measure(cluster: Cluster, n: int, seconds: float, trial_seconds: float,
     engine.dispose()
     return Row(n=n, seconds=seconds, completed=timings.completed, timings=timings,
                peak_connections=peak[0], server_cpu=(cpu1 - cpu0) / seconds, setup_s=setup,
-               queued=queued or 0, server_mb=memory, trial_seconds=trial_seconds)
+               server_mb=memory, trial_seconds=trial_seconds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,7 +455,7 @@ def _ms(values: list[float], q: float) -> str:
 
 def table(rows: list[Row]) -> str:
     head = ("| N | trials/s | claims/s | report p50 / p99 ms | heartbeat p50 / p99 ms | "
-            "claim p50 / p99 ms | queued at end | lock held p50 ms (stale check, count) | "
+            "claim p50 / p99 ms | queued at end | lock held p50 / p99 ms | "
             "peak connections (per worker) | "
             "server CPU (cores) | server CPU-s per trial | server memory MB | errors |")
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
@@ -455,8 +466,8 @@ def table(rows: list[Row]) -> str:
             f"| {r.n} | {r.trials_per_s:.2f} | {r.claims_per_s:.2f} | "
             f"{_ms(t.report, .5)} / {_ms(t.report, .99)} | "
             f"{_ms(t.heartbeat, .5)} / {_ms(t.heartbeat, .99)} | "
-            f"{_ms(t.claim, .5)} / {_ms(t.claim, .99)} | {r.queued} | "
-            f"{_ms(t.hold, .5)} ({_ms(t.hold_stale, .5)}, {_ms(t.hold_count, .5)}) | "
+            f"{_ms(t.claim, .5)} / {_ms(t.claim, .99)} | {t.queued} | "
+            f"{_ms(t.hold, .5)} / {_ms(t.hold, .99)} | "
             f"{r.peak_connections} ({r.peak_connections / r.n:.2f}) | {r.server_cpu:.2f} | "
             f"{r.server_cpu_per_trial:.3f} | {r.server_mb:.0f} | {errors} |")
     return "\n".join(lines)
@@ -551,11 +562,12 @@ def verdict(rows: list[Row], max_connections: int) -> str:
 
 1. **The budget lock** (a property of the worker's loop, not of PostgreSQL). Every claim holds
    the study's lock while it checks for stale trials, counts the budget over all trials and
-   creates the trial with TPE's parameters; here that took {1000 * hold:.0f} ms at best, so the
-   whole study got at most {claims:.2f} claims per second however many workers waited
-   ({big.queued} of {big.n} were still queued when N = {big.n}'s window closed). A study of
-   T-second trials keeps about T / {hold:.2f} workers busy (the first column above); on hosts
-   whose workers do not share two cores the hold time is shorter, so the figures are a floor.
+   creates the trial with TPE's parameters (waiting workers poll it every 50-250 ms); here that
+   took {1000 * hold:.0f} ms at best, so the whole study got at most {claims:.2f} claims per
+   second however many workers waited ({big.timings.queued} of {big.n} were still queued when
+   N = {big.n}'s window closed). A study of T-second trials keeps about T / {hold:.2f} workers
+   busy (the first column above); on hosts whose workers do not share two cores the hold time
+   is shorter, so the figures are a floor.
    Past it: run several studies (each has its own lock; one per generator kind is natural), make
    each trial longer (more steps per claim), or move work out of the locked section.
 2. **Connections.** {big.peak_connections / big.n:.2f} per worker measured at N = {big.n}
@@ -572,13 +584,13 @@ The number of connections is not what limits, and it costs little: going from
 {small.peak_connections} to {big.peak_connections} connections moved the server's memory from
 {small.server_mb:.0f} MB to {big.server_mb:.0f} MB (about {per_connection:.1f} MB per
 connection) and its CPU from {small.server_cpu:.2f} to {big.server_cpu:.2f} cores. Raising
-`max_connections` is all `--scale worker=128` needs. PgBouncer's transaction pooling would not
-remove the connections that stay busy either: the budget lock would have to become
-`pg_advisory_xact_lock` held in an open transaction, and each worker queued for it
-({big.queued} at once here) would keep a server connection for as long as it waits. The rest are
-idle between short transactions. So docker-compose.yml runs no PgBouncer; it would start to pay
-with thousands of workers per server, where memory per connection adds up, and only after the
-budget lock no longer serialises claims.
+`max_connections` is all `--scale worker=128` needs (docker-compose.yml: 300). PgBouncer in
+transaction mode would fold the 2 x N connections into a few dozen (the budget lock is already
+transaction-scoped, `pg_try_advisory_xact_lock`, polled), but it would not touch the first
+limit (the lock) nor the CPU that queued workers' polls cost, and it does not pass on the lock
+connection's startup options: the lease (`idle_in_transaction_session_timeout`) that frees the
+lock of a frozen holder would be lost. So docker-compose.yml runs no PgBouncer; it starts to pay
+past about a thousand connections per server, where their memory adds up.
 """
 
 
