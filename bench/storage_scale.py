@@ -256,8 +256,9 @@ def _simulated_worker(url: str, worker: int, trial_seconds: float, sync: Sync, a
             if in_window():
                 out.report.append(time.perf_counter() - t0)
         for key in ("kl_stderr", "kl_ci", "w2", "mode_coverage", "n_params", "steps", "seconds",
-                    "kl_details", "ended"):
+                    "kl_details"):
             trial.set_user_attr(key, value)
+        trial.set_user_attr("ended", "complete")
         upload_artifact(artifact_store=store, file_path=str(png), study_or_trial=trial,
                         mimetype="image/png")
         if in_window():
@@ -268,7 +269,7 @@ def _simulated_worker(url: str, worker: int, trial_seconds: float, sync: Sync, a
         return time.time() >= stop_at
 
     def say(line: str) -> None:
-        if " complete" not in line and in_window():  # a trial that failed, or a storage fault
+        if ": complete" not in line and in_window():  # a trial that failed, or a storage fault
             out.errors[line.split(": ", 1)[-1][:300]] += 1
 
     sync.ready.put(worker)
