@@ -1,7 +1,8 @@
 """The ``hpo`` command line: init, worker, run, status, dashboard, export, report, train.
 
 Storage: ``--storage URL``, else ``HPO_STORAGE``, else the embedded journal ``runs/hpo.journal``.
-Artifacts (sample PNGs): ``--artifacts DIR``, else ``HPO_ARTIFACTS``, else ``runs/artifacts``.
+Artifacts (sample PNGs): ``--artifacts DIR`` or ``s3://BUCKET/PREFIX``, else ``HPO_ARTIFACTS``,
+else ``runs/artifacts``.
 Bad input is one line on stderr and exit status 2; an unreachable storage, exit status 1.
 """
 
