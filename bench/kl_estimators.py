@@ -48,6 +48,11 @@ from tests._truth import (  # noqa: E402
 MS = (500, 2000, 8000)
 M_SWEEP = (1000, 2000, 8000, 32000, 128000)
 REPLICATES = 5
+#: --quick: these cases only (the rest cost time a loaded machine does not have).
+QUICK_CASES = ("gaussgan P=Q", "gaussgan shifted 0.5", "gaussgan unbalanced 0.7/0.3",
+               "gaussgan too narrow x0.8", "elongated rotated 20deg", "ring8 P=Q",
+               "gaussgan vs discs r=2", "gaussgan vs boxes 4x4")
+QUICK = False
 COMMAND = ".venv/bin/python bench/kl_estimators.py"
 GG = GaussianMixture.preset("gaussgan")
 R8 = GaussianMixture.preset("ring8")
@@ -59,7 +64,7 @@ BOXES = UniformBoxes([((-7.0, 3.0), (-3.0, 7.0)), ((3.0, 3.0), (7.0, 7.0))])
 
 def cases() -> list[tuple[str, GaussianMixture, object]]:
     g = GaussianMixture([1.0], [[0.0, 0.0]], [np.eye(2)])
-    return [
+    full = [
         ("gauss P=Q", g, g),
         ("gauss shifted 0.5", g, shifted(g, (0.5, 0.0))),
         ("gauss too wide x1.5", g, scaled(g, 1.5)),
@@ -77,6 +82,7 @@ def cases() -> list[tuple[str, GaussianMixture, object]]:
         ("gaussgan vs discs r=2", GG, DISCS),
         ("gaussgan vs boxes 4x4", GG, BOXES),
     ]
+    return full if not QUICK else [c for c in full if c[0] in QUICK_CASES]
 
 
 def unsmoothed_truth(q: GaussianMixture, p) -> float:
@@ -181,6 +187,20 @@ def timings() -> dict[str, tuple[float, float]]:
     return out
 
 
+def report_noise(draws: int = 12) -> list[dict]:
+    """Spread of intermediate reports (n = 2000 points, one draw of m = 2000) on gaussgan."""
+    out = []
+    for name, p in (("P=Q", GG), ("shifted 0.5", shifted(GG, (0.5, 0.0))),
+                    ("too wide x1.3", scaled(GG, 1.3))):
+        est = [kl_divergence(GG, p.sample(2000, 100 + i), n_target=2000, seed=i)
+               for i in range(draws)]
+        v = np.array([e.value for e in est])
+        out.append(dict(case=name, truth=smoothed_truth(GG, p, default_sigma(GG)),
+                        mean=float(v.mean()), sd=float(v.std(ddof=1)),
+                        stderr_points=float(np.mean([e.stderr_points for e in est]))))
+    return out
+
+
 def pooled(rows, method: str, m: int, key: str, keep=lambda case: True) -> float:
     sel = [r[key] for r in rows if r["method"] == method and r["m"] == m and keep(r["case"])
            and math.isfinite(r[key])]
@@ -223,14 +243,17 @@ def headline(rows, sweep, head) -> list[str]:
     return figures
 
 
-def render(rows, sweep, choice, head, reps: int, wall: float) -> tuple[str, list[str]]:
+def render(rows, sweep, choice, head, noise, reps: int, wall: float, quick: bool = False
+           ) -> tuple[str, list[str]]:
     figures = headline(rows, sweep, head)
+    flag = " --quick" if quick else ""
     out = [
         "# D_s = KL(Q_s||P_s): the study's number, against ground truth",
         "",
-        f"Written by `bench/kl_estimators.py` (`{COMMAND} --reps {reps}`, {wall / 60:.0f} min "
-        "here); rerun it to refresh. All figures in nats; seconds per call on a shared 2-core "
-        "machine that other engineers were loading at the time (timings vary by 2-5x with load).",
+        f"Written by `bench/kl_estimators.py` (`{COMMAND} --reps {reps}{flag}`, "
+        f"{wall / 60:.0f} min here); rerun it to refresh. All figures in nats; seconds per call "
+        "on a shared 2-core machine that other engineers were loading at the time (timings vary "
+        "by 2-5x with load).",
         "",
         "## What s means, read out loud",
         "",
@@ -270,8 +293,13 @@ def render(rows, sweep, choice, head, reps: int, wall: float) -> tuple[str, list
         "(evaluation points only) and `KLEstimate.interval_sources` says so.",
         "",
         "Intermediate reports (pruning signals) use n_report = 2000 evaluation points and one",
-        "draw of eval_samples points: their standard error is about sqrt(10) times the",
-        "evaluation-point part of a final score's, and they carry no replicate spread.",
+        "draw of eval_samples points, so they are noisier than a final score. Measured on",
+        "gaussgan (m = 2000, fresh points and draws each time):",
+        "",
+        "| P | D_s (truth) | mean report | sd of reports | mean stderr (points) |",
+        "|---|---:|---:|---:|---:|",
+        *[f"| {r['case']} | {r['truth']:.4f} | {r['mean']:.4f} | {r['sd']:.4f} | "
+          f"{r['stderr_points']:.4f} |" for r in noise],
         "",
         "## The default s, by measurement (m = 2000, one replicate, "
         f"{reps} draws each)",
@@ -328,9 +356,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="where the measurements are saved (default runs/kl-estimators-rows.json)")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite --out from the measurements of an earlier run")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"only the {len(QUICK_CASES)} cases of QUICK_CASES in the table")
     ap.add_argument("--timings-only", action="store_true",
                     help="measure and print the timings only (no file written)")
     args = ap.parse_args(argv)
+    global QUICK
+    QUICK = args.quick
     t0 = time.perf_counter()
     if args.timings_only:
         for label, (med, mx) in timings().items():
@@ -342,16 +374,21 @@ def main(argv: list[str] | None = None) -> int:
     else:
         saved = {"rows": run_table(args.reps), "sweep": run_sweep(),
                  "choice": run_sigma_choice(args.reps), "head": timings(), "reps": args.reps,
+                 "quick": args.quick, "noise": report_noise(),
                  "wall": time.perf_counter() - t0}
         args.rows.parent.mkdir(parents=True, exist_ok=True)
         args.rows.write_text(json.dumps(saved))
+    if "noise" not in saved:
+        saved["noise"] = report_noise()
+        args.rows.write_text(json.dumps(saved))
     text, figures = render(saved["rows"], saved["sweep"], saved["choice"], saved["head"],
-                           saved["reps"], saved["wall"])
+                           saved["noise"], saved["reps"], saved["wall"], saved.get("quick", False))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     for f in figures:
         print(f)
-    print(f"command: {COMMAND} --reps {saved['reps']}")
+    quick = " --quick" if saved.get("quick") else ""
+    print(f"command: {COMMAND} --reps {saved['reps']}{quick}")
     print(f"wrote {args.out} in {time.perf_counter() - t0:.0f} s")
     return 0
 

@@ -46,7 +46,7 @@ from ._gauss_sum import gauss_sums
 from ._validation import check_replicates, check_target
 from .mixture import GaussianMixture
 from .refit import stand_in_mixture
-from .resolution import check_sigma, default_sigma, smoothed_target
+from .resolution import DEFAULT_PROFILE, check_sigma, default_sigma, smoothed_target
 
 __all__ = [
     "CORRECTIONS", "DEFAULT_K", "DEFAULT_N_TARGET", "KLEstimate", "METHODS", "kl_divergence",
@@ -460,7 +460,7 @@ def kl_profile(
     samples: Any,
     *,
     sigma: float | None = None,
-    factors: tuple[float, ...] = (0.5, 1.0, 2.0),
+    factors: tuple[float, ...] = DEFAULT_PROFILE,
     **options: Any,
 ) -> tuple[KLEstimate, ...]:
     """The resolution profile: D_s at ``factor * sigma`` for each of ``factors``, in order.
