@@ -64,10 +64,10 @@ def scaled(g: GaussianMixture, s: float) -> GaussianMixture:
 
 
 def rotated(g: GaussianMixture, angle: float) -> GaussianMixture:
-    """Means and covariances rotated by ``angle`` (radians) about the origin."""
+    """Every component's covariance turned by ``angle`` (radians) about its own mean."""
     c, s = math.cos(angle), math.sin(angle)
     r = np.array([[c, -s], [s, c]])
-    return GaussianMixture(g.weights, g.means @ r.T, r @ g.covariances @ r.T)
+    return GaussianMixture(g.weights, g.means, r @ g.covariances @ r.T)
 
 
 # ------------------------------------------------------------------ bounded generators

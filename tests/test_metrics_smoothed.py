@@ -45,7 +45,7 @@ CASES = [
     ("gaussgan-unbalanced", GG, GaussianMixture([0.7, 0.3], GG.means, GG.covariances)),
     ("ring8-unbalanced", R8, GaussianMixture([0.16] * 4 + [0.09] * 4, R8.means, R8.covariances)),
     ("ring8-wide", R8, scaled(R8, 1.2)),
-    ("elongated-rotated", ELONGATED, rotated(ELONGATED, math.radians(20))),
+    ("elongated-turned", ELONGATED, rotated(ELONGATED, math.radians(20))),
 ]
 
 
