@@ -11,13 +11,49 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
+import typing
+from collections.abc import Callable
 from pathlib import Path
 
 from hpo.errors import HpoError, UsageError
 
+STUDY_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}")  # as the study file's name
+WORKER_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 EPILOG = ("storage: --storage URL, else $HPO_STORAGE, else runs/hpo.journal (embedded). "
           "Postgres: postgresql+psycopg2://user:password@host:5432/dbname")
+
+
+MAX_WORKERS_PER_CPU = 4  # each worker is a process holding torch (~0.5 GB) and one torch thread
+MAX_THREADS = 256
+MAX_TOP = 10_000
+MAX_SEED = 2**32 - 1  # the sampler takes its seed modulo 2**32
+
+
+def _int_in(lo: int, hi: int, what: str = "") -> Callable[[str], int]:
+    """An argparse ``type``: a whole number in ``lo..hi`` (argparse prints the error, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r:.40}"
+                                             ) from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"expected {lo}..{hi}{what}, got {value}")
+        return value
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the usage text can wrap over many lines."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _max_workers() -> int:
+    return MAX_WORKERS_PER_CPU * (os.cpu_count() or 1)
 
 
 def _common(p: argparse.ArgumentParser, artifacts: bool = True) -> None:
@@ -30,7 +66,7 @@ def _common(p: argparse.ArgumentParser, artifacts: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hpo", epilog=EPILOG,
         description="Hyperparameter search for quantum and classical WGAN-GP generators, "
                     "scored by a bias-corrected KL(Q||P).")
@@ -44,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG)
     p.add_argument("study_file", metavar="STUDY.yaml")
     _common(p)
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=_int_in(1, MAX_THREADS), default=None,
                    help="torch threads (default: $HPO_TORCH_THREADS, else 1)")
-    p.add_argument("--worker-seed", type=int, default=None,
+    p.add_argument("--worker-seed", type=_int_in(0, MAX_SEED), default=None,
                    help="sampler seed offset (default: derived from the worker id)")
     p.add_argument("--worker-id", default=None,
                    help="name recorded on each trial (default: $HPO_WORKER_ID, else host:pid)")
@@ -55,8 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG)
     p.add_argument("study_file", metavar="STUDY.yaml")
     _common(p)
-    p.add_argument("--workers", type=int, default=2, help="local worker processes (default: 2)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default: 1)")
+    p.add_argument("--workers", type=_int_in(1, _max_workers(), " (4 per CPU core)"), default=2,
+                   help="local worker processes (default: 2; at most 4 per CPU core)")
+    p.add_argument("--threads", type=_int_in(1, MAX_THREADS), default=1,
+                   help="torch threads per worker (default: 1)")
 
     p = sub.add_parser("validate", help="run (or resume) the seed validation of a finished "
                        "search with N local workers", epilog=EPILOG)
@@ -76,18 +114,29 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG)
     _common(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    p.add_argument("--port", type=_int_in(1, 65535), default=8080, help="port (default: 8080)")
+    p.add_argument("--allow-edits", action="store_true",
+                   help="let the dashboard change studies (POST/PUT/PATCH/DELETE); "
+                        "default: read-only")
+    p.add_argument("--allowed-host", action="append", metavar="NAME",
+                   help="also answer requests for this Host name (repeatable; also "
+                        "$HPO_DASHBOARD_HOSTS, comma-separated); loopback names always")
 
     p = sub.add_parser("export", help="best trials as self-contained training configs (YAML)",
                        epilog=EPILOG)
     p.add_argument("study", metavar="STUDY", help="study name or study file")
     _common(p)
-    p.add_argument("--top", type=int, default=1, help="how many of the best trials (default: 1)")
-    p.add_argument("--kind", metavar="K", default=None,
+    p.add_argument("--top", type=_int_in(1, MAX_TOP), default=1,
+                   help="how many of the best trials (default: 1)")
+    p.add_argument("--kind", metavar="K", default=None, choices=("classical", "quantum"),
                    help="only this generator kind (classical, quantum)")
     p.add_argument("--validated", action="store_true",
                    help="seed-validated configurations, ranked by their seed mean")
-    p.add_argument("--out", metavar="FILE", help="write here (default: standard output)")
+    p.add_argument("--out", metavar="FILE",
+                   help="write here (default: standard output); an existing file is replaced "
+                        "only if hpo export wrote it, and never if it is the storage")
+    p.add_argument("--force", action="store_true",
+                   help="with --out: replace a file that hpo export did not write")
 
     p = sub.add_parser("report", help="the verdict: index.html, report.json, dashboard note",
                        epilog=EPILOG)
@@ -101,18 +150,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train an exported config and print its KL",
                        epilog=EPILOG)
     p.add_argument("config", metavar="CONFIG.yaml")
-    p.add_argument("--rank", type=int, default=1,
+    p.add_argument("--rank", type=_int_in(1, MAX_TOP), default=1,
                    help="which document of a multi-config export (default: 1, the best)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    p.add_argument("--threads", type=_int_in(1, MAX_THREADS), default=1,
+                   help="torch threads (default: 1)")
     return parser
 
 
 def _study_name(arg: str) -> str:
-    if arg.endswith((".yaml", ".yml")) or Path(arg).is_file():
+    """A study name given directly, or the name inside a study file."""
+    try:
+        is_file = Path(arg).is_file()
+    except OSError:  # e.g. a name too long for a file name
+        is_file = False
+    if is_file or arg.endswith((".yaml", ".yml")):
         from hpo.space import load_spec
 
         return load_spec(arg).name
+    if not STUDY_NAME.fullmatch(arg):
+        raise UsageError(f"{arg[:70]!r} is not a study name (letters, digits, _.-, not starting "
+                         "with -, at most 64 characters) nor a study file")
     return arg
 
 
@@ -122,8 +180,8 @@ def _threads(flag: int | None) -> int:
         threads = int(value)
     except ValueError:
         raise UsageError(f"HPO_TORCH_THREADS must be a whole number, got {value!r}") from None
-    if threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {threads}")
+    if not 1 <= threads <= MAX_THREADS:
+        raise UsageError(f"--threads must be in 1..{MAX_THREADS}, got {threads}")
     return threads
 
 
@@ -154,6 +212,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from hpo.worker import run_worker
 
     spec = load_spec(args.study_file)
+    if args.worker_id is not None and not WORKER_ID.fullmatch(args.worker_id):
+        raise UsageError(f"--worker-id {args.worker_id[:70]!r}: expected 1 to 128 letters, "
+                         "digits or _.:@- characters")
     run_worker(spec, storage_url(args.storage), artifacts=args.artifacts,
                threads=_threads(args.threads), worker_seed=args.worker_seed,
                worker_id=args.worker_id)
@@ -166,8 +227,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hpo.space import load_spec
     from hpo.storage import storage_url
 
-    if args.workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {args.workers}")
     spec = load_spec(args.study_file)
     return run_study(spec, args.study_file, storage_url(args.storage), workers=args.workers,
                      artifacts=artifacts_location(args.artifacts),
@@ -211,7 +270,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from hpo.storage import display_url, open_storage, storage_url
 
     url = storage_url(args.storage)
-    storage = open_storage(url)
+    storage = open_storage(url, create=False)
     if args.study is None:
         studies = optuna.get_all_study_summaries(storage, include_best_trial=False)
         if args.json:
@@ -246,33 +305,35 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from optuna_dashboard import run_server
-
-    from hpo.artifacts import artifact_store, artifacts_location, display_location
-    from hpo.storage import display_url, open_storage, storage_url
+    from hpo.artifacts import artifacts_location, display_location
+    from hpo.dashboard import allowed_hosts, extra_hosts, serve
+    from hpo.storage import display_url, require_storage, storage_url
 
     url = storage_url(args.storage)
-    storage = open_storage(url)
-    print(f"optuna-dashboard on http://{args.host}:{args.port}  storage {display_url(url)}, "
-          f"artifacts {display_location(artifacts_location(args.artifacts))}", flush=True)
-    run_server(storage, host=args.host, port=args.port,
-               artifact_store=artifact_store(args.artifacts))
+    hosts = allowed_hosts(args.host, extra_hosts(args.allowed_host))
+    require_storage(url)  # a missing storage is one line here, not a worker failing to boot
+    mode = "read-write (--allow-edits)" if args.allow_edits else "read-only"
+    print(f"optuna-dashboard on http://{args.host}:{args.port} ({mode})  storage "
+          f"{display_url(url)}, artifacts {display_location(artifacts_location(args.artifacts))}",
+          flush=True)
+    serve(url, args.artifacts, host=args.host, port=args.port, hosts=hosts,
+          allow_edits=args.allow_edits)
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from hpo.export import dump_documents, export_documents
+    from hpo.export import dump_documents, export_documents, write_export
     from hpo.publish import load_group_or_explain
     from hpo.storage import display_url, open_storage, storage_url
 
     url = storage_url(args.storage)
-    group = load_group_or_explain(open_storage(url), _study_name(args.study), display_url(url))
+    group = load_group_or_explain(open_storage(url, create=False), _study_name(args.study),
+                                  display_url(url))
     docs = export_documents(group, args.top, kind=args.kind, validated=args.validated,
                             artifact_store=_existing_artifacts(args.artifacts))
     text = dump_documents(docs)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+        write_export(args.out, text, storage=url, force=args.force)
         print(f"wrote {len(docs)} config(s) to {args.out}; "
               f"train one with: hpo train {args.out}", file=sys.stderr)
     else:
@@ -297,7 +358,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     url = storage_url(args.storage)
     name = _study_name(args.study)
     out = Path(args.out) if args.out else Path("runs") / "report" / name
-    done = write_report(open_storage(url), name, out,
+    done = write_report(open_storage(url, create=False), name, out,
                         artifact_store=_existing_artifacts(args.artifacts),
                         storage_label=display_url(url), note=not args.no_note)
     verdict = done.report["verdict"]
@@ -311,12 +372,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import torch
-
     from hpo.export import load_exported, train_exported
 
+    doc = load_exported(args.config, args.rank)  # checked in full before torch is even imported
+    import torch
+
     torch.set_num_threads(_threads(args.threads))
-    doc = load_exported(args.config, args.rank)
     steps = doc.get("train", {}).get("steps", "?")
 
     def progress(step: int, kl, samples) -> None:  # on stderr, so --json stays parseable

@@ -26,3 +26,7 @@ class StudyFileError(UsageError):
 
 class StorageError(HpoError):
     """The storage cannot be reached or opened. Exit status 1."""
+
+
+class StudyStopped(HpoError):
+    """The study's first trials all failed the same way (a systematic error). Exit status 1."""

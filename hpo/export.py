@@ -7,6 +7,8 @@ with ``hpo train`` on the same machine gives the same KL.
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,19 +99,87 @@ def _validated_documents(group: StudyGroup, top: int, kinds: list[str],
     return docs
 
 
+EXPORT_MARK = "# hpo export"  # the first line of every export: --out may replace such a file
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
 def dump_documents(docs: list[dict[str, Any]]) -> str:
-    return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=None)
+    """The documents as YAML, after a comment line that marks the text as an ``hpo export``."""
+    study = (docs[0].get("source") or {}).get("study", "?") if docs else "?"
+    header = (f"{EXPORT_MARK}: {len(docs)} training config(s) of study {study}, best first; "
+              "train one with: hpo train FILE --rank N\n")
+    return header + yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=None)
+
+
+def write_export(out: str | Path, text: str, *, storage: str, force: bool = False) -> None:
+    """Write ``text`` to ``out`` atomically, refusing to replace what it should not.
+
+    Never the study storage (a journal or SQLite file, or a lock beside it), even with
+    ``force``; without ``force``, only a file whose first line is :data:`EXPORT_MARK`. The folder
+    must exist: export creates no folders. Raises :class:`UsageError`.
+    """
+    path = Path(out)
+    if not path.parent.is_dir():
+        raise UsageError(f"--out {out}: folder {path.parent} does not exist")
+    if path.exists() or path.is_symlink():
+        if not path.is_file():
+            raise UsageError(f"--out {out} exists and is not a regular file")
+        if _is_storage_file(path, storage):
+            raise UsageError(f"--out {out} is the study storage; choose another file")
+        kind = _what_file(path)
+        if kind != "export" and not force:
+            raise UsageError(f"--out {out} exists and was not written by hpo export ({kind}); "
+                             "pass --force to replace it")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _is_storage_file(path: Path, storage: str) -> bool:
+    """Whether ``path`` is the storage's file or a lock file beside it."""
+    import sqlalchemy
+
+    if "://" in storage:
+        try:
+            url = sqlalchemy.engine.make_url(storage)
+        except (sqlalchemy.exc.ArgumentError, ValueError):
+            return False
+        if url.get_backend_name() != "sqlite" or not url.database:
+            return False
+        storage = url.database
+    base, target = Path(storage).resolve(), path.resolve()
+    return target.parent == base.parent and target.name.startswith(base.name)
+
+
+def _what_file(path: Path) -> str:
+    """``export`` for a file hpo export wrote, else a few words on what it seems to be."""
+    with open(path, "rb") as f:
+        head = f.read(256)
+    if head.startswith(EXPORT_MARK.encode()):
+        return "export"
+    if head.startswith(_SQLITE_MAGIC):
+        return "it is a SQLite database"
+    if head.startswith(b'{"op_code"') or b'"op_code"' in head.split(b"\n", 1)[0]:
+        return "it is an Optuna journal storage"
+    return "empty" if not head else "its first line is not the hpo export mark"
 
 
 def load_exported(path: str | Path, rank: int = 1) -> dict[str, Any]:
-    """Document ``rank`` (1-based) of an exported file, checked enough to train it."""
+    """Document ``rank`` (1-based) of an exported file, fully checked before anything trains.
+
+    Raises :class:`StudyFileError` naming the file and the key for anything that would fail
+    later (a ``train`` that is not a training config, a ``source`` that is not a mapping, a
+    ``source.kl`` that is not a number), so no result is lost at the end of a training run.
+    """
+    from hpo.yaml_input import read_yaml_documents
+
     path = Path(path)
-    if not path.is_file():
-        raise StudyFileError(str(path), "", "no such file")
-    try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-    except yaml.YAMLError as err:
-        raise StudyFileError(str(path), "", f"not valid YAML ({err})") from None
+    if rank < 1:
+        raise UsageError(f"--rank must be at least 1, got {rank}")
+    docs = read_yaml_documents(path)
     if not 1 <= rank <= len(docs):
         raise UsageError(f"{path}: --rank {rank} out of range; the file holds {len(docs)} "
                          "config(s)")
@@ -121,7 +191,45 @@ def load_exported(path: str | Path, rank: int = 1) -> dict[str, Any]:
         raise StudyFileError(str(path), missing[0],
                              "required key is missing (an exported config has target, metric, "
                              "train)")
+    _check_exported(doc, path)
     return doc
+
+
+def _check_exported(doc: dict[str, Any], path: Path) -> None:
+    import models
+    from hpo.target import build_target
+
+    for key in ("target", "metric", "train"):
+        if not isinstance(doc[key], dict):
+            raise StudyFileError(str(path), key,
+                                 f"expected a mapping, got {type(doc[key]).__name__}")
+    try:
+        build_target(doc["target"])
+    except (ValueError, KeyError, TypeError, IndexError) as err:
+        raise StudyFileError(str(path), "target", str(err) or type(err).__name__) from None
+    _exported_metric(doc, path)
+    try:
+        models.resolve_config(doc["train"])
+    except ValueError as err:
+        raise StudyFileError(str(path), "train", str(err)) from None
+    source = doc.get("source")
+    if source is None:
+        return
+    if not isinstance(source, dict):
+        raise StudyFileError(str(path), "source", "expected a mapping (study, trial, kl, ...), "
+                             f"got {type(source).__name__}")
+    kl = source.get("kl")
+    if kl is not None and (isinstance(kl, bool) or not isinstance(kl, int | float)
+                           or not math.isfinite(kl)):
+        raise StudyFileError(str(path), "source.kl", f"expected a number or null, got {kl!r:.60}")
+
+
+def _exported_metric(doc: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    try:
+        return Metric.model_validate(doc["metric"]).model_dump()
+    except ValidationError as err:  # the study file's own one-line message, under "metric."
+        line = one_line_error(path, Metric, err)
+        raise StudyFileError(line.path, f"metric.{line.key}", line.problem) from None
 
 
 def train_exported(doc: dict[str, Any], path: str | Path = "config",
@@ -138,11 +246,7 @@ def train_exported(doc: dict[str, Any], path: str | Path = "config",
         target = build_target(doc["target"])
     except (ValueError, KeyError, TypeError) as err:
         raise StudyFileError(str(path), "target", str(err)) from None
-    try:
-        metric = Metric.model_validate(doc["metric"]).model_dump()
-    except ValidationError as err:  # the study file's own one-line message, under "metric."
-        line = one_line_error(path, Metric, err)
-        raise StudyFileError(line.path, f"metric.{line.key}", line.problem) from None
+    metric = _exported_metric(doc, path)
     try:
         config = models.resolve_config(doc["train"])
     except ValueError as err:

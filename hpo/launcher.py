@@ -35,6 +35,7 @@ from hpo.storage import (
     display_url,
     ensure_group_studies,
     ensure_study,
+    is_database_url,
     open_storage,
 )
 from hpo.strategy import worker_seed_for
@@ -46,6 +47,7 @@ from hpo.study_group import (
     next_work,
     validation_settings,
 )
+from hpo.systematic import systematic_failure
 
 MAX_RESTARTS_PER_SLOT = 3
 
@@ -78,6 +80,8 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
                "--artifacts", artifacts, "--threads", str(threads),
                "--worker-seed", str(worker_seed_for(f"{slot.worker_id}#{slot.restarts}")),
                "--worker-id", slot.worker_id]
+        # The URL goes in the environment, never in the arguments: any local user can read a
+        # process's arguments (ps), and the URL may hold the database password.
         env = {**os.environ, "HPO_STORAGE": url, "HPO_LAUNCHER_PID": str(os.getpid())}
         # A session of its own: Ctrl-C reaches only the launcher, which stops workers in order.
         slot.process = subprocess.Popen(cmd, stdout=slot.log, stderr=subprocess.STDOUT,
@@ -109,7 +113,8 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
                     continue
                 if code != 0:
                     _recover(studies, spec, slot, code, out)
-                    if slot.restarts < MAX_RESTARTS_PER_SLOT and not _done(studies, spec):
+                    if (slot.restarts < MAX_RESTARTS_PER_SLOT and not _done(studies, spec)
+                            and _systematic(studies) is None):
                         slot.restarts += 1
                         finish(slot)
                         start(slot)
@@ -135,9 +140,15 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
         print(f"\nthe verdict: hpo report {spec.name}{_storage_flag(url)}", file=out)
     else:
         print("\n" + summary(studies[0], spec.budget.trials), file=out)
+    stopped = _systematic(studies)
+    if stopped is not None:
+        print(f"\n{stopped}", file=out)
     print(f"\nbrowse it:  {_dashboard_command(url, artifacts)}", file=out)
     print(f"export it:  hpo export {spec.name} --top 3 --out runs/{spec.name}-best.yaml"
           f"{_storage_flag(url)}", file=out)
+    if display_url(url) != url and is_database_url(url):  # a password was hidden
+        print("            (*** is the database password, never printed: set HPO_STORAGE to the "
+              "full URL and drop --storage)", file=out)
     if stop["signal"] is not None:
         print("interrupted: workers stopped; their trials were re-queued", file=out)
         return 130
@@ -249,9 +260,21 @@ def _alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
+def _systematic(studies: list[optuna.Study]) -> str | None:
+    """The line naming a systematic error of any of the run's studies, else None."""
+    for study in studies:
+        stopped = systematic_failure(study.get_trials(deepcopy=False))
+        if stopped is not None:
+            return stopped
+    return None
+
+
 def _storage_flag(url: str) -> str:
-    """The ``--storage`` a printed command needs: none for the embedded default."""
-    return "" if url == DEFAULT_STORAGE else f" --storage {shlex.quote(url)}"
+    """The ``--storage`` a printed command needs: none for the embedded default.
+
+    A password is never printed: it shows as ``***`` (set ``HPO_STORAGE`` to run the command).
+    """
+    return "" if url == DEFAULT_STORAGE else f" --storage {shlex.quote(display_url(url))}"
 
 
 def _dashboard_command(url: str, artifacts: str) -> str:

@@ -165,3 +165,12 @@ def check_against_models(path: str | Path, spec: StudySpec) -> None:
         for name, param in spec.search.shared.items():
             for value in param.ends():
                 check(kind, f"search.shared.{name}", {**low_shared, name: value}, low_branch)
+
+    # A value both fixed and searched: one of the two would be silently ignored.
+    pairs = [("search.shared", spec.search.shared, spec.fixed)] + [
+        (f"search.generators.{kind}.search", b.search, b.fixed)
+        for kind, b in spec.search.generators.items()]
+    for section, searched, fixed in pairs:
+        for name in sorted(set(searched) & set(fixed)):
+            raise StudyFileError(str(path), f"{section}.{name}",
+                                 "both fixed and searched; keep one")

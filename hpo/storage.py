@@ -42,12 +42,55 @@ PATIENCE_S = 75.0
 
 
 def storage_url(flag: str | None = None) -> str:
-    """``--storage``, else ``HPO_STORAGE``, else the embedded journal file."""
-    return flag or os.environ.get("HPO_STORAGE") or DEFAULT_STORAGE
+    """``--storage``, else ``HPO_STORAGE``, else the embedded journal file; checked."""
+    url = flag or os.environ.get("HPO_STORAGE") or DEFAULT_STORAGE
+    check_url(url)
+    return url
 
 
 def is_database_url(url: str) -> bool:
     return "://" in url
+
+
+# Database URLs whose server has default databases: one without a name would land in them.
+_SERVER_BACKENDS = ("postgresql", "mysql", "mariadb", "oracle", "mssql")
+
+
+def check_url(url: str) -> None:
+    """Raise :class:`UsageError` for a storage URL that cannot mean what the user wants.
+
+    A database URL must parse (a numeric port included) and name its database: without one,
+    PostgreSQL connects to a default database and Optuna would create its schema there. A journal
+    path must not contain ``:`` (``::::`` or ``postgresql:/db`` is a mistyped URL, not a file).
+    """
+    if not is_database_url(url):
+        if ":" in url:
+            raise UsageError(f"storage {url!r} is not understood: a database URL looks like "
+                             "postgresql+psycopg2://user@host:5432/dbname, a journal file is a "
+                             "path without ':'")
+        return
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+        parsed.port  # noqa: B018 - parsing the port is what raises for "host:abc"
+        parsed.get_dialect().import_dbapi()  # an unknown scheme, or a driver not installed
+    except (sqlalchemy.exc.ArgumentError, ValueError, ImportError) as err:
+        raise UsageError(f"storage URL {_hide_password_text(url)} is not understood: "
+                         f"{str(err).splitlines()[0]}") from None
+    backend = parsed.get_backend_name()
+    if not parsed.database or (backend == "sqlite" and parsed.database == ":memory:"):
+        where = "a database name (.../dbname)" if backend != "sqlite" else "a database file"
+        raise UsageError(f"storage URL {display_url(url)} names no database; give {where}"
+                         + (" (a default database is never used)"
+                            if backend.startswith(_SERVER_BACKENDS) else ""))
+
+
+def _hide_password_text(url: str) -> str:
+    """``scheme://user:***@host``: for URLs SQLAlchemy cannot parse, hide what may be a password."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 def display_url(url: str) -> str:
@@ -56,8 +99,8 @@ def display_url(url: str) -> str:
         return str(Path(url).resolve())
     try:
         return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        return url
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return _hide_password_text(url)
 
 
 def seconds_from_env(name: str, default: float) -> float:
@@ -160,27 +203,45 @@ def _rdb_storage(url: str, patience_s: float = 0.0, stop: Callable[[], bool] | N
     return storage
 
 
+def require_storage(url: str) -> None:
+    """:class:`StorageError` unless a storage exists at ``url``; creates nothing."""
+    check_url(url)
+    if not is_database_url(url):
+        if not Path(url).is_file():
+            raise StorageError(f"no study storage at {display_url(url)} (no such file); create "
+                               "one with hpo init STUDY.yaml, or pass --storage / HPO_STORAGE")
+    else:
+        _require_schema(url)
+
+
 def open_storage(url: str, heartbeat: Any | None = None, *, patience_s: float = 0.0,
-                 stop: Callable[[], bool] | None = None) -> BaseStorage:
+                 stop: Callable[[], bool] | None = None, create: bool = True) -> BaseStorage:
     """An Optuna storage for ``url``; ``heartbeat`` (a study's settings) enables dead-worker retry.
 
     ``patience_s`` (default 0: report at once) is how long a call retries an unreachable
     database before it fails; workers ride through outages with it. A journal file is opened
     with a lock that breaks when stale and with torn lines repaired (:mod:`hpo.journal`).
-    Raises :class:`StorageError` when the database cannot be reached, :class:`UsageError` for a
-    URL that is not understood.
+    ``create=False`` (the read-only commands) never creates a file, a folder or a schema: a
+    storage that does not exist yet is a :class:`StorageError` saying so. Raises
+    :class:`StorageError` when the database cannot be reached, :class:`UsageError` for a URL that
+    is not understood.
     """
+    if create:
+        check_url(url)
+    else:
+        require_storage(url)
     if not is_database_url(url):
         return JournalStorage(RepairingJournalBackend(url))
     try:
         with quiet_experimental():
-            kwargs: dict[str, Any] = {}
+            kwargs: dict[str, Any] = {"skip_table_creation": not create}
             if heartbeat is not None:
-                kwargs = dict(heartbeat_interval=heartbeat.interval,
+                kwargs.update(heartbeat_interval=heartbeat.interval,
                               grace_period=heartbeat.grace_period,
                               heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                                   max_retry=heartbeat.max_retry))
-            if url.startswith("postgresql"):
+            if url.startswith("postgresql"):  # it creates the schema itself; never when reading
+                kwargs.pop("skip_table_creation")
                 return _rdb_storage(url, patience_s, stop, **kwargs)
             return RDBStorage(url, engine_kwargs=_engine_kwargs(url, patience_s, stop), **kwargs)
     except (sqlalchemy.exc.ArgumentError, ImportError) as err:
@@ -200,6 +261,29 @@ def process_lock(url: str, purpose: str, *, lease_s: float = LEASE_S, patience_s
         creator=patient_connect(url, patience_s, stop,
                                 options=f"{lease_option(lease_s)} -c application_name={LOCK_APP}"))
     return ProcessLock(url, purpose, engine=engine, lease_s=lease_s)
+
+
+def _require_schema(url: str) -> None:
+    """:class:`StorageError` unless the database already holds Optuna's tables."""
+    database = sqlalchemy.engine.make_url(url).database
+    if url.startswith("sqlite") and not Path(database).is_file():  # connecting would create it
+        raise StorageError(f"no study storage at {display_url(url)} (no such file); create one "
+                           "with hpo init STUDY.yaml")
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if url.startswith("postgresql") else {}
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool,
+                                      connect_args=connect_args)
+    try:
+        with engine.connect() as conn:
+            present = sqlalchemy.inspect(conn).has_table("studies")
+    except (sqlalchemy.exc.ArgumentError, ImportError) as err:
+        raise UsageError(f"storage URL {display_url(url)} is not understood: {err}") from None
+    except sqlalchemy.exc.SQLAlchemyError as err:
+        raise StorageError(unreachable_message(url, err)) from None
+    finally:
+        engine.dispose()
+    if not present:
+        raise StorageError(f"no study storage in {display_url(url)} (the database has no Optuna "
+                           "tables); create one with hpo init STUDY.yaml")
 
 
 def unreachable_message(url: str, err: Exception) -> str:
@@ -261,7 +345,7 @@ def _under_init_lock(url: str, spec: Any, create: Callable[[BaseStorage], Any],
 
 def open_study(url: str, name: str) -> optuna.Study:
     """An existing study by name, or :class:`UsageError` listing the studies there are."""
-    storage = open_storage(url, None)
+    storage = open_storage(url, None, create=False)
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:

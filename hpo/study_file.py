@@ -9,17 +9,28 @@ names mean, and the check of every range against ``models`` itself, are in :mod:
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hpo.errors import StudyFileError
+from hpo.yaml_input import read_yaml_mapping
+from models import config as models_config
 
 GENERATOR_KINDS = ("classical", "quantum")
+
+# Size bounds (docs/study-files.md says why): what one worker on a workstation can hold and finish.
+MAX_TRIALS = 100_000          # a storage row and a training run each: 70 CPU-days at a minute each
+MAX_STEPS = models_config.MAX_STEPS
+MAX_N_TARGET = 1_000_000      # target points held and queried by every evaluation (16 MB)
+MAX_EVAL_SAMPLES = models_config.MAX_EVAL_SAMPLES
+MAX_SEED = 2**31 - 1          # seeds are offset per trial and per worker, and must stay < 2**32
+MAX_CHOICES = 1_000
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -41,9 +52,19 @@ class Param(_Strict):
                 raise ValueError("give either choices or low/high, not both")
             if not self.choices:
                 raise ValueError("choices is empty; give at least one value")
+            if len(self.choices) > MAX_CHOICES:
+                raise ValueError(f"at most {MAX_CHOICES} choices, got {len(self.choices)}")
+            for value in self.choices:  # what Optuna can store as a categorical value
+                if value is not None and not isinstance(value, bool | int | float | str):
+                    raise ValueError("choices must be numbers, strings, booleans or null, "
+                                     f"got a {type(value).__name__}")
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ValueError(f"choices must be finite numbers, got {value}")
             return self
         if self.low is None or self.high is None:
             raise ValueError("give low and high (a range) or choices (a list)")
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError(f"low and high must be finite numbers, got {self.low}, {self.high}")
         if self.low > self.high:
             raise ValueError(f"impossible range: low {self.low} > high {self.high}")
         if self.log and self.low <= 0:
@@ -85,8 +106,8 @@ class Target(_Strict):
 class Budget(_Strict):
     """How much work the whole study does."""
 
-    trials: int = Field(gt=0, description="finished trials across all workers")
-    steps: int = Field(gt=0, description="generator steps per trial")
+    trials: int = Field(gt=0, le=MAX_TRIALS, description="finished trials across all workers")
+    steps: int = Field(gt=0, le=MAX_STEPS, description="generator steps per trial")
     eval_every: int = Field(gt=0, description="generator steps between KL reports")
 
     @model_validator(mode="after")
@@ -100,21 +121,25 @@ class Metric(_Strict):
     """How trials are scored; the same for every trial so that values compare."""
 
     sigma: float | None = Field(
-        None, gt=0, description="resolution s of D_s = KL(Q_s||P_s), data units; "
+        None, gt=0, allow_inf_nan=False,
+        description="resolution s of D_s = KL(Q_s||P_s), data units; "
         "None = metrics.default_sigma(target)")
-    n_target: int = Field(20_000, ge=10_000, description="fixed target points scored against")
-    n_report: int = Field(2_000, ge=500, description="evaluation points of intermediate reports")
-    eval_samples: int = Field(2_000, ge=100, description="generator points per replicate (m)")
+    n_target: int = Field(20_000, ge=10_000, le=MAX_N_TARGET,
+                          description="fixed target points scored against")
+    n_report: int = Field(2_000, ge=500, le=MAX_N_TARGET,
+                          description="evaluation points of intermediate reports")
+    eval_samples: int = Field(2_000, ge=100, le=MAX_EVAL_SAMPLES,
+                              description="generator points per replicate (m)")
     replicates: int = Field(5, ge=2, le=50, description="independent generator draws at the end")
     knn: bool = Field(True, description="also record the k-NN estimate of KL(Q||P) (kl_knn)")
     k: int | None = Field(None, ge=1, le=50, description="k-NN neighbours; None = its default")
-    seed: int = Field(0, ge=0, description="seed of the target evaluation points")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the target evaluation points")
 
 
 class Sampler(_Strict):
     """TPE; multivariate and grouped by default because the space is conditional."""
 
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     n_startup_trials: int = Field(10, ge=0)
     multivariate: bool = True
     group: bool = True
@@ -135,9 +160,9 @@ class Pruner(_Strict):
 class Heartbeat(_Strict):
     """Dead-worker detection on Postgres (seconds)."""
 
-    interval: int = Field(10, ge=1)
-    grace_period: int = Field(30, ge=2)
-    max_retry: int = Field(3, ge=0)
+    interval: int = Field(10, ge=1, le=3_600)
+    grace_period: int = Field(30, ge=2, le=86_400)
+    max_retry: int = Field(3, ge=0, le=100)
 
     @model_validator(mode="after")
     def _grace_longer(self) -> Heartbeat:
@@ -178,9 +203,12 @@ class Search(_Strict):
 class StudySpec(_Strict):
     """A whole study file."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    description: str = ""
-    seed: int = Field(0, ge=0, description="base of every trial's training seed")
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$",
+                      description="an identifier: letters, digits, _.- (not a leading -), "
+                                  "at most 64 characters, because it is a command-line "
+                                  "argument and part of file names")
+    description: str = Field("", max_length=10_000)
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="base of every trial's training seed")
     target: Target
     budget: Budget
     metric: Metric = Metric()
@@ -214,23 +242,6 @@ def _parse(path: str | Path, model: type[BaseModel]) -> Any:
         raise one_line_error(path, model, err) from None
 
 
-def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
-    """A YAML file whose top level is a mapping, or :class:`StudyFileError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise StudyFileError(str(path), "", "no such file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else ""
-        raise StudyFileError(str(path), where, f"not valid YAML ({getattr(err, 'problem', err)})"
-                             ) from None
-    if not isinstance(data, dict):
-        raise StudyFileError(str(path), "", "expected a mapping of keys at the top level")
-    return data
-
-
 def one_line_error(
     path: str | Path, model: type[BaseModel], err: ValidationError
 ) -> StudyFileError:
@@ -245,7 +256,8 @@ def one_line_error(
         return StudyFileError(str(path), key, "required key is missing")
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] not in ("value_error", "assertion_error") and "input" in first:
-        message += f" (got {first['input']!r})"
+        got = repr(first["input"])
+        message += f" (got {got if len(got) <= 60 else got[:57] + '...'})"
     return StudyFileError(str(path), key, message)
 
 

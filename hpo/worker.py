@@ -28,7 +28,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.budget import BudgetCounts, budget_counts, requeue
-from hpo.errors import StorageError
+from hpo.errors import StorageError, StudyStopped
 from hpo.evaluate import objective_name
 from hpo.locks import LEASE_S
 from hpo.objective import STOPPED, Objective
@@ -44,6 +44,7 @@ from hpo.storage import (
 from hpo.strategy import make_pruner, make_sampler, worker_seed_for
 from hpo.study_file import StudySpec
 from hpo.study_group import Work, decide, kind_spec, search_study_name, validation_study_name
+from hpo.systematic import systematic_failure
 
 POLL_S = 1.0
 """Seconds between looks at the budget while the other workers hold its last slots."""
@@ -165,6 +166,11 @@ def _group_claimer(url: str, spec: StudySpec, worker_seed: int, store: Any, work
         if work.action == "done" or stop():
             lock.release()
             return None
+        for study in studies.values():  # rather than spend the budget on failures
+            stopped = systematic_failure(study.get_trials(deepcopy=False))
+            if stopped is not None:
+                lock.release()
+                raise StudyStopped(stopped)
         if work.action == "wait":
             lock.release()
             return False
@@ -179,10 +185,14 @@ def _claim_slot(study: optuna.Study, spec: StudySpec, lock: Any,
     hold the remaining slots, None when the budget is met or the worker is stopping."""
     if not lock.acquire(stop):
         return None
-    counts = _retrying(lambda: _counts_after_recovery(study))
+    counts, trials = _retrying(lambda: _counts_after_recovery(study))
     if counts.finished >= spec.budget.trials or stop():
         lock.release()
         return None
+    stopped = systematic_failure(trials)  # rather than spend the budget on failures
+    if stopped is not None:
+        lock.release()
+        raise StudyStopped(stopped)
     if counts.waiting == 0 and counts.claimed >= spec.budget.trials:
         lock.release()
         return False
@@ -209,11 +219,12 @@ def _retrying(call: Callable[[], Any], tries: int = 5) -> Any:
     return None
 
 
-def _counts_after_recovery(study: optuna.Study) -> BudgetCounts:
+def _counts_after_recovery(study: optuna.Study) -> tuple[BudgetCounts, list[FrozenTrial]]:
     """Fail (and re-queue) trials whose heartbeat stopped, then count the budget."""
     with quiet_experimental():
         optuna.storages.fail_stale_trials(study)
-    return budget_counts(study.get_trials(deepcopy=False))
+    trials = study.get_trials(deepcopy=False)
+    return budget_counts(trials), trials
 
 
 def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: Any,

@@ -40,6 +40,19 @@ ANSATZE = ("gaussgan", "strongly_entangling", "reuploading")
 HEADS = ("linear", "mlp")
 MAX_QUBITS = 12
 MAX_LAYERS = 64
+# Bounds on sizes, from what one worker on a workstation can hold and finish (a worker is one
+# process among N on the machine; these keep one trial well under 2 GiB and under a day):
+MAX_STEPS = 1_000_000         # generator steps: ~3 h classical at ~100 steps/s, days quantum
+MAX_BATCH = 65_536            # points per critic/generator batch
+MAX_EVAL_SAMPLES = 200_000    # generator points per evaluation (kNN query cost is linear in it)
+MAX_N_CRITIC = 100
+MAX_WIDTH = 4_096             # units per hidden layer: a 4096 x 4096 layer is 16.8 M weights
+MAX_DEPTH = 32                # hidden layers
+MAX_LATENT_DIM = 1_024
+# A quantum generator holds one state of 2**n_qubits complex128 amplitudes (16 bytes) per point,
+# for a batch in training and for eval_samples points when scored: 2**25 amplitudes is 512 MiB
+# per copy, and autograd keeps a few copies.
+MAX_STATE_AMPLITUDES = 2**25
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -87,9 +100,9 @@ def resolve_config(config: dict | None = None) -> dict:
     out.update(copy.deepcopy({k: v for k, v in config.items() if k in TRAIN_DEFAULTS}))
 
     out["seed"] = _int("seed", out["seed"], 0, 2**63 - 1)
-    out["steps"] = _int("steps", out["steps"], 0)
-    out["n_critic"] = _int("n_critic", out["n_critic"], 1)
-    out["batch_size"] = _int("batch_size", out["batch_size"], 1)
+    out["steps"] = _int("steps", out["steps"], 0, MAX_STEPS)
+    out["n_critic"] = _int("n_critic", out["n_critic"], 1, MAX_N_CRITIC)
+    out["batch_size"] = _int("batch_size", out["batch_size"], 1, MAX_BATCH)
     out["gp_weight"] = _float("gp_weight", out["gp_weight"], 0.0)
     out["lr_generator"] = _float("lr_generator", out["lr_generator"], 0.0, strict=True)
     out["lr_critic"] = _float("lr_critic", out["lr_critic"], 0.0, strict=True)
@@ -98,7 +111,7 @@ def resolve_config(config: dict | None = None) -> dict:
         raise ValueError(f"betas: expected a list of two floats in [0, 1), got {betas!r}")
     out["betas"] = [_float(f"betas[{i}]", b, 0.0, 1.0, hi_open=True) for i, b in enumerate(betas)]
     out["eval_every"] = _int("eval_every", out["eval_every"], 1)
-    out["eval_samples"] = _int("eval_samples", out["eval_samples"], 1)
+    out["eval_samples"] = _int("eval_samples", out["eval_samples"], 1, MAX_EVAL_SAMPLES)
 
     critic = config.get("critic", {})
     _check_mapping("critic", critic, list(CRITIC_DEFAULTS))
@@ -110,6 +123,13 @@ def resolve_config(config: dict | None = None) -> dict:
     out["generator"] = resolve_generator_config(config.get("generator", {}))
     if "lr_generator" not in config and out["generator"]["kind"] == "quantum":
         out["lr_generator"] = QUANTUM_LR_GENERATOR
+    if out["generator"]["kind"] == "quantum":
+        points = max(out["batch_size"], out["eval_samples"])
+        if 2 ** out["generator"]["n_qubits"] * points > MAX_STATE_AMPLITUDES:
+            raise ValueError(
+                f"generator.n_qubits: 2**{out['generator']['n_qubits']} amplitudes x {points} "
+                f"points (the larger of batch_size and eval_samples) exceeds "
+                f"{MAX_STATE_AMPLITUDES} (2**25, 512 MiB of state); use fewer qubits or points")
     return out
 
 
@@ -128,7 +148,7 @@ def resolve_generator_config(generator: dict | None = None) -> dict:
 
     if kind == "classical":
         out["latent"] = _choice("generator.latent", out["latent"], LATENTS)
-        out["latent_dim"] = _int("generator.latent_dim", out["latent_dim"], 1)
+        out["latent_dim"] = _int("generator.latent_dim", out["latent_dim"], 1, MAX_LATENT_DIM)
         out["hidden"] = _sizes("generator.hidden", out["hidden"])
         out["activation"] = _choice("generator.activation", out["activation"], ACTIVATIONS)
     else:
@@ -183,7 +203,9 @@ def _choice(path: str, value: Any, allowed: tuple[str, ...]) -> str:
 def _sizes(path: str, value: Any) -> list[int]:
     if not isinstance(value, list | tuple):
         raise ValueError(f"{path}: expected a list of positive integers, got {value!r}")
-    return [_int(f"{path}[{i}]", v, 1) for i, v in enumerate(value)]
+    if len(value) > MAX_DEPTH:
+        raise ValueError(f"{path}: expected at most {MAX_DEPTH} layers, got {len(value)}")
+    return [_int(f"{path}[{i}]", v, 1, MAX_WIDTH) for i, v in enumerate(value)]
 
 
 def _backend(path: str, value: Any) -> str:

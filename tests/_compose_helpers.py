@@ -53,18 +53,24 @@ PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 
 _VAR = re.compile(
     r"\$(?:(?P<escaped>\$)"
-    r"|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?-)(?P<default>[^}]*))?\}"
+    r"|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<default>[^}]*))?\}"
     r"|(?P<named>[A-Za-z_][A-Za-z0-9_]*)"
     r"|(?P<invalid>))"
 )
+
+
+class MissingVariable(ValueError):
+    """A ``${VAR:?message}`` whose variable is not set: compose refuses to start."""
 
 
 def interpolate(value: Any, variables: Mapping[str, str]) -> Any:
     """Resolve compose variables in every string of ``value`` (dicts, lists, scalars).
 
     Supports what compose supports for defaults: ``$VAR``, ``${VAR}``, ``${VAR:-default}`` (default
-    when unset or empty), ``${VAR-default}`` (default when unset) and ``$$`` for a literal ``$``.
-    Unset variables without a default resolve to "" as in compose. Anything else is an error.
+    when unset or empty), ``${VAR-default}`` (default when unset), ``${VAR:?message}`` and
+    ``${VAR?message}`` (required: :class:`MissingVariable` when unset, or empty for ``:?``) and
+    ``$$`` for a literal ``$``. Unset variables without a default resolve to "" as in compose.
+    Anything else is an error.
     """
     if isinstance(value, dict):
         return {k: interpolate(v, variables) for k, v in value.items()}
@@ -84,14 +90,22 @@ def interpolate(value: Any, variables: Mapping[str, str]) -> Any:
                 return variables.get(name) or m["default"]
             if op == "-":
                 return variables[name] if name in variables else m["default"]
+            if op == ":?" and not variables.get(name) or op == "?" and name not in variables:
+                raise MissingVariable(f"required variable {name} is not set: {m['default']}")
+            if op in (":?", "?"):
+                return variables[name]
             return variables.get(name, "")
         raise ValueError(f"unsupported variable syntax in {value!r}")
 
     return _VAR.sub(one, value)
 
 
+REQUIRED = "<required>"
+
+
 def variable_defaults(value: Any) -> dict[str, str | None]:
-    """Every variable ``value`` refers to, with its ``:-`` default (None when it has none)."""
+    """Every variable ``value`` refers to, with its ``:-`` default (None when it has none, and
+    :data:`REQUIRED` for a ``:?`` variable that must be set)."""
     found: dict[str, str | None] = {}
     if isinstance(value, dict):
         for v in value.values():
@@ -103,7 +117,8 @@ def variable_defaults(value: Any) -> dict[str, str | None]:
         for m in _VAR.finditer(value):
             name = m["braced"] or m["named"]
             if name:
-                found[name] = m["default"] if m["op"] else None
+                found[name] = (REQUIRED if m["op"] in (":?", "?") else m["default"]
+                               if m["op"] else None)
     return found
 
 

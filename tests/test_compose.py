@@ -31,7 +31,9 @@ from _compose_helpers import (
     COMPOSE_FILE,
     ENV_EXAMPLE,
     REPO,
+    REQUIRED,
     ComposeEquivalent,
+    MissingVariable,
     dockerfile_instructions,
     dockerfile_workdir,
     fresh_database,
@@ -65,10 +67,14 @@ def raw() -> dict:
     return load_compose_raw()
 
 
+# The one variable without a default: compose refuses to start until it is set.
+PASSWORD_ONLY = {"POSTGRES_PASSWORD": "set-by-the-user"}
+
+
 @pytest.fixture(scope="module")
 def resolved(raw) -> dict:
-    """The file as compose sees it with no variables set: every default applied."""
-    return interpolate(raw, {})
+    """The file as compose sees it with only the password set: every default applied."""
+    return interpolate(raw, PASSWORD_ONLY)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,9 +106,28 @@ def test_db_is_postgres16_healthchecked_private_with_credentials_from_env(raw, r
     assert any(m.is_named_volume and m.target == "/var/lib/postgresql/data"
                for m in service_mounts(db)), "the database needs a named volume for its data"
     env = service_environment(raw["services"]["db"])
-    for key in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"):
+    for key in ("POSTGRES_USER", "POSTGRES_DB"):
         refs = variable_defaults(env.get(key, ""))
         assert key in refs and refs[key], f"db: {key} should be ${{{key}:-default}}"
+    refs = variable_defaults(env.get("POSTGRES_PASSWORD", ""))
+    assert refs.get("POSTGRES_PASSWORD") == REQUIRED, "the password must have no default"
+
+
+@pytest.mark.parametrize("password", [None, ""])
+def test_compose_refuses_to_start_without_a_password(raw, password):
+    """No working default credentials: unset or empty, compose stops with the README's hint."""
+    variables = {} if password is None else {"POSTGRES_PASSWORD": password}
+    with pytest.raises(MissingVariable, match="POSTGRES_PASSWORD.*README"):
+        interpolate(raw, variables)
+    conf = interpolate(raw, {"POSTGRES_PASSWORD": "chosen"})
+    for name in ("db", *HPO_SERVICES):
+        env = service_environment(conf["services"][name])
+        if name == "db":
+            assert env["POSTGRES_PASSWORD"] == "chosen"
+        else:
+            assert urlsplit(env["HPO_STORAGE"]).password == "chosen"
+    assert read_env_file(ENV_EXAMPLE)["POSTGRES_PASSWORD"] == "", \
+        ".env.example must not carry a working password"
 
 
 def test_db_allows_connections_for_128_workers(resolved):
@@ -165,7 +190,7 @@ def test_dashboard_serves_the_same_storage_and_artifacts_as_the_workers(resolved
 
 
 @pytest.mark.parametrize("variables", [
-    {},
+    PASSWORD_ONLY,
     {"POSTGRES_USER": "alice", "POSTGRES_PASSWORD": "s3cret", "POSTGRES_DB": "search"},
 ])
 def test_storage_url_names_the_db_service_and_its_credentials(raw, variables):
@@ -178,7 +203,7 @@ def test_storage_url_names_the_db_service_and_its_credentials(raw, variables):
         assert url.username == db_env["POSTGRES_USER"]
         assert url.password == db_env["POSTGRES_PASSWORD"]
         assert url.path.lstrip("/") == db_env["POSTGRES_DB"]
-    if variables:
+    if "POSTGRES_USER" in variables:
         assert db_env["POSTGRES_USER"] == variables["POSTGRES_USER"]
 
 
@@ -186,7 +211,7 @@ def test_study_selects_the_file_and_defaults_to_gaussgan(raw):
     for name in ("init", "worker"):
         refs = variable_defaults(service_command(raw["services"][name]))
         assert refs.get("STUDY") == DEFAULT_STUDY, f"{name}: ${{STUDY:-{DEFAULT_STUDY}}}"
-        conf = interpolate(raw, {"STUDY": TEST_STUDY})
+        conf = interpolate(raw, {**PASSWORD_ONLY, "STUDY": TEST_STUDY})
         assert service_command(conf["services"][name])[-1] == TEST_STUDY
     assert (REPO / DEFAULT_STUDY).is_file()
     assert (REPO / TEST_STUDY).is_file()
@@ -207,6 +232,9 @@ def test_env_example_lists_every_variable_with_the_files_defaults(raw):
     assert set(example) == set(used), f".env.example {sorted(example)} vs file {sorted(used)}"
     for key, default in used.items():
         assert default is not None, f"${{{key}}} has no default in {COMPOSE_FILE.name}"
+        if default == REQUIRED:  # to be set by the user: empty in the example
+            assert example[key] == "", f"{key}: .env.example must leave it empty"
+            continue
         assert example[key] == default, f"{key}: .env.example {example[key]!r}, file {default!r}"
 
 
@@ -272,7 +300,7 @@ def test_compose_validator_accepts_the_file(study, tmp_path):
         pytest.skip("no compose implementation installed (neither `docker compose` nor Debian's "
                     "`docker-compose`); the static checks above still ran")
     env_file = tmp_path / "env"
-    env_file.write_text(ENV_EXAMPLE.read_text() + f"\nSTUDY={study}\n")
+    env_file.write_text(ENV_EXAMPLE.read_text() + f"\nSTUDY={study}\nPOSTGRES_PASSWORD=x\n")
     result = subprocess.run(
         [*validator, "--project-directory", str(REPO), "-f", str(COMPOSE_FILE),
          "--env-file", str(env_file), "config"],

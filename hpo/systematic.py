@@ -1,0 +1,48 @@
+"""A systematic error: the first trials of a generator kind all failed the same way.
+
+A study whose every trial fails for one reason (a device that cannot run the circuit, a size the
+machine cannot hold) would otherwise spend its whole budget on failures and end "successfully".
+Workers check :func:`systematic_failure` before they claim a trial and stop, naming the error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import optuna
+from optuna.trial import TrialState
+
+FIRST_TRIALS = 3  # this many failures, the first of their kind and all alike, stop the study
+
+
+def _error(trial: optuna.trial.FrozenTrial) -> str | None:
+    """The error a failed trial recorded ("failed: Type: message"), else None.
+
+    Interrupted trials (a stopped or killed worker) and divergence (a property of the
+    hyperparameters, not of the code or the machine) are not errors here.
+    """
+    if trial.state != TrialState.FAIL:
+        return None
+    ended = str(trial.user_attrs.get("ended", ""))
+    return ended.removeprefix("failed: ") if ended.startswith("failed: ") else None
+
+
+def systematic_failure(trials: Sequence[optuna.trial.FrozenTrial],
+                       first: int = FIRST_TRIALS) -> str | None:
+    """One line naming the error if the first ``first`` finished trials of some generator kind
+    all failed with the same error; else None. Retried trials (re-queued after their worker died)
+    are not counted."""
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    finished: dict[str, list[optuna.trial.FrozenTrial]] = {}
+    for t in sorted(trials, key=lambda t: t.number):
+        if t.state.is_finished() and t.number not in retried:
+            if t.state == TrialState.FAIL and _error(t) is None:
+                continue  # interrupted: says nothing about the study
+            finished.setdefault(str(t.user_attrs.get("generator_kind", "?")), []).append(t)
+    for kind, done in sorted(finished.items()):
+        errors = {_error(t) for t in done[:first]}
+        if len(done) >= first and len(errors) == 1 and None not in errors:
+            numbers = ", ".join(str(t.number) for t in done[:first])
+            return (f"study stopped: its first {first} {kind} trials ({numbers}) all failed "
+                    f"with {errors.pop()[:300]}")
+    return None
