@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import optuna
 from optuna.trial import TrialState
 
+from hpo.budget import retried_numbers
+
 FIRST_TRIALS = 3  # this many failures, the first of their kind and all alike, stop the study
 
 
@@ -32,7 +34,7 @@ def systematic_failure(trials: Sequence[optuna.trial.FrozenTrial],
     """One line naming the error if the first ``first`` finished trials of some generator kind
     all failed with the same error; else None. Retried trials (re-queued after their worker died)
     are not counted."""
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    retried = retried_numbers(trials)
     finished: dict[str, list[optuna.trial.FrozenTrial]] = {}
     for t in sorted(trials, key=lambda t: t.number):
         if t.state.is_finished() and t.number not in retried:

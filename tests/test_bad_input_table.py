@@ -357,9 +357,9 @@ ROWS: dict[str, Row] = {
         ["export", "smoke", "--out", "runs/hpo.journal", "--force"], 2, "is the study storage"),
     "--out is the storage by another path": Row(
         ["export", "smoke", "--out", "runs/../runs/hpo.journal"], 2, "is the study storage"),
-    "--out is a storage lock file": Row(["export", "smoke", "--out", "runs/hpo.journal.lock"],
-                                        2, "is the study storage",
-                                        make=lambda p: Path("runs/hpo.journal.lock").touch()),
+    "--out is a file beside the storage": Row(
+        ["export", "smoke", "--out", "runs/hpo.journal.lock-x"], 2, "is the study storage",
+        make=lambda p: (p.parent.parent / "runs" / "hpo.journal.lock-x").touch()),
     "--out is a file export did not write": Row(["export", "smoke", "--out", "{f}"], 2,
                                                 "--force", b"name: my notes\n"),
     "--out is another journal": Row(["export", "smoke", "--out", "{f}"], 2, "journal",
@@ -526,10 +526,11 @@ def test_malformed_input_in_process(name: str, world: dict, monkeypatch, capsys)
     captured = capsys.readouterr()
     _check(name, row, status, captured.out + captured.err)
     _no_harm(world, before)
-    if name == "--out is a storage lock file":
-        (world["root"] / "runs" / "hpo.journal.lock").unlink()
+    if name == "--out is a file beside the storage":
+        (world["root"] / "runs" / "hpo.journal.lock-x").unlink()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", SUBPROCESS_ROWS)
 def test_malformed_input_as_a_process(name: str, world: dict) -> None:
     row = ROWS[name]
@@ -562,6 +563,7 @@ def test_export_out_replaces_its_own_file_and_forced_others(world: dict, tmp_pat
     assert notes.read_text().startswith("# hpo export")
 
 
+@pytest.mark.e2e
 def test_unreadable_study_file_is_exit_2(tmp_path: Path) -> None:
     """A file the user may not read: one line, exit 2, as documented (it used to be exit 1).
 

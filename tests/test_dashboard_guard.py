@@ -22,6 +22,8 @@ import pytest
 
 from tests.conftest import hpo_cmd, hpo_env
 
+pytestmark = pytest.mark.e2e  # the real `hpo dashboard` in a process of its own
+
 
 def _free_port() -> int:
     with socket.socket() as s:

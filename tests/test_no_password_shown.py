@@ -51,6 +51,7 @@ def _ps() -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_no_password_in_ps_output_or_logs(secret_url: str, tmp_path: Path) -> None:
     with sqlalchemy.create_engine(secret_url, poolclass=sqlalchemy.pool.NullPool).connect() as c:
         assert c.execute(sqlalchemy.text("SELECT current_user")).scalar().startswith("hpo_pw_")

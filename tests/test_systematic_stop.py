@@ -88,6 +88,7 @@ def _broken_study(tmp_path: Path, trials: int = 12) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_run_and_worker_stop_on_a_systematic_error(tmp_path: Path) -> None:
     study = _broken_study(tmp_path)
     result = run_hpo("run", str(study), "--workers", "2", cwd=tmp_path, timeout=400)
