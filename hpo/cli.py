@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--top", type=_int_in(1, MAX_TOP), default=1,
                    help="how many of the best trials (default: 1)")
-    p.add_argument("--kind", metavar="K", default=None, choices=("classical", "quantum"),
+    p.add_argument("--kind", metavar="K", default=None,
                    help="only this generator kind (classical, quantum)")
     p.add_argument("--validated", action="store_true",
                    help="seed-validated configurations, ranked by their seed mean")
