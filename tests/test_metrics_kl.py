@@ -4,7 +4,6 @@ itself. The default, smoothed estimator has its own file (test_metrics_smoothed.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 
@@ -14,6 +13,8 @@ from scipy import stats
 
 from metrics import GaussianMixture, KLEstimate
 from metrics import kl_divergence as _kl_divergence
+from tests._truth import kl_gaussians, kl_monte_carlo, scaled, shifted
+from tests._truth import kl_truth as truth
 
 M, N = 2000, 20_000
 
@@ -31,31 +32,6 @@ def gaussian(mean=(0.0, 0.0), scale=1.0) -> GaussianMixture:
     return GaussianMixture([1.0], [mean], [scale**2 * I2])
 
 
-def kl_gaussians(p0: GaussianMixture, p1: GaussianMixture) -> float:
-    """Closed-form KL(N0||N1) for single Gaussians, nats."""
-    m0, c0, m1, c1 = p0.means[0], p0.covariances[0], p1.means[0], p1.covariances[0]
-    inv1 = np.linalg.inv(c1)
-    d = m1 - m0
-    return 0.5 * float(
-        np.trace(inv1 @ c0) + d @ inv1 @ d - 2 + math.log(np.linalg.det(c1) / np.linalg.det(c0))
-    )
-
-
-@functools.cache
-def kl_monte_carlo(q: GaussianMixture, p: GaussianMixture, n: int = 10**6) -> float:
-    """KL(Q||P) by Monte Carlo over 10^6 exact draws from Q with exact log q and log p."""
-    x = q.sample(n, 20240601)
-    return float(np.mean(q.log_prob(x) - p.log_prob(x)))
-
-
-def shifted(g: GaussianMixture, delta) -> GaussianMixture:
-    return GaussianMixture(g.weights, g.means + np.asarray(delta), g.covariances)
-
-
-def scaled(g: GaussianMixture, s: float) -> GaussianMixture:
-    return GaussianMixture(g.weights, g.means, s**2 * g.covariances)
-
-
 # (name, Q, P): P = Q, shifted, too wide, too narrow, unbalanced weights; Gaussians and mixtures.
 CASES = [
     ("gauss-shift", gaussian(), gaussian((0.5, 0.0))),
@@ -68,12 +44,6 @@ CASES = [
     ("ring8-unbalanced", R8, GaussianMixture([0.16] * 4 + [0.09] * 4, R8.means, R8.covariances)),
     ("ring8-wide", R8, scaled(R8, 1.2)),
 ]
-
-
-def truth(q: GaussianMixture, p: GaussianMixture) -> float:
-    if q.n_components == 1 and p.n_components == 1:
-        return kl_gaussians(q, p)
-    return kl_monte_carlo(q, p)
 
 
 def repeated(q, p, reps: int, start: int) -> np.ndarray:
