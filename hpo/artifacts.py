@@ -32,14 +32,6 @@ def is_object_store(location: str) -> bool:
     return location.startswith(S3_SCHEME)
 
 
-def artifacts_dir(flag: str | None = None) -> Path:
-    """The local artifact directory; :class:`UsageError` when the location is an object store."""
-    location = artifacts_location(flag)
-    if is_object_store(location):
-        raise UsageError(f"artifacts are in an object store ({location}), not a directory")
-    return Path(location)
-
-
 def display_location(location: str) -> str:
     """For messages: an s3:// URL as given, a directory as its absolute path."""
     return location if is_object_store(location) else str(Path(location).resolve())
@@ -78,6 +70,24 @@ def parse_s3_url(location: str) -> tuple[str, str]:
         raise UsageError(f"artifact location {location!r} is not understood: "
                          "expected s3://bucket or s3://bucket/prefix")
     return parts.netloc, parts.path.strip("/")
+
+
+def existing_artifact_store(flag: str | None = None):
+    """For readers: the store at ``--artifacts``/``HPO_ARTIFACTS``, or None when it is a directory
+    that does not exist (a reader creates no folder). A malformed s3:// location is a
+    :class:`UsageError` before anything is opened."""
+    location = artifacts_location(flag)
+    if is_object_store(location) or Path(location).is_dir():
+        return artifact_store(flag)
+    return None
+
+
+def checked_location(flag: str | None = None) -> str:
+    """The artifact location, with an s3:// URL's form checked (a :class:`UsageError` if bad)."""
+    location = artifacts_location(flag)
+    if is_object_store(location):
+        parse_s3_url(location)
+    return location
 
 
 def artifact_store(flag: str | None = None) -> FileSystemArtifactStore | PrefixedArtifactStore:

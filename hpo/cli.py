@@ -222,23 +222,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from hpo.artifacts import artifacts_location
+    from hpo.artifacts import checked_location
     from hpo.launcher import run_study
     from hpo.space import load_spec
     from hpo.storage import storage_url
 
     spec = load_spec(args.study_file)
     return run_study(spec, args.study_file, storage_url(args.storage), workers=args.workers,
-                     artifacts=artifacts_location(args.artifacts),
+                     artifacts=checked_location(args.artifacts),
                      threads=_threads(args.threads))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """`hpo run` once the search is over: the workers then only run (or resume) the seed
     validation, which they enqueue first if nobody has."""
+    from hpo.artifacts import checked_location
     from hpo.launcher import run_study
     from hpo.space import load_spec
-    from hpo.storage import artifacts_dir, display_url, open_storage, storage_url
+    from hpo.storage import display_url, open_storage, storage_url
     from hpo.study_group import claimed_slots, kind_budgets
 
     if args.workers < 1:
@@ -258,7 +259,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         raise UsageError(f"the search of {spec.name} is not finished ({left}); run: hpo run "
                          f"{args.study_file}")
     return run_study(spec, args.study_file, url, workers=args.workers,
-                     artifacts=str(artifacts_dir(args.artifacts)),
+                     artifacts=checked_location(args.artifacts),
                      threads=_threads(args.threads))
 
 
@@ -305,16 +306,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from hpo.artifacts import artifacts_location, display_location
+    from hpo.artifacts import checked_location, display_location
     from hpo.dashboard import allowed_hosts, extra_hosts, serve
     from hpo.storage import display_url, require_storage, storage_url
 
     url = storage_url(args.storage)
+    artifacts = checked_location(args.artifacts)  # a usage error (2) before a missing storage (1)
     hosts = allowed_hosts(args.host, extra_hosts(args.allowed_host))
     require_storage(url)  # a missing storage is one line here, not a worker failing to boot
     mode = "read-write (--allow-edits)" if args.allow_edits else "read-only"
     print(f"optuna-dashboard on http://{args.host}:{args.port} ({mode})  storage "
-          f"{display_url(url)}, artifacts {display_location(artifacts_location(args.artifacts))}",
+          f"{display_url(url)}, artifacts {display_location(artifacts)}",
           flush=True)
     serve(url, args.artifacts, host=args.host, port=args.port, hosts=hosts,
           allow_edits=args.allow_edits)
@@ -322,6 +324,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from hpo.artifacts import existing_artifact_store
     from hpo.export import dump_documents, export_documents, write_export
     from hpo.publish import load_group_or_explain
     from hpo.storage import display_url, open_storage, storage_url
@@ -330,7 +333,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     group = load_group_or_explain(open_storage(url, create=False), _study_name(args.study),
                                   display_url(url))
     docs = export_documents(group, args.top, kind=args.kind, validated=args.validated,
-                            artifact_store=_existing_artifacts(args.artifacts))
+                            artifact_store=existing_artifact_store(args.artifacts))
     text = dump_documents(docs)
     if args.out:
         write_export(args.out, text, storage=url, force=args.force)
@@ -341,17 +344,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _existing_artifacts(flag: str | None):
-    """The artifact store when its directory exists; None (never created) otherwise."""
-    from optuna.artifacts import FileSystemArtifactStore
-
-    from hpo.storage import artifacts_dir
-
-    path = artifacts_dir(flag)
-    return FileSystemArtifactStore(str(path)) if path.is_dir() else None
-
-
 def cmd_report(args: argparse.Namespace) -> int:
+    from hpo.artifacts import existing_artifact_store
     from hpo.publish import write_report
     from hpo.storage import display_url, open_storage, storage_url
 
@@ -359,7 +353,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     name = _study_name(args.study)
     out = Path(args.out) if args.out else Path("runs") / "report" / name
     done = write_report(open_storage(url, create=False), name, out,
-                        artifact_store=_existing_artifacts(args.artifacts),
+                        artifact_store=existing_artifact_store(args.artifacts),
                         storage_label=display_url(url), note=not args.no_note)
     verdict = done.report["verdict"]
     print(verdict["sentence"])

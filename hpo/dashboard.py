@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 from hpo.errors import UsageError
@@ -91,13 +90,11 @@ def guarded_app(url: str, artifacts: str | None, hosts: Iterable[str], *,
     """optuna-dashboard on ``url`` and ``artifacts``, behind :class:`DashboardGuard`."""
     import optuna_dashboard
 
-    from hpo.artifacts import artifact_store, artifacts_location, is_object_store
+    from hpo.artifacts import existing_artifact_store
     from hpo.storage import open_storage
 
-    location = artifacts_location(artifacts)
-    exists = is_object_store(location) or Path(location).is_dir()  # a reader creates no folder
     app = optuna_dashboard.wsgi(open_storage(url, create=False),
-                                artifact_store=artifact_store(artifacts) if exists else None)
+                                artifact_store=existing_artifact_store(artifacts))
     return DashboardGuard(app, hosts, allow_edits=allow_edits)
 
 

@@ -27,7 +27,7 @@ from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCal
 from optuna.storages.journal import JournalStorage
 
 # Artifact locations have their own module; re-exported for the callers that import them here.
-from hpo.artifacts import DEFAULT_ARTIFACTS, artifact_store, artifacts_dir  # noqa: F401
+from hpo.artifacts import DEFAULT_ARTIFACTS, artifact_store  # noqa: F401
 from hpo.errors import StorageError, UsageError
 from hpo.journal import RepairingJournalBackend
 from hpo.locks import LEASE_S, ProcessLock, lease_option
