@@ -85,6 +85,70 @@ def _exact_rows(x: np.ndarray, y: np.ndarray, sigma: float
     return log_s, loo, w2
 
 
+class _Buffers:
+    """Scratch matrices reused by every block of one thread: a fresh 2 MB array per block costs
+    more in page faults than the arithmetic that fills it."""
+
+    def __init__(self, rows: int, cols: int) -> None:
+        self.kernels = np.empty(rows * cols, dtype=np.float32)
+        self.powers = np.empty(rows * cols, dtype=np.float32)
+        self.ones = np.ones(cols, dtype=np.float32)
+
+    def views(self, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        size = rows * cols
+        return (self.kernels[:size].reshape(rows, cols), self.powers[:size].reshape(rows, cols),
+                self.ones[:cols])
+
+
+def _fast_block(xb: np.ndarray, ys: np.ndarray, sigma: float, radius: float, buffers: _Buffers,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(log S, L, sum w^2, needs the exact path) for one block; None when fewer than two
+    generator points are within ``radius`` of it (every row then takes the exact path)."""
+    lo, hi = xb.min(axis=0), xb.max(axis=0)
+    i0, i1 = np.searchsorted(ys[:, 0], [lo[0] - radius, hi[0] + radius], side="left")
+    cand = ys[i0:i1]
+    cand = cand[(cand[:, 1] >= lo[1] - radius) & (cand[:, 1] <= hi[1] + radius)]
+    if cand.shape[0] < 2:
+        return None
+    inv2s2 = 0.5 / sigma**2
+    # -|x - y|^2 / (2 s^2) as one small matrix product about the block's centre: float32
+    # (rounding about 6e-8 of the largest term, |y - centre|^2 / (2 s^2) <= 4 (R / s)^2 / 2)
+    # unless the block is wider than R, where |x - centre|^2 would cancel digits away.
+    centre = 0.5 * (lo + hi)
+    xc, yc = xb - centre, cand - centre
+    left = np.column_stack([xc, np.ones(len(xc)), -inv2s2 * (xc**2).sum(axis=1)])
+    right = np.vstack([yc.T / sigma**2, -inv2s2 * (yc**2).sum(axis=1), np.ones(len(yc))])
+    u, power, ones = buffers.views(xb.shape[0], cand.shape[0])
+    if float(((hi - lo) ** 2).sum()) <= 4.0 * radius**2:
+        np.matmul(left.astype(np.float32), right.astype(np.float32), out=u)
+    else:
+        u[...] = left @ right
+    np.exp(u, out=u)
+    total = u.sum(axis=1).astype(np.float64)  # pairwise summation: accurate in float32
+    largest = u.max(axis=1).astype(np.float64)
+    np.multiply(u, u, out=power)  # the power sums only enter divided by total^p: matvecs do
+    t2 = (power @ ones).astype(np.float64)
+    power *= u
+    t3 = (power @ ones).astype(np.float64)
+    power *= u
+    t4 = (power @ ones).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2, r3, r4 = t2 / total**2, t3 / total**3, t4 / total**4
+        series = -(1.0 + r2 / 2.0 + r3 / 3.0 + r4 / 4.0)
+        some = np.flatnonzero(largest > _W_SERIES * total)
+        if some.size:
+            sub = u[some]
+            cut = (_W_SERIES * total[some]).astype(np.float32)
+            flat = np.flatnonzero(sub > cut[:, None])
+            big_r = flat // sub.shape[1]
+            wb = sub.ravel()[flat] / total[some][big_r]
+            exact_part = np.log1p(-wb) + wb + wb**2 / 2.0 + wb**3 / 3.0 + wb**4 / 4.0
+            series[some] += np.bincount(big_r, weights=exact_part, minlength=some.size)
+        log_s = np.log(total)
+    bad = ~((total - largest >= math.exp(-_SLACK)) & (largest <= _W_DOMINANT * total))
+    return log_s, series, r2, bad
+
+
 def gauss_sums(x: np.ndarray, y: np.ndarray, sigma: float
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(log_p, log_loo, w2)`` at each row of ``x``; see the module docstring.
@@ -103,56 +167,18 @@ def gauss_sums(x: np.ndarray, y: np.ndarray, sigma: float
     xs = x[order]
     ys = y[np.argsort(y[:, 0], kind="stable")]
     radius = sigma * math.sqrt(2.0 * (TRUNCATION + math.log(m) + _SLACK))
-    inv2s2 = 0.5 / sigma**2
     log_s, loo, w2 = np.empty(n), np.empty(n), np.empty(n)
+    # (A thread pool over blocks was measured slower on this 2-core machine: the many small
+    # per-block operations hold the GIL.)
+    buffers = _Buffers(_BLOCK, m)
     redo: list[np.ndarray] = []
     for a in range(0, n, _BLOCK):
-        xb = xs[a:a + _BLOCK]
-        lo, hi = xb.min(axis=0), xb.max(axis=0)
-        i0, i1 = np.searchsorted(ys[:, 0], [lo[0] - radius, hi[0] + radius], side="left")
-        cand = ys[i0:i1]
-        cand = cand[(cand[:, 1] >= lo[1] - radius) & (cand[:, 1] <= hi[1] + radius)]
-        rows = np.arange(a, a + xb.shape[0])
-        if cand.shape[0] < 2:
+        rows = np.arange(a, min(a + _BLOCK, n))
+        done = _fast_block(xs[a:a + _BLOCK], ys, sigma, radius, buffers)
+        if done is None:
             redo.append(rows)
             continue
-        # -|x - y|^2 / (2 s^2) as one small matrix product about the block's centre: float32
-        # (rounding about 6e-8 of the largest term, |y - centre|^2 / (2 s^2) <= 4 (R / s)^2 / 2)
-        # unless the block is wider than R, where |x - centre|^2 would cancel digits away.
-        centre = 0.5 * (lo + hi)
-        xc, yc = xb - centre, cand - centre
-        left = np.column_stack([xc, np.ones(len(xc)), -inv2s2 * (xc**2).sum(axis=1)])
-        right = np.vstack([yc.T / sigma**2, -inv2s2 * (yc**2).sum(axis=1), np.ones(len(yc))])
-        if float(((hi - lo) ** 2).sum()) <= 4.0 * radius**2:
-            u = left.astype(np.float32) @ right.astype(np.float32)
-        else:
-            u = (left @ right).astype(np.float32)
-        np.exp(u, out=u)
-        ones = np.ones(u.shape[1], dtype=np.float32)
-        total = u.sum(axis=1).astype(np.float64)  # pairwise summation: accurate in float32
-        largest = u.max(axis=1).astype(np.float64)
-        power = u * u  # the power sums only enter divided by total^p: matrix-vector sums do
-        t2 = (power @ ones).astype(np.float64)
-        power *= u
-        t3 = (power @ ones).astype(np.float64)
-        power *= u
-        t4 = (power @ ones).astype(np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r2, r3, r4 = t2 / total**2, t3 / total**3, t4 / total**4
-            series = -(1.0 + r2 / 2.0 + r3 / 3.0 + r4 / 4.0)
-            some = np.flatnonzero(largest > _W_SERIES * total)
-            if some.size:
-                sub = u[some]
-                cut = (_W_SERIES * total[some]).astype(np.float32)
-                flat = np.flatnonzero(sub > cut[:, None])
-                big_r = flat // sub.shape[1]
-                wb = sub.ravel()[flat] / total[some][big_r]
-                exact_part = np.log1p(-wb) + wb + wb**2 / 2.0 + wb**3 / 3.0 + wb**4 / 4.0
-                series[some] += np.bincount(big_r, weights=exact_part, minlength=some.size)
-            log_s[rows] = np.log(total)
-        loo[rows] = series
-        w2[rows] = r2
-        bad = ~((total - largest >= math.exp(-_SLACK)) & (largest <= _W_DOMINANT * total))
+        log_s[rows], loo[rows], w2[rows], bad = done
         if bad.any():
             redo.append(rows[bad])
     if redo:
