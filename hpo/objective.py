@@ -2,7 +2,8 @@
 
 Every trial reports at the same generator steps (multiples of ``budget.eval_every``), so the pruner
 compares like with like. What a trial stores (user attributes) is enough to reproduce and to defend
-it: the exportable config, seed, code version, the resolution ``sigma`` (s), D_s's stderr and
+it: the exportable config (a YAML artifact, ``config_yaml``, summarised in one line, ``config``),
+seed, code version, the resolution ``sigma`` (s), D_s's stderr and
 95% interval (``kl_stderr``, ``kl_ci``), the resolution profile (``kl_profile``), the k-NN
 estimate of the unsmoothed KL (``kl_knn``), Wasserstein-2, mode coverage, parameter count,
 seconds, ``kl_details`` and ``ended`` (complete / pruned at step N / diverged ...).
@@ -32,6 +33,7 @@ from hpo.space import suggest
 from hpo.study_file import StudySpec
 from hpo.study_group import kind_spec
 from hpo.target import build_target
+from hpo.trial_config import store_config
 from hpo.version import code_version
 from metrics import GaussianMixture, KLEstimate
 
@@ -86,7 +88,9 @@ class Objective:
             config = suggest(trial, kind_spec(self.spec, kind), int(trial.user_attrs["seed"]))
         else:
             config = suggest(trial, self.spec, trial_seed(trial, self.spec))
-        trial.set_user_attr("config", exported_config(self.spec, self.target, config))
+        # The exportable config is a YAML artifact; the attribute is one short line (a JSON
+        # mapping made the dashboard's trial pages 6,000 px wide).
+        store_config(trial, self.artifact_store, exported_config(self.spec, self.target, config))
         trial.set_user_attr("seed", config["seed"])
         trial.set_user_attr("code_version", code_version())
         trial.set_user_attr("generator_kind", config["generator"]["kind"])

@@ -13,8 +13,10 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 
+from hpo.trial_config import load_config
 from metrics import GaussianMixture, default_sigma
 from tests.conftest import SMOKE, run_hpo, slow_study, start_hpo, study_variant
 
@@ -58,15 +60,20 @@ def test_eight_concurrent_inits_make_one_study(pg_url: str, tmp_path: Path) -> N
 
 
 @pytest.fixture(scope="module")
-def smoke_on_postgres(module_pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """studies/smoke.yaml finished by 4 concurrent `hpo worker` processes."""
+def smoke_run(module_pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """studies/smoke.yaml finished by 4 concurrent `hpo worker` processes: (url, their folder)."""
     cwd = tmp_path_factory.mktemp("four-workers")
     assert run_hpo("init", str(SMOKE), "--storage", module_pg_url, cwd=cwd).returncode == 0
     procs = [start_hpo("worker", str(SMOKE), "--storage", module_pg_url, cwd=cwd,
                        log=cwd / f"worker{i}.log") for i in range(4)]
     codes = _wait_all(procs, timeout=300)
     assert codes == [0] * 4, [(cwd / f"worker{i}.log").read_text() for i in range(4)]
-    return module_pg_url
+    return module_pg_url, cwd
+
+
+@pytest.fixture(scope="module")
+def smoke_on_postgres(smoke_run: tuple[str, Path]) -> str:
+    return smoke_run[0]
 
 
 def test_four_workers_finish_exactly_the_budget(smoke_on_postgres: str) -> None:
@@ -78,10 +85,12 @@ def test_four_workers_finish_exactly_the_budget(smoke_on_postgres: str) -> None:
     assert len({t.user_attrs["worker"] for t in trials}) >= 2, "the work was shared"
 
 
-def test_trials_report_at_the_same_steps_and_record_their_details(smoke_on_postgres: str
+def test_trials_report_at_the_same_steps_and_record_their_details(smoke_run: tuple[str, Path]
                                                                    ) -> None:
+    url, cwd = smoke_run
+    store = FileSystemArtifactStore(str(cwd / "runs" / "artifacts"))
     steps = set(range(EVAL_EVERY, STEPS + 1, EVAL_EVERY))
-    for t in _trials(smoke_on_postgres, "smoke"):
+    for t in _trials(url, "smoke"):
         assert set(t.intermediate_values) <= steps
         if t.state == TrialState.COMPLETE:
             assert set(t.intermediate_values) == steps
@@ -98,7 +107,8 @@ def test_trials_report_at_the_same_steps_and_record_their_details(smoke_on_postg
             assert a["kl_profile"][1]["value"] == t.value
             assert all(p["ci_low"] <= p["value"] <= p["ci_high"] for p in a["kl_profile"])
             assert isinstance(a["kl_knn"], float)
-            assert a["config"]["train"]["seed"] == a["seed"] and a["code_version"]
+            assert load_config(t, store)["train"]["seed"] == a["seed"] and a["code_version"]
+            assert len(a["config"]) < 200  # one short line; the config itself is an artifact
             assert a["samples_png"]
         else:
             last = max(t.intermediate_values)
@@ -122,10 +132,17 @@ def test_pruner_prunes_at_reported_steps(pg_url: str, tmp_path: Path) -> None:
         assert t.user_attrs["ended"] == f"pruned at step {last}"
 
 
-def test_export_then_train_reproduces_the_trial(smoke_on_postgres: str, tmp_path: Path) -> None:
+def test_export_then_train_reproduces_the_trial(smoke_run: tuple[str, Path], tmp_path: Path
+                                                ) -> None:
+    smoke_on_postgres, workers_dir = smoke_run
     out = tmp_path / "best.yaml"
+    # From another folder the configs (YAML artifacts of the trials) need the workers' store.
+    lost = run_hpo("export", "smoke", "--top", "2", "--storage", smoke_on_postgres, cwd=tmp_path)
+    assert lost.returncode == 2 and "--artifacts" in lost.stderr, lost.stderr
+    assert lost.stderr.count("\n") == 1, lost.stderr
     result = run_hpo("export", "smoke", "--top", "2", "--out", str(out),
-                     "--storage", smoke_on_postgres, cwd=tmp_path)
+                     "--storage", smoke_on_postgres,
+                     "--artifacts", str(workers_dir / "runs" / "artifacts"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     docs = list(yaml.safe_load_all(out.read_text()))
     best = min((t for t in _trials(smoke_on_postgres, "smoke") if t.value is not None),
