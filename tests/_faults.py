@@ -21,7 +21,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from tests.conftest import SMOKE, hpo_cmd, hpo_env
+from tests.conftest import SMOKE, hpo_cmd, hpo_env, reading_storage
 
 # How long a test waits for workers to get a trial under way: on a shared 2-core machine under
 # heavy load (two copies of the suite and others' work) importing torch alone can take minutes.
@@ -118,7 +118,8 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float =
 
 
 def trials_of(storage: Any, name: str) -> list[FrozenTrial]:
-    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    return optuna.load_study(study_name=name, storage=reading_storage(storage)).get_trials(
+        deepcopy=False)
 
 
 def running_with_report(storage: Any, name: str) -> list[FrozenTrial]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -110,6 +111,19 @@ def journal_trials(cwd: Path, name: str) -> list[optuna.trial.FrozenTrial]:
 
     storage = get_storage(str(cwd / "runs" / "hpo.journal"))
     return optuna.load_study(study_name=name, storage=storage).get_trials()
+
+
+@functools.cache
+def _unpooled(url: str) -> optuna.storages.RDBStorage:
+    return optuna.storages.RDBStorage(url, engine_kwargs={"poolclass": sqlalchemy.pool.NullPool})
+
+
+def reading_storage(storage: Any) -> Any:
+    """What a test reads a study through: for a database URL one storage per URL whose
+    connections close after each use. ``load_study(storage=url)`` builds a new engine and pool
+    per call, whose connection lives until garbage collection: polled in a wait loop under load,
+    those filled a private server's 60 connections ("too many clients") in CI."""
+    return _unpooled(storage) if isinstance(storage, str) and "://" in storage else storage
 
 
 def hpo_cmd(*args: str) -> list[str]:

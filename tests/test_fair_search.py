@@ -20,7 +20,7 @@ from scipy import stats
 
 from hpo.study_group import ENQUEUED_ATTR, load_group, retry_history, validation_study_name
 from hpo.trial_config import load_config
-from tests.conftest import run_hpo, start_hpo, study_variant
+from tests.conftest import reading_storage, run_hpo, start_hpo, study_variant
 
 pytestmark = pytest.mark.e2e
 
@@ -100,7 +100,7 @@ def test_two_kinds_equal_budgets_own_pruning_validation_and_report(tmp_path: Pat
 
 
 def _running_validation(url: str, name: str, worker: str):
-    study = optuna.load_study(study_name=validation_study_name(name), storage=url)
+    study = optuna.load_study(study_name=validation_study_name(name), storage=reading_storage(url))
     return [t for t in study.get_trials() if t.state == TrialState.RUNNING
             and t.user_attrs.get("worker") == worker and t.intermediate_values]
 

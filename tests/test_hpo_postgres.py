@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from hpo.trial_config import load_config
 from metrics import GaussianMixture, default_sigma
-from tests.conftest import SMOKE, run_hpo, slow_study, start_hpo, study_variant
+from tests.conftest import SMOKE, reading_storage, run_hpo, slow_study, start_hpo, study_variant
 
 SMOKE_SPEC = yaml.safe_load(SMOKE.read_text())
 BUDGET = SMOKE_SPEC["budget"]["trials"]
@@ -27,7 +27,7 @@ STEPS = SMOKE_SPEC["budget"]["steps"]
 
 
 def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name=name, storage=url).get_trials()
+    return optuna.load_study(study_name=name, storage=reading_storage(url)).get_trials()
 
 
 def _wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int]:

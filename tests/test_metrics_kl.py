@@ -74,6 +74,7 @@ COVERAGE_CASES = [(GG, shifted(GG, (0.5, 0.0))), (R8, R8), (gaussian(), gaussian
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # 150 final scores: about 2 min quiet, 10+ at a load average of 5
 def test_95_interval_from_5_replicates_covers_truth():
     """50 draws of 5 replicates per case, each with its own evaluation points (seed), so the
     interval must cover the evaluation points' noise and the correction's Monte Carlo noise too.

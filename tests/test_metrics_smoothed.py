@@ -133,6 +133,7 @@ def test_bias_and_spread_against_truth(name, q, p):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # 150 final scores: about 2 min quiet, 10+ at a load average of 5
 def test_95_interval_from_5_replicates_covers_truth():
     """Pooled over three cases, 150 draws of 5 replicates, each with its own evaluation points.
 
