@@ -95,8 +95,9 @@ def train_and_score(config: dict[str, Any], target: GaussianMixture, metric: dic
 
     ``report`` may raise (``optuna.TrialPruned``) to stop training; that propagates.
     ``models.TrainingDiverged`` propagates too, also for non-finite final samples.
-    ``should_stop()`` is polled at every training step and before the final scoring; when it
-    answers True, ``models.TrainingStopped`` is raised.
+    ``should_stop()`` is polled at every training step and between the stages of the final
+    scoring (each about a second here); when it answers True, ``models.TrainingStopped`` is
+    raised, so a stopped worker never finishes a score it was told to abandon.
     """
     sigma = study_sigma(metric, target)
     seed, n_target = metric["seed"], metric["n_target"]
@@ -109,28 +110,34 @@ def train_and_score(config: dict[str, Any], target: GaussianMixture, metric: dic
                                        n_target=n_report), samples)
 
     result = models.train(config, target.sample, on_eval, should_stop)
-    if should_stop is not None and should_stop():
-        raise models.TrainingStopped(result.steps + 1)
-    draws = final_samples(result.generator, config["seed"], metric["replicates"],
-                          metric["eval_samples"])
+
+    def unless_stopped(score: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if should_stop is not None and should_stop():
+            raise models.TrainingStopped(result.steps + 1)
+        return score(*args, **kwargs)
+
+    draws = unless_stopped(final_samples, result.generator, config["seed"],
+                           metric["replicates"], metric["eval_samples"])
     for replicate in draws:
         if not np.all(np.isfinite(replicate)):
             raise models.TrainingDiverged(result.steps, "final generator samples")
-    kl = kl_divergence(target, draws, sigma=sigma, seed=seed, n_target=n_target)
+    kl = unless_stopped(kl_divergence, target, draws, sigma=sigma, seed=seed, n_target=n_target)
     profile = tuple(
         (factor, kl if factor == 1.0 else
-         kl_divergence(target, draws, sigma=factor * sigma, seed=seed, n_target=n_target))
+         unless_stopped(kl_divergence, target, draws, sigma=factor * sigma, seed=seed,
+                        n_target=n_target))
         for factor in DEFAULT_PROFILE
     )
     knn = None
     if metric.get("knn", True):
         options = {} if metric.get("k") is None else {"k": metric["k"]}
-        knn = kl_divergence(target, draws, method="knn", seed=seed, n_target=n_target, **options)
+        knn = unless_stopped(kl_divergence, target, draws, method="knn", seed=seed,
+                             n_target=n_target, **options)
     return Score(
         kl=kl,
         profile=profile,
         knn=knn,
-        w2=float(wasserstein2(target, draws[0], seed=seed)),
+        w2=float(unless_stopped(wasserstein2, target, draws[0], seed=seed)),
         mode_coverage=float(mode_coverage(target, draws[0])),
         n_params=result.generator.n_parameters(),
         steps=result.steps,

@@ -32,10 +32,12 @@ FAST_HEARTBEAT = {"interval": 1, "grace_period": 4, "max_retry": 3}
 
 
 def fault_study(tmp_path: Path, name: str, trials: int, steps: int = 30,
-                heartbeat: dict | None = None) -> Path:
-    """Classical only, no pruning, tiny trials (``steps`` generator steps, KL every 10)."""
+                heartbeat: dict | None = None, metric: dict | None = None) -> Path:
+    """Classical only, no pruning, tiny trials (``steps`` generator steps, KL every 10);
+    ``metric`` replaces the smoke study's scoring settings."""
     spec = yaml.safe_load(SMOKE.read_text())
     spec.update(name=name, budget={"trials": trials, "steps": steps, "eval_every": 10},
+                metric=metric or spec["metric"],
                 pruner={"kind": "none"}, heartbeat=heartbeat or FAST_HEARTBEAT,
                 search={"shared": spec["search"]["shared"],
                         "generators": {"classical": spec["search"]["generators"]["classical"]}})

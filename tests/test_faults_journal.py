@@ -132,6 +132,30 @@ def test_sigterm_while_training_stops_at_the_next_step_and_requeues_once(
     assert len(trials[0].intermediate_values) <= reports_then + 1
 
 
+def test_sigterm_during_final_scoring_abandons_the_score_and_requeues_once(
+        tmp_path: Path, procs: Processes) -> None:
+    """The final score is polled for the stop flag between its stages: a worker told to stop
+    after its last training step leaves the trial unscored and re-queued. This study's 200,000
+    evaluation points make each stage 1 to 3 s on an idle machine (0.2 to 0.3 s at the default
+    20,000), so the whole score outlasts the test's reaction; the exit bound is loose, 120 s,
+    because a stage stretches tenfold beside the 16-worker compose test."""
+    scoring = {"n_target": 200_000, "eval_samples": 2000, "replicates": 2}
+    study = fault_study(tmp_path, "scoring", trials=2, steps=30, metric=scoring)
+    worker = procs.start("worker", str(study), cwd=tmp_path, log=tmp_path / "w.log")
+    wait_for("a trial past its last training step", lambda: [
+        t for t in running_with_report(_journal(tmp_path), "scoring")
+        if 30 in t.intermediate_values], timeout=STARTUP_S, every=0.05)
+    os.kill(worker.pid, signal.SIGTERM)
+    assert worker.wait(timeout=120) == 0
+    log = assert_clean_log(tmp_path / "w.log")
+    assert log.count("re-queued") == 1, log
+    trials = trials_of(_journal(tmp_path), "scoring")
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].params == trials[0].params
+    assert trials[0].user_attrs["ended"].startswith("interrupted"), trials[0].user_attrs
+    assert "kl_ci" not in trials[0].user_attrs  # the score was abandoned, not recorded
+
+
 def test_two_launchers_on_one_study_share_no_ids_logs_or_seeds(
         tmp_path: Path, procs: Processes) -> None:
     study = fault_study(tmp_path, "two-launchers", trials=4)
