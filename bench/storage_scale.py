@@ -256,7 +256,7 @@ def _simulated_worker(url: str, worker: int, trial_seconds: float, sync: Sync, a
             if in_window():
                 out.report.append(time.perf_counter() - t0)
         for key in ("kl_stderr", "kl_ci", "w2", "mode_coverage", "n_params", "steps", "seconds",
-                    "kl_details"):
+                    "kl_correction", "kl_details_json"):
             trial.set_user_attr(key, value)
         trial.set_user_attr("ended", "complete")
         upload_artifact(artifact_store=store, file_path=str(png), study_or_trial=trial,

@@ -72,7 +72,8 @@ def parse_s3_url(location: str) -> tuple[str, str]:
     return parts.netloc, parts.path.strip("/")
 
 
-def existing_artifact_store(flag: str | None = None):
+def existing_artifact_store(flag: str | None = None
+                            ) -> FileSystemArtifactStore | PrefixedArtifactStore | None:
     """For readers: the store at ``--artifacts``/``HPO_ARTIFACTS``, or None when it is a directory
     that does not exist (a reader creates no folder). A malformed s3:// location is a
     :class:`UsageError` before anything is opened."""

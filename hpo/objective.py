@@ -6,7 +6,8 @@ it: the exportable config (a YAML artifact, ``config_yaml``, summarised in one l
 seed, code version, the resolution ``sigma`` (s), D_s's stderr and
 95% interval (``kl_stderr``, ``kl_ci``), the resolution profile (``kl_profile``), the k-NN
 estimate of the unsmoothed KL (``kl_knn``), Wasserstein-2, mode coverage, parameter count,
-seconds, ``kl_details`` and ``ended`` (complete / pruned at step N / diverged ...).
+seconds, the bias correction in one line (``kl_correction``; every replicate and estimate are a
+JSON artifact, ``kl_details_json``) and ``ended`` (complete / pruned at step N / diverged ...).
 A PNG of its samples over the target's contours is uploaded as an artifact.
 """
 
@@ -29,6 +30,7 @@ from hpo.budget import original_number
 from hpo.errors import StorageError
 from hpo.evaluate import Score, resolved_metric, train_and_score
 from hpo.plots import plot_samples
+from hpo.score_details import store_score_details
 from hpo.space import suggest
 from hpo.study_file import StudySpec
 from hpo.study_group import kind_spec
@@ -134,8 +136,9 @@ class Objective:
     def _record(self, trial: optuna.Trial, score: Score) -> None:
         details = score.as_dict()
         for key in ("sigma", "kl_stderr", "kl_ci", "kl_profile", "kl_knn", "w2", "mode_coverage",
-                    "n_params", "steps", "seconds", "kl_details"):
+                    "n_params", "steps", "seconds"):
             trial.set_user_attr(key, details[key])
+        store_score_details(trial, self.artifact_store, score)
         trial.set_user_attr("ended", "complete")
         kl = score.kl
         self._upload_plot(trial, score.samples,

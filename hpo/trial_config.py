@@ -8,16 +8,12 @@ stored before keep their config as a mapping in ``config``; :func:`load_config` 
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import optuna
 import yaml
-from optuna.artifacts import download_artifact, upload_artifact
-from optuna.artifacts.exceptions import ArtifactNotFound
 
-from hpo.errors import UsageError
+from hpo.trial_documents import download_document, upload_document
 
 #: User attribute holding the config artifact's id.
 CONFIG_ARTIFACT_ATTR = "config_yaml"
@@ -45,11 +41,8 @@ def config_summary(train: dict[str, Any]) -> str:
 def store_config(trial: optuna.Trial, artifact_store: Any, document: dict[str, Any]) -> str:
     """Upload ``document`` as ``config.yaml`` of ``trial``; set ``config_yaml`` (its id) and the
     short ``config`` summary. Returns the artifact id."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"trial-{trial.number}-config.yaml"
-        path.write_text(yaml.safe_dump(document, sort_keys=False))
-        artifact_id = upload_artifact(artifact_store=artifact_store, file_path=str(path),
-                                      study_or_trial=trial, mimetype="application/x-yaml")
+    artifact_id = upload_document(trial, artifact_store, f"trial-{trial.number}-config.yaml",
+                                  yaml.safe_dump(document, sort_keys=False), "application/x-yaml")
     trial.set_user_attr(CONFIG_ARTIFACT_ATTR, artifact_id)
     trial.set_user_attr("config", config_summary(document.get("train", {})))
     return artifact_id
@@ -62,19 +55,5 @@ def load_config(trial: optuna.trial.FrozenTrial, artifact_store: Any) -> dict[st
     legacy = trial.user_attrs.get("config")
     if isinstance(legacy, dict):
         return dict(legacy)
-    artifact_id = trial.user_attrs.get(CONFIG_ARTIFACT_ATTR)
-    if not artifact_id:
-        raise UsageError(f"trial {trial.number} stored no config")
-    if artifact_store is None:
-        raise UsageError(f"trial {trial.number}'s config is an artifact; give --artifacts DIR "
-                         "(or HPO_ARTIFACTS) where the workers stored it")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "config.yaml"
-        try:
-            download_artifact(artifact_store=artifact_store, file_path=str(path),
-                              artifact_id=artifact_id)
-        except (ArtifactNotFound, OSError):
-            raise UsageError(f"trial {trial.number}'s config artifact {artifact_id} is not in "
-                             "the artifact store; give --artifacts DIR where the workers stored "
-                             "it") from None
-        return yaml.safe_load(path.read_text())
+    return yaml.safe_load(download_document(trial, artifact_store, CONFIG_ARTIFACT_ATTR,
+                                            "config"))

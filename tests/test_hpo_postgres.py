@@ -16,6 +16,7 @@ import yaml
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 
+from hpo.score_details import load_score_details
 from hpo.trial_config import load_config
 from metrics import GaussianMixture, default_sigma
 from tests.conftest import SMOKE, reading_storage, run_hpo, slow_study, start_hpo, study_variant
@@ -101,7 +102,14 @@ def test_trials_report_at_the_same_steps_and_record_their_details(smoke_run: tup
             assert a["w2"] >= 0 and 0 <= a["mode_coverage"] <= 1 and a["n_params"] > 0
             # D_s at the study's s (the target's default), its profile and the k-NN diagnostic.
             assert a["sigma"] == default_sigma(GaussianMixture.preset("gaussgan"))
-            assert a["kl_details"]["sigma"] == a["sigma"] and a["kl_details"]["value"] == t.value
+            details = load_score_details(t, store)  # the JSON artifact; one short line here
+            assert details["kl"]["sigma"] == a["sigma"] and details["kl"]["value"] == t.value
+            assert len(details["kl"]["values"]) == details["kl"]["replicates"] > 1
+            assert [p["value"] for p in details["profile"]] == [p["value"]
+                                                                 for p in a["kl_profile"]]
+            assert a["kl_correction"].startswith("jackknife ") and "delta" in a["kl_correction"]
+            assert "kl_details" not in a
+            assert max(len(json.dumps(v)) for k, v in a.items() if k != "kl_profile") < 200, a
             assert [p["factor"] for p in a["kl_profile"]] == [0.5, 1.0, 2.0]
             assert [p["sigma"] for p in a["kl_profile"]] == [f * a["sigma"] for f in (0.5, 1, 2)]
             assert a["kl_profile"][1]["value"] == t.value
