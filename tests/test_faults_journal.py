@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.journal import LOCK_GRACE_S
 from tests._faults import (
@@ -122,14 +122,22 @@ def test_sigterm_while_training_stops_at_the_next_step_and_requeues_once(
                         timeout=STARTUP_S)
     os.kill(worker.pid, signal.SIGTERM)
     reports_then = len(trial.intermediate_values)
-    assert worker.wait(timeout=30) == 0
+    stopped = _stopped_and_requeued_once(worker, tmp_path, "sigterm", exit_s=30)
+    assert len(stopped.intermediate_values) <= reports_then + 1
+
+
+def _stopped_and_requeued_once(worker: subprocess.Popen, tmp_path: Path, name: str,
+                               exit_s: float) -> FrozenTrial:
+    """The worker exits 0 within ``exit_s`` with a clean log that re-queued once; its trial is
+    FAIL ('interrupted') with one WAITING retry of the same parameters. Returns the FAIL one."""
+    assert worker.wait(timeout=exit_s) == 0
     log = assert_clean_log(tmp_path / "w.log")
     assert log.count("re-queued") == 1, log
-    trials = trials_of(_journal(tmp_path), "sigterm")
+    trials = trials_of(_journal(tmp_path), name)
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
     assert trials[1].params == trials[0].params
-    assert trials[0].user_attrs["ended"].startswith("interrupted")
-    assert len(trials[0].intermediate_values) <= reports_then + 1
+    assert trials[0].user_attrs["ended"].startswith("interrupted"), trials[0].user_attrs
+    return trials[0]
 
 
 def test_sigterm_during_final_scoring_abandons_the_score_and_requeues_once(
@@ -146,14 +154,8 @@ def test_sigterm_during_final_scoring_abandons_the_score_and_requeues_once(
         t for t in running_with_report(_journal(tmp_path), "scoring")
         if 30 in t.intermediate_values], timeout=STARTUP_S, every=0.05)
     os.kill(worker.pid, signal.SIGTERM)
-    assert worker.wait(timeout=120) == 0
-    log = assert_clean_log(tmp_path / "w.log")
-    assert log.count("re-queued") == 1, log
-    trials = trials_of(_journal(tmp_path), "scoring")
-    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
-    assert trials[1].params == trials[0].params
-    assert trials[0].user_attrs["ended"].startswith("interrupted"), trials[0].user_attrs
-    assert "kl_ci" not in trials[0].user_attrs  # the score was abandoned, not recorded
+    stopped = _stopped_and_requeued_once(worker, tmp_path, "scoring", exit_s=120)
+    assert "kl_ci" not in stopped.user_attrs  # the score was abandoned, not recorded
 
 
 def test_two_launchers_on_one_study_share_no_ids_logs_or_seeds(
