@@ -8,6 +8,7 @@ through Optuna's public API: ``study.tell`` and ``RetryHeartbeatStaleTrialCallba
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,9 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.quiet import quiet_experimental
+
+STOPPED = "interrupted: worker stopped"
+"""How ``ended`` of a trial stopped by its worker begins (the reason follows)."""
 
 
 @dataclass(frozen=True)
@@ -89,3 +93,42 @@ def requeue(study: optuna.Study, trial: FrozenTrial, max_retry: int) -> bool:
         latest = next(t for t in trials if t.number == trial.number)
         RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, latest)
     return True
+
+
+def unretried(trials: Sequence[FrozenTrial], max_retry: int, older_than_s: float,
+              now: datetime.datetime | None = None) -> list[FrozenTrial]:
+    """FAIL trials that were meant to be retried and have no retry: stopped by their worker
+    (``ended`` begins with :data:`STOPPED`) or failed by a stale heartbeat or a lost storage call
+    (no ``ended``), with retries left, failed more than ``older_than_s`` seconds ago.
+
+    Such a trial is what a process killed between a trial's FAIL and its re-queue leaves (the two
+    are separate storage calls); its own re-queue takes milliseconds, so one that has not come
+    within ``older_than_s`` never will. A trial that failed on its own (``ended`` says why) is
+    not retried: that is a result.
+    """
+    retried = retried_numbers(trials)
+    now = now or datetime.datetime.now()
+    found = []
+    for t in trials:
+        if t.state != TrialState.FAIL or t.number in retried:
+            continue
+        ended = t.user_attrs.get("ended")
+        if ended is not None and not str(ended).startswith(STOPPED):
+            continue
+        with quiet_experimental():
+            spent = len(RetryHeartbeatStaleTrialCallback.retry_history(t))
+        finished = t.datetime_complete or now
+        if spent < max_retry and (now - finished).total_seconds() > older_than_s:
+            found.append(t)
+    return found
+
+
+def recover_lost_trials(study: optuna.Study, max_retry: int, older_than_s: float) -> list[int]:
+    """Fail the trials whose heartbeat stopped (Optuna queues their retries), then re-queue the
+    failed trials that lost their retry (:func:`unretried`). Call it holding the budget lock, so
+    that two workers never queue the same retry. Returns the numbers re-queued by the second step.
+    """
+    with quiet_experimental():
+        optuna.storages.fail_stale_trials(study)
+    lost = unretried(study.get_trials(deepcopy=False), max_retry, older_than_s)
+    return [t.number for t in lost if requeue(study, t, max_retry)]

@@ -26,7 +26,7 @@ from optuna.artifacts import upload_artifact
 from optuna.trial import TrialState
 
 import models
-from hpo.budget import original_number
+from hpo.budget import STOPPED, original_number
 from hpo.errors import StorageError
 from hpo.evaluate import Score, resolved_metric, train_and_score
 from hpo.plots import plot_samples
@@ -38,9 +38,6 @@ from hpo.target import build_target
 from hpo.trial_config import store_config
 from hpo.version import code_version
 from metrics import GaussianMixture, KLEstimate
-
-STOPPED = "interrupted: worker stopped"
-"""How ``ended`` of a trial stopped by its worker begins (the reason follows)."""
 
 
 def trial_seed(trial: optuna.Trial, spec: StudySpec) -> int:

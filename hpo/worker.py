@@ -27,12 +27,11 @@ import sqlalchemy
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.budget import BudgetCounts, budget_counts, requeue
+from hpo.budget import BudgetCounts, budget_counts, recover_lost_trials, requeue
 from hpo.errors import StorageError, StudyStopped
 from hpo.evaluate import objective_name
 from hpo.locks import LEASE_S
 from hpo.objective import STOPPED, Objective
-from hpo.quiet import quiet_experimental
 from hpo.storage import (
     PATIENCE_S,
     artifact_store,
@@ -112,14 +111,14 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
         store = artifact_store(artifacts)
         if spec.layout == "per-kind":
             claim = _group_claimer(url, spec, worker_seed, store, worker_id, lock, stop,
-                                   patience)
+                                   patience, say)
         else:
             study = ensure_study(url, spec, sampler=make_sampler(spec, worker_seed),
                                  pruner=make_pruner(spec), patience_s=patience, stop=stop)
             objective = Objective(spec, store, worker_id, should_stop=stop)
 
             def claim() -> tuple[optuna.Study, Objective] | bool | None:
-                claimed = _claim_slot(study, spec, lock, stop)
+                claimed = _claim_slot(study, spec, lock, stop, say)
                 return (study, objective) if claimed else claimed
         ran = 0
         try:
@@ -136,7 +135,8 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
 
 
 def _group_claimer(url: str, spec: StudySpec, worker_seed: int, store: Any, worker_id: str,
-                   lock: Any, stop: Callable[[], bool], patience: float
+                   lock: Any, stop: Callable[[], bool], patience: float,
+                   say: Callable[[str], None]
                    ) -> Callable[[], tuple[optuna.Study, Objective] | bool | None]:
     """``claim()`` for a per-kind study file (docs/verdict.md): under the budget lock, the next
     trial of the kind with the fewest claimed, then, once the search is finished, the seed
@@ -157,9 +157,8 @@ def _group_claimer(url: str, spec: StudySpec, worker_seed: int, store: Any, work
             return None
 
         def look() -> Work:
-            with quiet_experimental():
-                for study in studies.values():
-                    optuna.storages.fail_stale_trials(study)
+            for study in studies.values():
+                _recover_lost_trials(study, spec, say)
             return decide(studies, spec)
 
         work = _retrying(look)
@@ -179,13 +178,13 @@ def _group_claimer(url: str, spec: StudySpec, worker_seed: int, store: Any, work
     return claim
 
 
-def _claim_slot(study: optuna.Study, spec: StudySpec, lock: Any,
-                stop: Callable[[], bool]) -> bool | None:
+def _claim_slot(study: optuna.Study, spec: StudySpec, lock: Any, stop: Callable[[], bool],
+                say: Callable[[str], None]) -> bool | None:
     """Take the budget lock if a slot is free (True, lock held), False when the other workers
     hold the remaining slots, None when the budget is met or the worker is stopping."""
     if not lock.acquire(stop):
         return None
-    counts, trials = _retrying(lambda: _counts_after_recovery(study))
+    counts, trials = _retrying(lambda: _counts_after_recovery(study, spec, say))
     if counts.finished >= spec.budget.trials or stop():
         lock.release()
         return None
@@ -219,12 +218,22 @@ def _retrying(call: Callable[[], Any], tries: int = 5) -> Any:
     return None
 
 
-def _counts_after_recovery(study: optuna.Study) -> tuple[BudgetCounts, list[FrozenTrial]]:
-    """Fail (and re-queue) trials whose heartbeat stopped, then count the budget."""
-    with quiet_experimental():
-        optuna.storages.fail_stale_trials(study)
+def _counts_after_recovery(study: optuna.Study, spec: StudySpec, say: Callable[[str], None]
+                           ) -> tuple[BudgetCounts, list[FrozenTrial]]:
+    """Re-queue lost trials (a stopped heartbeat, a lost retry), then count the budget."""
+    _recover_lost_trials(study, spec, say)
     trials = study.get_trials(deepcopy=False)
     return budget_counts(trials), trials
+
+
+def _recover_lost_trials(study: optuna.Study, spec: StudySpec, say: Callable[[str], None]
+                         ) -> None:
+    """:func:`hpo.budget.recover_lost_trials`; a failed trial found without its retry is one
+    log line. It is given the heartbeat's grace period to be re-queued by its own worker."""
+    for number in recover_lost_trials(study, spec.heartbeat.max_retry,
+                                      spec.heartbeat.grace_period):
+        say(f"trial {number} of {study.study_name} failed without its retry (its process was "
+            "killed in between); re-queued")
 
 
 def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: Any,

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import optuna
 import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
@@ -227,6 +228,29 @@ def test_hpo_run_interrupted_twice_leaves_nothing_running(tmp_path: Path) -> Non
     assert final.returncode == 0, final.stdout + final.stderr
     failed = assert_exact_study(trials_of(_journal(tmp_path), "twice"), 2)
     assert len(failed) == 2
+
+
+def test_a_failure_whose_retry_was_lost_is_requeued_by_the_next_worker(
+        tmp_path: Path, procs: Processes) -> None:
+    """A trial's FAIL and its re-queue are two storage calls: a worker killed between them (or
+    a heartbeat check cut off there) leaves a FAIL with no retry. Made here for real: SIGKILL of
+    a worker mid-trial, then the FAIL that a stale check would write. The next worker re-queues
+    it once the heartbeat's grace period has passed, and the budget is still exact."""
+    study = fault_study(tmp_path, "lostretry", trials=2, steps=400)
+    worker = procs.start("worker", str(study), cwd=tmp_path, log=tmp_path / "w0.log")
+    (trial,) = wait_for("a trial under way",
+                        lambda: running_with_report(_journal(tmp_path), "lostretry"),
+                        timeout=STARTUP_S)
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    optuna.load_study(study_name="lostretry", storage=_journal(tmp_path)).tell(
+        trial.number, state=TrialState.FAIL)
+    final = run_hpo("worker", str(study), cwd=tmp_path)
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert f"trial {trial.number} of lostretry failed without its retry" in final.stderr, \
+        final.stderr
+    failed = assert_exact_study(trials_of(_journal(tmp_path), "lostretry"), 2)
+    assert [t.number for t in failed] == [trial.number]
 
 
 def run_cmd(study: Path) -> list[str]:

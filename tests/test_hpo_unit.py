@@ -7,6 +7,7 @@ training. ``pytest -m "not postgres and not browser and not e2e"`` runs these in
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import os
@@ -23,7 +24,14 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState, create_trial
 
 import models
-from hpo.budget import budget_counts, original_number, requeue
+from hpo.budget import (
+    STOPPED,
+    budget_counts,
+    original_number,
+    recover_lost_trials,
+    requeue,
+    unretried,
+)
 from hpo.errors import StudyFileError, UsageError
 from hpo.export import export_documents
 from hpo.journal import RepairingJournalBackend, StaleBreakingLock, repair_journal
@@ -139,6 +147,35 @@ def test_requeue_leaves_a_trial_finished_elsewhere_alone() -> None:
     _add(study, TrialState.COMPLETE)
     assert requeue(study, study.get_trials()[0], max_retry=3) is False
     assert len(study.get_trials()) == 1
+
+
+def _failed(study: optuna.Study, ended: str | None) -> int:
+    trial = study.ask({"x": FloatDistribution(0, 1)})
+    if ended is not None:
+        trial.set_user_attr("ended", ended)
+    study.tell(trial, state=TrialState.FAIL)
+    return trial.number
+
+
+def test_a_failure_that_lost_its_retry_is_requeued_once_when_old_enough() -> None:
+    """What a process killed between a trial's FAIL and its re-queue leaves: a stopped trial
+    (ended 'interrupted: worker stopped ...') or a stale one (no ended) without a retry."""
+    study = _study()
+    stopped = _failed(study, f"{STOPPED} (SIGTERM); re-queued")
+    stale = _failed(study, None)
+    _failed(study, "failed: ValueError: a result, not a fault")
+    _add(study, TrialState.COMPLETE)
+    trials = study.get_trials()
+    assert unretried(trials, max_retry=3, older_than_s=60) == []  # its worker may still queue it
+    later = datetime.datetime.now() + datetime.timedelta(seconds=61)
+    assert [t.number for t in unretried(trials, 3, 60, now=later)] == [stopped, stale]
+    assert unretried(trials, max_retry=0, older_than_s=60, now=later) == []  # none left
+    assert recover_lost_trials(study, max_retry=3, older_than_s=-1) == [stopped, stale]
+    assert recover_lost_trials(study, max_retry=3, older_than_s=-1) == []  # once only
+    retries = [t for t in study.get_trials() if t.state == TrialState.WAITING]
+    assert [original_number(t) for t in retries] == [stopped, stale]
+    assert [t.params for t in retries] == [study.get_trials()[n].params for n in (stopped, stale)]
+    assert budget_counts(study.get_trials()).claimed == 4
 
 
 # --- export ----------------------------------------------------------------------------------
