@@ -117,14 +117,20 @@ def test_sigterm_while_training_stops_at_the_next_step_and_requeues_once(
     SIGTERM to exit is bounded here only loosely, 30 s, because a shared 2-core machine under
     heavy load stretches it; on an idle machine it is well under the 5 s compose allows.)"""
     study = fault_study(tmp_path, "sigterm", trials=2, steps=3000)
-    worker = procs.start("worker", str(study), cwd=tmp_path, log=tmp_path / "w.log")
-    (trial,) = wait_for("a trial under way",
-                        lambda: running_with_report(_journal(tmp_path), "sigterm"),
-                        timeout=STARTUP_S)
+    worker, trial = _worker_under_way(procs, study, tmp_path, "sigterm", tmp_path / "w.log")
     os.kill(worker.pid, signal.SIGTERM)
     reports_then = len(trial.intermediate_values)
     stopped = _stopped_and_requeued_once(worker, tmp_path, "sigterm", exit_s=30)
     assert len(stopped.intermediate_values) <= reports_then + 1
+
+
+def _worker_under_way(procs: Processes, study: Path, tmp_path: Path, name: str, log: Path
+                      ) -> tuple[subprocess.Popen, FrozenTrial]:
+    """A worker started on ``study`` and its trial, once that trial has reported."""
+    worker = procs.start("worker", str(study), cwd=tmp_path, log=log)
+    (trial,) = wait_for("a trial under way",
+                        lambda: running_with_report(_journal(tmp_path), name), timeout=STARTUP_S)
+    return worker, trial
 
 
 def _stopped_and_requeued_once(worker: subprocess.Popen, tmp_path: Path, name: str,
@@ -237,10 +243,7 @@ def test_a_failure_whose_retry_was_lost_is_requeued_by_the_next_worker(
     a worker mid-trial, then the FAIL that a stale check would write. The next worker re-queues
     it once the heartbeat's grace period has passed, and the budget is still exact."""
     study = fault_study(tmp_path, "lostretry", trials=2, steps=400)
-    worker = procs.start("worker", str(study), cwd=tmp_path, log=tmp_path / "w0.log")
-    (trial,) = wait_for("a trial under way",
-                        lambda: running_with_report(_journal(tmp_path), "lostretry"),
-                        timeout=STARTUP_S)
+    worker, trial = _worker_under_way(procs, study, tmp_path, "lostretry", tmp_path / "w0.log")
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
     optuna.load_study(study_name="lostretry", storage=_journal(tmp_path)).tell(
