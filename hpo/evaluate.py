@@ -96,8 +96,9 @@ def train_and_score(config: dict[str, Any], target: GaussianMixture, metric: dic
     ``report`` may raise (``optuna.TrialPruned``) to stop training; that propagates.
     ``models.TrainingDiverged`` propagates too, also for non-finite final samples.
     ``should_stop()`` is polled at every training step and between the stages of the final
-    scoring (each about a second here); when it answers True, ``models.TrainingStopped`` is
-    raised, so a stopped worker never finishes a score it was told to abandon.
+    scoring (each under half a second at the defaults here); when it answers True,
+    ``models.TrainingStopped`` is raised, so a stopped worker never finishes a score it was
+    told to abandon.
     """
     sigma = study_sigma(metric, target)
     seed, n_target = metric["seed"], metric["n_target"]
