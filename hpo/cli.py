@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hpo", epilog=EPILOG,
         description="Hyperparameter search for quantum and classical WGAN-GP generators, "
-                    "scored by a bias-corrected KL(Q||P).")
+                    "scored by D_s = KL(Q_s||P_s): the KL divergence at the study's stated "
+                    "resolution s, bias-corrected, with its 95% interval.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("init", help="create schema and study once (safe to repeat)", epilog=EPILOG)
@@ -186,21 +187,19 @@ def _threads(flag: int | None) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from hpo.evaluate import objective_name
     from hpo.space import load_spec
-    from hpo.storage import display_url, ensure_study, storage_url
+    from hpo.storage import display_url, ensure_group_studies, ensure_study, storage_url
 
     spec = load_spec(args.study_file)
     url = storage_url(args.storage)
     if spec.layout == "per-kind":
-        from hpo.evaluate import objective_name
-        from hpo.storage import ensure_group_studies
-
         studies = ensure_group_studies(url, spec, metric=objective_name(spec))
         print(f"studies {', '.join(studies)} ready in {display_url(url)} "
               f"({sum(len(s.get_trials(deepcopy=False)) for s in studies.values())} trials so "
               "far)")
         return 0
-    study = ensure_study(url, spec)
+    study = ensure_study(url, spec, metric=objective_name(spec))
     print(f"study {study.study_name} ready in {display_url(url)} "
           f"({len(study.get_trials(deepcopy=False))} trials so far)")
     return 0

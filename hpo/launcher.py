@@ -159,7 +159,7 @@ def _studies(url: str, spec: StudySpec) -> list[optuna.Study]:
     """The study, or for a per-kind study file its group (kind studies, then validation)."""
     if spec.layout == "per-kind":
         return list(ensure_group_studies(url, spec, metric=objective_name(spec)).values())
-    return [ensure_study(url, spec)]
+    return [ensure_study(url, spec, metric=objective_name(spec))]
 
 
 def _total(studies: list[optuna.Study], spec: StudySpec) -> int:

@@ -8,7 +8,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.budget import budget_counts
-from hpo.report_content import json_safe
+from hpo.report_content import json_safe, metric_name
 from hpo.study_group import StudyGroup, kind_budgets
 
 
@@ -23,7 +23,8 @@ def best_by_kind(trials: list[optuna.trial.FrozenTrial]) -> dict[str, optuna.tri
 
 
 def summary(study: optuna.Study, budget: int | None = None) -> str:
-    """Counts, then the best trial per generator kind with its 95% KL interval."""
+    """Counts and the objective's name, then the best trial per generator kind with its 95%
+    interval of D_s."""
     trials = study.get_trials(deepcopy=False)
     c = budget_counts(trials)
     total = f"/{budget}" if budget is not None else ""
@@ -36,7 +37,13 @@ def summary(study: optuna.Study, budget: int | None = None) -> str:
     if not best:
         lines.append("no complete trial yet")
         return "\n".join(lines)
-    header = f"{'kind':<10} {'trial':>5} {'KL(Q||P) nats':>14} {'95% CI':>19} {'W2':>7} " \
+    if study.metric_names:
+        objective = study.metric_names[0]
+    else:  # a study created before studies named their objective: the s its trials recorded
+        sigmas = {t.user_attrs.get("sigma") for t in best.values()}
+        objective = metric_name(sigmas.pop() if len(sigmas) == 1 else None)
+    lines.append(f"objective {objective}")
+    header = f"{'kind':<10} {'trial':>5} {'D_s nats':>14} {'95% CI':>19} {'W2':>7} " \
              f"{'modes':>6} {'params':>7} {'seconds':>8}"
     lines += ["", header, "-" * len(header)]
     for kind, t in sorted(best.items(), key=lambda kv: kv[1].value):

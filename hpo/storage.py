@@ -292,11 +292,14 @@ def unreachable_message(url: str, err: Exception) -> str:
 
 
 def ensure_study(url: str, spec: Any, *, sampler: optuna.samplers.BaseSampler | None = None,
-                 pruner: optuna.pruners.BasePruner | None = None, patience_s: float = 0.0,
-                 stop: Callable[[], bool] | None = None) -> optuna.Study:
+                 pruner: optuna.pruners.BasePruner | None = None, metric: str | None = None,
+                 patience_s: float = 0.0, stop: Callable[[], bool] | None = None
+                 ) -> optuna.Study:
     """Create schema and study once, or load them: safe with many processes starting together.
 
-    ``patience_s`` and ``stop`` are :func:`open_storage`'s, for the study returned too.
+    Given ``metric`` (:func:`hpo.evaluate.objective_name`), the study names its objective so
+    (what the dashboard's plots show). ``patience_s`` and ``stop`` are :func:`open_storage`'s,
+    for the study returned too.
     """
     def create(storage: BaseStorage) -> optuna.Study:
         study = optuna.create_study(study_name=spec.name, storage=storage,
@@ -304,7 +307,9 @@ def ensure_study(url: str, spec: Any, *, sampler: optuna.samplers.BaseSampler | 
                                     load_if_exists=True)
         if "study_file" not in study.user_attrs:
             study.set_user_attr("study_file", spec.model_dump(mode="json"))
-            study.set_user_attr("metric", "KL(Q||P), bias-corrected kNN estimator (nats)")
+        if metric is not None and study.metric_names != [metric]:
+            with quiet_experimental():
+                study.set_metric_names([metric])
         return study
 
     return _under_init_lock(url, spec, create, patience_s, stop)

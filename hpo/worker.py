@@ -114,7 +114,8 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
                                    patience, say)
         else:
             study = ensure_study(url, spec, sampler=make_sampler(spec, worker_seed),
-                                 pruner=make_pruner(spec), patience_s=patience, stop=stop)
+                                 pruner=make_pruner(spec), metric=objective_name(spec),
+                                 patience_s=patience, stop=stop)
             objective = Objective(spec, store, worker_id, should_stop=stop)
 
             def claim() -> tuple[optuna.Study, Objective] | bool | None:

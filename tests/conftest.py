@@ -104,13 +104,18 @@ def hpo_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def journal_trials(cwd: Path, name: str) -> list[optuna.trial.FrozenTrial]:
-    """The trials of study ``name`` in the default embedded storage under ``cwd``, read with
-    optuna-dashboard's own loader (what a user's dashboard would see)."""
+def journal_study(cwd: Path, name: str) -> optuna.Study:
+    """Study ``name`` in the default embedded storage under ``cwd``, read with optuna-dashboard's
+    own loader (what a user's dashboard would see)."""
     from optuna_dashboard._storage_url import get_storage
 
     storage = get_storage(str(cwd / "runs" / "hpo.journal"))
-    return optuna.load_study(study_name=name, storage=storage).get_trials()
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def journal_trials(cwd: Path, name: str) -> list[optuna.trial.FrozenTrial]:
+    """The trials of study ``name``, as :func:`journal_study` reads it."""
+    return journal_study(cwd, name).get_trials()
 
 
 @functools.cache

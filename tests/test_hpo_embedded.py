@@ -16,6 +16,7 @@ from tests.conftest import (
     SMOKE,
     hpo_cmd,
     hpo_env,
+    journal_study,
     journal_trials,
     run_hpo,
     slow_study,
@@ -29,9 +30,13 @@ def test_hpo_run_smoke_completes_and_opens_in_optuna_dashboard(tmp_path: Path) -
     result = run_hpo("run", str(SMOKE), "--workers", "2", cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{BUDGET}/{BUDGET} finished" in result.stdout
-    assert "KL(Q||P) nats" in result.stdout and "hpo dashboard" in result.stdout
+    objective = "D_s KL(Q||P) [nats], s = 0.5"  # gaussgan's default s
+    assert f"objective {objective}" in result.stdout and "D_s nats" in result.stdout
+    assert "hpo dashboard" in result.stdout
 
-    trials = journal_trials(tmp_path, "smoke")  # through optuna-dashboard's own loader
+    study = journal_study(tmp_path, "smoke")  # through optuna-dashboard's own loader
+    assert study.metric_names == [objective]  # what the dashboard's plots are labelled
+    trials = study.get_trials()
     assert len(trials) == BUDGET
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     workers = {t.user_attrs["worker"] for t in trials}
