@@ -19,10 +19,9 @@ from optuna.artifacts import upload_artifact
 
 from hpo import report_figures as figs
 from hpo.errors import UsageError
-from hpo.quiet import quiet_experimental
 from hpo.report_content import build_report
 from hpo.report_html import render_html
-from hpo.study_group import StudyGroup, load_group
+from hpo.study_group import StudyGroup, load_group, set_objective_name
 
 FIGURE_CAPTIONS = {
     "validation": "Seed validation: seed values, mean and 95% CI per configuration",
@@ -83,10 +82,7 @@ def write_report(storage: Any, name: str, out_dir: str | Path, *, artifact_store
 def name_objective(storage: Any, study_names: list[str], metric: str) -> None:
     """Name the objective of each study (what the dashboard's plots and tables show)."""
     for study_name in study_names:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-        if study.metric_names != [metric]:
-            with quiet_experimental():
-                study.set_metric_names([metric])
+        set_objective_name(optuna.load_study(study_name=study_name, storage=storage), metric)
 
 
 def annotate_dashboard(storage: Any, group: StudyGroup, report: dict[str, Any],

@@ -32,6 +32,7 @@ from hpo.errors import StorageError, UsageError
 from hpo.journal import RepairingJournalBackend
 from hpo.locks import LEASE_S, ProcessLock, lease_option
 from hpo.quiet import quiet_experimental
+from hpo.study_group import set_objective_name
 
 DEFAULT_STORAGE = "runs/hpo.journal"
 CONNECT_TIMEOUT_S = 5
@@ -307,9 +308,8 @@ def ensure_study(url: str, spec: Any, *, sampler: optuna.samplers.BaseSampler | 
                                     load_if_exists=True)
         if "study_file" not in study.user_attrs:
             study.set_user_attr("study_file", spec.model_dump(mode="json"))
-        if metric is not None and study.metric_names != [metric]:
-            with quiet_experimental():
-                study.set_metric_names([metric])
+        if metric is not None:
+            set_objective_name(study, metric)
         return study
 
     return _under_init_lock(url, spec, create, patience_s, stop)

@@ -32,7 +32,7 @@ __all__ = [
     "ENQUEUED_ATTR", "VALIDATION_SEED_BASE", "VALIDATION_SUFFIX", "StudyGroup", "ValidationRequest",
     "Work", "decide", "ensure_group", "group_study_names", "kind_spec", "next_work",
     "claimed_slots", "enqueue_validation", "kind_budgets", "load_group", "next_search_kind",
-    "search_study_name", "validation_requests", "validation_study_name",
+    "search_study_name", "set_objective_name", "validation_requests", "validation_study_name",
 ]
 
 VALIDATION_SUFFIX = "validation"
@@ -320,11 +320,18 @@ def ensure_group(storage: optuna.storages.BaseStorage, spec: Any, *,
             load_if_exists=True)
         if "study_file" not in study.user_attrs:
             study.set_user_attr("study_file", spec.model_dump(mode="json"))
-        if metric is not None and study.metric_names != [metric]:
-            with quiet_experimental():
-                study.set_metric_names([metric])
+        if metric is not None:
+            set_objective_name(study, metric)
         studies[study_name] = study
     return studies
+
+
+def set_objective_name(study: optuna.Study, metric: str) -> None:
+    """Name ``study``'s objective ``metric`` (what the dashboard's plots and tables show); a
+    study already so named is not written again."""
+    if study.metric_names != [metric]:
+        with quiet_experimental():
+            study.set_metric_names([metric])
 
 
 def decide(studies: Mapping[str, optuna.Study], spec: Any) -> Work:
