@@ -219,7 +219,7 @@ def _simulated_worker(url: str, worker: int, trial_seconds: float, sync: Sync, a
     def in_window() -> bool:
         return start_at <= time.time() <= stop_at
 
-    storage = open_storage(url, spec.heartbeat)
+    storage = open_storage(url, spec)
     beat = storage.record_heartbeat  # timed where Optuna's heartbeat thread calls it
 
     def timed_beat(trial_id: int) -> None:
@@ -375,7 +375,7 @@ def _create_study(url: str) -> None:
     from hpo.storage import open_storage
 
     spec = load_spec(str(STUDY_FILE))
-    storage = open_storage(url, spec.heartbeat)
+    storage = open_storage(url, spec)
     optuna.create_study(study_name="scale", storage=storage, direction="minimize")
     storage.engine.dispose()
 

@@ -28,18 +28,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
-from hpo.evaluate import kl_options  # noqa: E402
+from hpo.evaluate import resolved_metric  # noqa: E402
+from hpo.group import kind_spec  # noqa: E402
 from hpo.space import load_spec, suggest  # noqa: E402
-from hpo.study_group import DEFAULT_SEEDS, DEFAULT_TOP_K  # noqa: E402
 from hpo.target import build_target  # noqa: E402
 from metrics import kl_divergence  # noqa: E402
-
-
-def one_kind_spec(spec, kind: str):
-    """The study restricted to one generator kind, as each per-kind search study sees it."""
-    search = spec.search.model_copy(update={"generators": {kind: spec.search.generators[kind]}})
-    return spec.model_copy(update={"search": search})
-
 
 #: Quiet-machine seconds per step of the default classical config (docs/convergence.md: 2000
 #: steps in 14.5 s, evaluation excluded); the reference that calibrates this machine's load.
@@ -53,16 +46,16 @@ def train_seconds_per_step(config: dict, target, steps: int) -> float:
     return models.train(config, target.sample).seconds / steps
 
 
-def scoring_seconds(target, metric: dict) -> tuple[float, float]:
+def scoring_seconds(target, metric) -> tuple[float, float]:
     """Seconds of one intermediate KL report and of one final score (all replicates)."""
-    options = kl_options(metric)
-    samples = target.sample(metric["eval_samples"], rng=1)
+    options = {"sigma": metric.sigma, "seed": metric.seed}
+    samples = target.sample(metric.eval_samples, rng=1)
     started = time.perf_counter()
-    kl_divergence(target, samples, **options)
+    kl_divergence(target, samples, n_target=metric.n_report, **options)
     one = time.perf_counter() - started
-    draws = [target.sample(metric["eval_samples"], rng=r) for r in range(metric["replicates"])]
+    draws = [target.sample(metric.eval_samples, rng=r) for r in range(metric.replicates)]
     started = time.perf_counter()
-    kl_divergence(target, draws, **options)
+    kl_divergence(target, draws, n_target=metric.n_target, **options)
     return one, time.perf_counter() - started
 
 
@@ -80,10 +73,8 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = load_spec(args.study_file)
     target = build_target(spec.target)
-    metric = spec.metric.model_dump()
-    validation = getattr(spec, "validation", None)
-    top_k = getattr(validation, "top_k", DEFAULT_TOP_K)
-    seeds = getattr(validation, "seeds", DEFAULT_SEEDS)
+    metric = resolved_metric(spec.metric, target)
+    top_k, seeds = spec.validation.top_k, spec.validation.seeds
     print(f"{args.study_file}: {args.configs} random configs per kind, {args.steps} training "
           "steps each, 1 torch thread; the machine is shared, so each config is timed beside the "
           "default classical config and scaled to a quiet machine by their ratio")
@@ -92,10 +83,9 @@ def main() -> None:
     full: dict[str, list[float]] = {}
     for kind in spec.search.generators:
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
-        kind_spec = one_kind_spec(spec, kind)
         for _ in range(args.configs):
             trial = study.ask()
-            config = suggest(trial, kind_spec, seed=trial.number)
+            config = suggest(trial, kind_spec(spec, kind), seed=trial.number)
             loaded = train_seconds_per_step(config, target, args.steps)
             reference = train_seconds_per_step(REFERENCE, target, args.steps)
             load = reference / QUIET_REFERENCE_S_PER_STEP

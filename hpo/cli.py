@@ -11,16 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import typing
 from collections.abc import Callable
 from pathlib import Path
 
 from hpo.errors import HpoError, UsageError
+from hpo.names import STUDY_NAME, WORKER_ID
 
-STUDY_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}")  # as the study file's name
-WORKER_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 EPILOG = ("storage: --storage URL, else $HPO_STORAGE, else runs/hpo.journal (embedded). "
           "Postgres: postgresql+psycopg2://user:password@host:5432/dbname")
 
@@ -28,7 +26,7 @@ EPILOG = ("storage: --storage URL, else $HPO_STORAGE, else runs/hpo.journal (emb
 MAX_WORKERS_PER_CPU = 4  # each worker is a process holding torch (~0.5 GB) and one torch thread
 MAX_THREADS = 256
 MAX_TOP = 10_000
-MAX_SEED = 2**32 - 1  # the sampler takes its seed modulo 2**32
+MAX_WORKER_SEED = 2**32 - 1  # added to the study's sampler seed, modulo 2**32
 
 
 def _int_in(lo: int, hi: int, what: str = "") -> Callable[[str], int]:
@@ -83,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--threads", type=_int_in(1, MAX_THREADS), default=None,
                    help="torch threads (default: $HPO_TORCH_THREADS, else 1)")
-    p.add_argument("--worker-seed", type=_int_in(0, MAX_SEED), default=None,
+    p.add_argument("--worker-seed", type=_int_in(0, MAX_WORKER_SEED), default=None,
                    help="sampler seed offset (default: derived from the worker id)")
     p.add_argument("--worker-id", default=None,
                    help="name recorded on each trial (default: $HPO_WORKER_ID, else host:pid)")
@@ -189,19 +187,14 @@ def _threads(flag: int | None) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from hpo.evaluate import objective_name
     from hpo.space import load_spec
-    from hpo.storage import display_url, ensure_group_studies, ensure_study, storage_url
+    from hpo.storage import display_url, ensure_group_studies, storage_url
 
     spec = load_spec(args.study_file)
     url = storage_url(args.storage)
-    if spec.layout == "per-kind":
-        studies = ensure_group_studies(url, spec, metric=objective_name(spec))
-        print(f"studies {', '.join(studies)} ready in {display_url(url)} "
-              f"({sum(len(s.get_trials(deepcopy=False)) for s in studies.values())} trials so "
-              "far)")
-        return 0
-    study = ensure_study(url, spec, metric=objective_name(spec))
-    print(f"study {study.study_name} ready in {display_url(url)} "
-          f"({len(study.get_trials(deepcopy=False))} trials so far)")
+    studies = ensure_group_studies(url, spec, metric=objective_name(spec))
+    print(f"{'studies' if len(studies) > 1 else 'study'} {', '.join(studies)} ready in "
+          f"{display_url(url)} "
+          f"({sum(len(s.get_trials(deepcopy=False)) for s in studies.values())} trials so far)")
     return 0
 
 
@@ -236,10 +229,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """`hpo run` once the search is over: the workers then only run (or resume) the seed
     validation, which they enqueue first if nobody has."""
     from hpo.artifacts import checked_location
+    from hpo.group import search_studies
     from hpo.launcher import run_study
+    from hpo.schedule import study_budgets
     from hpo.space import load_spec
     from hpo.storage import display_url, open_storage, storage_url
-    from hpo.study_group import claimed_slots, kind_budgets
+    from hpo.trials import budget_counts
 
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
@@ -250,9 +245,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from hpo.publish import load_group_or_explain
 
     group = load_group_or_explain(open_storage(url), spec.name, display_url(url))
-    budgets = kind_budgets(spec.budget.trials, list(spec.search.generators))
-    short = {k: (claimed_slots(group.search.get(k, [])), b) for k, b in budgets.items()
-             if claimed_slots(group.search.get(k, [])) < b}
+    held = {name: budget_counts(group.search.get(kind, [])).held
+            for name, kind in search_studies(spec).items()}
+    short = {kind: (held[name], b) for (name, kind), b in
+             zip(search_studies(spec).items(), study_budgets(spec).values(), strict=True)
+             if held[name] < b}
     if short:
         left = ", ".join(f"{k} {n}/{b}" for k, (n, b) in short.items())
         raise UsageError(f"the search of {spec.name} is not finished ({left}); run: hpo run "

@@ -21,11 +21,13 @@ import numpy as np
 import torch
 
 import models
+from hpo.study_file import Metric, StudySpec
 from metrics import (
     DEFAULT_PROFILE,
     GaussianMixture,
     KLEstimate,
     default_sigma,
+    divergence_name,
     kl_divergence,
     mode_coverage,
     wasserstein2,
@@ -69,26 +71,22 @@ class Score:
         }
 
 
-def objective_name(spec: Any) -> str:
+def objective_name(spec: StudySpec) -> str:
     """The study's objective as the dashboard names it: ``D_s KL(Q||P) [nats], s = ...``."""
-    from hpo.report_content import metric_name
     from hpo.target import build_target
 
-    return metric_name(study_sigma(spec.metric.model_dump(), build_target(spec.target)))
+    return divergence_name(resolved_metric(spec.metric, build_target(spec.target)).sigma)
 
 
-def study_sigma(metric: dict[str, Any], target: GaussianMixture) -> float:
-    """The study's resolution s: ``metric["sigma"]`` when set, else the target's default."""
-    sigma = metric.get("sigma")
-    return float(default_sigma(target) if sigma is None else sigma)
+def resolved_metric(metric: Metric, target: GaussianMixture) -> Metric:
+    """``metric`` with its resolution s filled in (the study file's ``sigma``, else the target's
+    default): resolved once per study, then carried by trials and exported configs."""
+    if metric.sigma is not None:
+        return metric
+    return metric.model_copy(update={"sigma": float(default_sigma(target))})
 
 
-def resolved_metric(metric: dict[str, Any], target: GaussianMixture) -> dict[str, Any]:
-    """``metric`` with ``sigma`` filled in, as trials store it and exported configs carry it."""
-    return {**metric, "sigma": study_sigma(metric, target)}
-
-
-def train_and_score(config: dict[str, Any], target: GaussianMixture, metric: dict[str, Any],
+def train_and_score(config: dict[str, Any], target: GaussianMixture, metric: Metric,
                     report: Report | None = None,
                     should_stop: Callable[[], bool] | None = None) -> Score:
     """Train ``config`` on ``target``; ``report(step, kl, samples)`` sees every evaluation.
@@ -100,15 +98,14 @@ def train_and_score(config: dict[str, Any], target: GaussianMixture, metric: dic
     ``models.TrainingStopped`` is raised, so a stopped worker never finishes a score it was
     told to abandon.
     """
-    sigma = study_sigma(metric, target)
-    seed, n_target = metric["seed"], metric["n_target"]
-    n_report = metric.get("n_report", 2000)
+    metric = resolved_metric(metric, target)
+    sigma, seed, n_target = metric.sigma, metric.seed, metric.n_target
     started = time.perf_counter()
 
     def on_eval(step: int, samples: np.ndarray) -> None:
         if report is not None:
             report(step, kl_divergence(target, samples, sigma=sigma, seed=seed,
-                                       n_target=n_report), samples)
+                                       n_target=metric.n_report), samples)
 
     result = models.train(config, target.sample, on_eval, should_stop)
 
@@ -118,7 +115,7 @@ def train_and_score(config: dict[str, Any], target: GaussianMixture, metric: dic
         return score(*args, **kwargs)
 
     draws = unless_stopped(final_samples, result.generator, config["seed"],
-                           metric["replicates"], metric["eval_samples"])
+                           metric.replicates, metric.eval_samples)
     for replicate in draws:
         if not np.all(np.isfinite(replicate)):
             raise models.TrainingDiverged(result.steps, "final generator samples")
@@ -130,8 +127,8 @@ def train_and_score(config: dict[str, Any], target: GaussianMixture, metric: dic
         for factor in DEFAULT_PROFILE
     )
     knn = None
-    if metric.get("knn", True):
-        options = {} if metric.get("k") is None else {"k": metric["k"]}
+    if metric.knn:
+        options = {} if metric.k is None else {"k": metric.k}
         knn = unless_stopped(kl_divergence, target, draws, method="knn", seed=seed,
                              n_target=n_target, **options)
     return Score(

@@ -19,9 +19,10 @@ from optuna.trial import TrialState
 from pydantic import ValidationError
 
 from hpo.errors import StudyFileError, UsageError
+from hpo.group import StudyGroup
 from hpo.study_file import Metric, one_line_error
-from hpo.study_group import StudyGroup
 from hpo.trial_config import load_config
+from hpo.trials import KIND
 
 if TYPE_CHECKING:
     from hpo.evaluate import Score
@@ -64,7 +65,7 @@ def export_documents(group: StudyGroup, top: int, *, kind: str | None = None,
 def _document(group: StudyGroup, t: optuna.trial.FrozenTrial, rank: int,
               artifact_store: Any) -> dict[str, Any]:
     doc = load_config(t, artifact_store)
-    kind = t.user_attrs.get("generator_kind", "?")
+    kind = t.user_attrs.get(KIND, "?")
     doc["source"] = {
         "study": group.search_studies.get(kind, group.name), "trial": t.number, "rank": rank,
         "kl": t.value, "kl_ci": t.user_attrs.get("kl_ci"),
@@ -224,9 +225,9 @@ def _check_exported(doc: dict[str, Any], path: Path) -> None:
         raise StudyFileError(str(path), "source.kl", f"expected a number or null, got {kl!r:.60}")
 
 
-def _exported_metric(doc: dict[str, Any], path: str | Path) -> dict[str, Any]:
+def _exported_metric(doc: dict[str, Any], path: str | Path) -> Metric:
     try:
-        return Metric.model_validate(doc["metric"]).model_dump()
+        return Metric.model_validate(doc["metric"])
     except ValidationError as err:  # the study file's own one-line message, under "metric."
         line = one_line_error(path, Metric, err)
         raise StudyFileError(line.path, f"metric.{line.key}", line.problem) from None

@@ -2,7 +2,7 @@
 
 Workers are separate processes (one torch thread each), logging to ``runs/logs/``. The launcher
 gives the embedded journal file the guarantee Postgres gets from heartbeats: when a worker dies,
-its RUNNING trials are failed and re-queued (``hpo.budget.requeue``, the one re-queue path), and
+its RUNNING trials are failed and re-queued (``hpo.requeue.requeue``, the one re-queue path), and
 a replacement worker is started. Worker ids, log files and sampler seeds carry the launcher's run
 id (time and pid), so two launchers on one study never share them. Workers get the storage URL
 through the environment (``HPO_STORAGE``, never argv) and stop by themselves when their launcher
@@ -26,28 +26,23 @@ import optuna
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from hpo.budget import BudgetCounts, budget_counts, requeue
 from hpo.evaluate import objective_name
+from hpo.group import load_group
 from hpo.report import group_summary, summary
+from hpo.requeue import requeue
+from hpo.schedule import group_work, planned_trials
 from hpo.storage import (
     DEFAULT_ARTIFACTS,
     DEFAULT_STORAGE,
     display_url,
     ensure_group_studies,
-    ensure_study,
     is_database_url,
     open_storage,
 )
 from hpo.strategy import worker_seed_for
 from hpo.study_file import StudySpec
-from hpo.study_group import (
-    ENQUEUED_ATTR,
-    kind_budgets,
-    load_group,
-    next_work,
-    validation_settings,
-)
 from hpo.systematic import systematic_failure
+from hpo.trials import WORKER, WORKER_PROCESS, BudgetCounts, RetryPolicy, budget_counts
 
 MAX_RESTARTS_PER_SLOT = 3
 
@@ -67,7 +62,8 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
     """Run ``spec`` to its budget with ``workers`` local processes; return an exit status.
 
     A per-kind study file runs its search and then its seed validation (docs/verdict.md)."""
-    studies = _studies(url, spec)
+    group = _studies(url, spec)
+    studies = list(group.values())
     run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     log_dir = Path("runs/logs")
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +100,7 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
     _recover_orphans(studies, spec, out)
     for slot in slots:
         start(slot)
-    bar = tqdm(total=_total(studies, spec), unit="trial", file=out, dynamic_ncols=True)
+    bar = tqdm(total=planned_trials(spec, group), unit="trial", file=out, dynamic_ncols=True)
     try:
         while stop["signal"] is None:
             for slot in slots:
@@ -113,14 +109,14 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
                     continue
                 if code != 0:
                     _recover(studies, spec, slot, code, out)
-                    if (slot.restarts < MAX_RESTARTS_PER_SLOT and not _done(studies, spec)
+                    if (slot.restarts < MAX_RESTARTS_PER_SLOT and not _done(group, spec)
                             and _systematic(studies) is None):
                         slot.restarts += 1
                         finish(slot)
                         start(slot)
                         continue
                 finish(slot)
-            _update(bar, studies, spec)
+            _update(bar, studies, planned_trials(spec, group))
             if all(slot.process is None for slot in slots):
                 break
             time.sleep(0.5)
@@ -129,17 +125,17 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        _update(bar, studies, spec)
+        _update(bar, studies, planned_trials(spec, group))
         bar.close()
         for slot in slots:
             finish(slot)
 
-    done = _done(studies, spec)
+    done = _done(group, spec)
     if spec.layout == "per-kind":
         print("\n" + group_summary(load_group(open_storage(url), spec.name)), file=out)
         print(f"\nthe verdict: hpo report {spec.name}{_storage_flag(url)}", file=out)
     else:
-        print("\n" + summary(studies[0], spec.budget.trials), file=out)
+        print("\n" + summary(group[spec.name], spec.budget.trials), file=out)
     stopped = _systematic(studies)
     if stopped is not None:
         print(f"\n{stopped}", file=out)
@@ -155,40 +151,20 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
     return 0 if done else 1
 
 
-def _studies(url: str, spec: StudySpec) -> list[optuna.Study]:
-    """The study, or for a per-kind study file its group (kind studies, then validation)."""
-    if spec.layout == "per-kind":
-        return list(ensure_group_studies(url, spec, metric=objective_name(spec)).values())
-    return [ensure_study(url, spec, metric=objective_name(spec))]
+def _studies(url: str, spec: StudySpec) -> dict[str, optuna.Study]:
+    """The study file's group: its search studies, then (per-kind) the validation study."""
+    return ensure_group_studies(url, spec, metric=objective_name(spec))
 
 
-def _total(studies: list[optuna.Study], spec: StudySpec) -> int:
-    """Trials the run will finish: the budget, plus (per-kind) the seed validation's."""
-    if spec.layout != "per-kind":
-        return spec.budget.trials
-    top_k, seeds = validation_settings(spec)
-    enqueued = studies[-1].user_attrs.get(ENQUEUED_ATTR)
-    planned = top_k * seeds * len(spec.search.generators)
-    return spec.budget.trials + (planned if enqueued is None else int(enqueued))
+def _done(studies: dict[str, optuna.Study], spec: StudySpec) -> bool:
+    return group_work(spec, studies).action == "done"
 
 
-def _done(studies: list[optuna.Study], spec: StudySpec) -> bool:
-    if spec.layout != "per-kind":
-        return budget_counts(studies[0].get_trials(deepcopy=False)).finished >= spec.budget.trials
-    kinds = list(spec.search.generators)
-    search = {k: s.get_trials(deepcopy=False) for k, s in zip(kinds, studies, strict=False)}
-    top_k, seeds = validation_settings(spec)
-    work = next_work(spec.name, kind_budgets(spec.budget.trials, kinds), search,
-                     studies[-1].get_trials(deepcopy=False),
-                     studies[-1].user_attrs.get(ENQUEUED_ATTR), validate=top_k > 0 and seeds > 0)
-    return work.action == "done"
-
-
-def _update(bar: tqdm, studies: list[optuna.Study], spec: StudySpec) -> None:
+def _update(bar: tqdm, studies: list[optuna.Study], total: int) -> None:
     """Redraw the bar when something changed (elapsed time alone is not news in a log file)."""
     trials = [t for study in studies for t in study.get_trials(deepcopy=False)]
-    c = _sum_counts(studies)
-    bar.total = _total(studies, spec)
+    c = sum((budget_counts(s.get_trials(deepcopy=False)) for s in studies), BudgetCounts())
+    bar.total = total
     best = [t.value for t in trials if t.state == TrialState.COMPLETE]
     postfix = dict(running=c.running, pruned=c.pruned, failed=c.failed,
                    best_kl=f"{min(best):.4f}" if best else "-")
@@ -198,12 +174,6 @@ def _update(bar: tqdm, studies: list[optuna.Study], spec: StudySpec) -> None:
     bar.n = min(c.finished, bar.total)
     bar.set_postfix(postfix, refresh=False)
     bar.refresh()
-
-
-def _sum_counts(studies: list[optuna.Study]) -> BudgetCounts:
-    per = [budget_counts(s.get_trials(deepcopy=False)) for s in studies]
-    return BudgetCounts(*(sum(getattr(c, f) for c in per) for f in (
-        "finished", "running", "waiting", "complete", "pruned", "failed")))
 
 
 def _stop_workers(studies: list[optuna.Study], spec: StudySpec, slots: list[_Slot],
@@ -226,8 +196,8 @@ def _recover(studies: list[optuna.Study], spec: StudySpec, slot: _Slot, code: in
     """Fail and re-queue the RUNNING trials of a worker that died."""
     for study in studies:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.user_attrs.get("worker") == slot.worker_id:
-                requeue(study, t, spec.heartbeat.max_retry)
+            if t.user_attrs.get(WORKER) == slot.worker_id:
+                requeue(study, t, RetryPolicy.from_study_file(spec.retry))
                 tqdm.write(f"worker {slot.index} died (exit {code}); trial {t.number} of "
                            f"{study.study_name} re-queued", file=out)
     tqdm.write(f"worker {slot.index} exited with status {code}; see {slot.log_path}", file=out)
@@ -238,9 +208,9 @@ def _recover_orphans(studies: list[optuna.Study], spec: StudySpec, out: IO) -> N
     was killed outright): without this they would hold their budget slots for ever."""
     for study in studies:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            host, _, pid = str(t.user_attrs.get("worker_process", "")).rpartition(":")
+            host, _, pid = str(t.user_attrs.get(WORKER_PROCESS, "")).rpartition(":")
             if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
-                requeue(study, t, spec.heartbeat.max_retry)
+                requeue(study, t, RetryPolicy.from_study_file(spec.retry))
                 print(f"trial {t.number} was left RUNNING by a dead process; re-queued",
                       file=out)
 

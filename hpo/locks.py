@@ -30,7 +30,7 @@ LEASE_S = 30.0
 """Seconds a Postgres lock holder may sit idle before the server ends its session."""
 WAIT_S = 600.0
 """Seconds ``acquire`` waits before it gives up with :class:`StorageError`."""
-POLL_S = (0.05, 0.25)
+LOCK_RETRY_S = (0.05, 0.25)
 """Range of the jittered pause between two tries."""
 
 
@@ -48,8 +48,8 @@ class ProcessLock:
     purpose : str
         What the lock guards; locks of different purposes are independent.
     engine : sqlalchemy.Engine, optional
-        For Postgres: the engine the lock's connection comes from (``hpo.storage.lock_engine``);
-        required there.
+        For Postgres: the engine the lock's connection comes from (``hpo.storage.process_lock``
+        makes it); required there.
     lease_s : float, default :data:`LEASE_S`
         Recorded for messages; the server enforces it through ``engine``'s session settings.
     """
@@ -91,7 +91,7 @@ class ProcessLock:
             if time.monotonic() > deadline:
                 raise StorageError(f"waited {wait_s:.0f} s for the lock {self.purpose!r}; "
                                    "another process holds it")
-            time.sleep(random.uniform(*POLL_S))
+            time.sleep(random.uniform(*LOCK_RETRY_S))
         return False
 
     def release(self) -> None:

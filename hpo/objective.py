@@ -26,16 +26,27 @@ from optuna.artifacts import upload_artifact
 from optuna.trial import TrialState
 
 import models
-from hpo.budget import STOPPED, original_number
 from hpo.errors import StorageError
 from hpo.evaluate import Score, resolved_metric, train_and_score
+from hpo.group import kind_spec
 from hpo.plots import plot_samples
 from hpo.score_details import store_score_details
 from hpo.space import suggest
-from hpo.study_file import StudySpec
-from hpo.study_group import kind_spec
+from hpo.study_file import Metric, StudySpec
 from hpo.target import build_target
 from hpo.trial_config import store_config
+from hpo.trials import (
+    KIND,
+    SEED,
+    SIGMA,
+    VALIDATES,
+    WORKER,
+    WORKER_PROCESS,
+    Outcome,
+    begin,
+    mark_ended,
+    original_number,
+)
 from hpo.version import code_version
 from metrics import GaussianMixture, KLEstimate
 
@@ -47,13 +58,14 @@ def trial_seed(trial: optuna.Trial, spec: StudySpec) -> int:
     return spec.seed + (original_number(frozen) if frozen is not None else trial.number)
 
 
-def exported_config(spec: StudySpec, target: GaussianMixture, config: dict[str, Any]
-                    ) -> dict[str, Any]:
-    """What ``hpo train`` needs to reproduce a trial: target, metric settings, training config."""
+def exported_config(spec: StudySpec, target: GaussianMixture, metric: Metric,
+                    config: dict[str, Any]) -> dict[str, Any]:
+    """What ``hpo train`` needs to reproduce a trial: target, metric settings (s resolved),
+    training config."""
     return {
         "study": spec.name,
         "target": target.to_dict(),
-        "metric": resolved_metric(spec.metric.model_dump(), target),
+        "metric": metric.model_dump(mode="json"),
         "train": config,
     }
 
@@ -71,30 +83,32 @@ class Objective:
                  should_stop: Callable[[], bool] | None = None) -> None:
         self.spec = spec
         self.target = build_target(spec.target)
+        self.metric = resolved_metric(spec.metric, self.target)  # s, once per study
         self.artifact_store = artifact_store
         self.worker_id = worker_id
         self.should_stop = should_stop or (lambda: False)
 
     def __call__(self, trial: optuna.Trial) -> float:
-        trial.set_user_attr("worker", self.worker_id)
-        trial.set_user_attr("worker_process", f"{socket.gethostname()}:{os.getpid()}")
+        begin(trial)
+        trial.set_user_attr(WORKER, self.worker_id)
+        trial.set_user_attr(WORKER_PROCESS, f"{socket.gethostname()}:{os.getpid()}")
         if self.should_stop():
-            trial.set_user_attr("ended", self._stopped())
+            mark_ended(trial, Outcome.STOPPED, self._stop_reason())
             raise models.TrainingStopped(1)
-        validates = trial.user_attrs.get("validates")
+        validates = trial.user_attrs.get(VALIDATES)
         if validates is not None:  # a seed validation: enqueued with its kind and fresh seed
-            kind = trial.user_attrs["generator_kind"]
-            config = suggest(trial, kind_spec(self.spec, kind), int(trial.user_attrs["seed"]))
+            kind = trial.user_attrs[KIND]
+            config = suggest(trial, kind_spec(self.spec, kind), int(trial.user_attrs[SEED]))
         else:
             config = suggest(trial, self.spec, trial_seed(trial, self.spec))
         # The exportable config is a YAML artifact; the attribute is one short line (a JSON
         # mapping made the dashboard's trial pages 6,000 px wide).
-        store_config(trial, self.artifact_store, exported_config(self.spec, self.target, config))
-        trial.set_user_attr("seed", config["seed"])
+        exported = exported_config(self.spec, self.target, self.metric, config)
+        store_config(trial, self.artifact_store, exported)
+        trial.set_user_attr(SEED, config["seed"])
         trial.set_user_attr("code_version", code_version())
-        trial.set_user_attr("generator_kind", config["generator"]["kind"])
-        metric = resolved_metric(self.spec.metric.model_dump(), self.target)
-        trial.set_user_attr("sigma", metric["sigma"])  # every trial of a study: the same s
+        trial.set_user_attr(KIND, config["generator"]["kind"])
+        trial.set_user_attr(SIGMA, self.metric.sigma)  # every trial of a study: the same s
         last: dict[str, Any] = {}
 
         def report(step: int, kl: KLEstimate, samples: np.ndarray) -> None:
@@ -103,32 +117,31 @@ class Objective:
             # At the last step training is over: nothing to save, so the trial gets its
             # final, replicated score instead of being pruned.
             if step < self.spec.budget.steps and trial.should_prune():
-                trial.set_user_attr("ended", f"pruned at step {step}")
+                mark_ended(trial, Outcome.PRUNED, str(step))
                 self._upload_plot(trial, samples, f"pruned at step {step}, D_s {kl.value:.3f}")
                 raise optuna.TrialPruned(f"D_s {kl.value:.4f} at step {step}")
 
         try:
-            score = train_and_score(config, self.target, metric, report,
+            score = train_and_score(config, self.target, self.metric, report,
                                     self.should_stop)
         except models.TrainingDiverged as err:
-            trial.set_user_attr("ended", f"diverged: {err}")
+            mark_ended(trial, Outcome.DIVERGED, str(err))
             if "samples" in last:
                 self._upload_plot(trial, last["samples"], f"diverged after step {last['step']}")
             raise
         except models.TrainingStopped:
-            trial.set_user_attr("ended", self._stopped())
+            mark_ended(trial, Outcome.STOPPED, self._stop_reason())
             raise
         except (optuna.TrialPruned, StorageError):
             raise  # a storage whose outage outlasted the worker's patience takes no more writes
         except Exception as err:
-            trial.set_user_attr("ended", f"failed: {type(err).__name__}: {err}"[:500])
+            mark_ended(trial, Outcome.FAILED, f"{type(err).__name__}: {err}")
             raise
         self._record(trial, score)
         return score.kl.value
 
-    def _stopped(self) -> str:
-        reason = getattr(self.should_stop, "reason", "")  # a worker's StopFlag says why
-        return f"{STOPPED} ({reason}); re-queued" if reason else f"{STOPPED}; re-queued"
+    def _stop_reason(self) -> str:
+        return getattr(self.should_stop, "reason", "")  # a worker's StopFlag says why
 
     def _record(self, trial: optuna.Trial, score: Score) -> None:
         details = score.as_dict()
@@ -136,7 +149,7 @@ class Objective:
                     "n_params", "steps", "seconds"):
             trial.set_user_attr(key, details[key])
         store_score_details(trial, self.artifact_store, score)
-        trial.set_user_attr("ended", "complete")
+        mark_ended(trial, Outcome.COMPLETE)
         kl = score.kl
         self._upload_plot(trial, score.samples,
                           f"D_s {kl.value:.3f} [{kl.ci_low:.3f}, {kl.ci_high:.3f}] "
@@ -145,8 +158,8 @@ class Objective:
 
     def _upload_plot(self, trial: optuna.Trial, samples: np.ndarray, caption: str) -> None:
         a = trial.user_attrs  # every image names the kind, the seed and the value
-        title = (f"{self.spec.name} trial {trial.number}, {a.get('generator_kind', '?')} "
-                 f"seed {a.get('seed', '?')}\n{caption}")
+        title = (f"{self.spec.name} trial {trial.number}, {a.get(KIND, '?')} "
+                 f"seed {a.get(SEED, '?')}\n{caption}")
         with tempfile.TemporaryDirectory() as tmp:
             path = plot_samples(self.target, samples, Path(tmp) / f"trial-{trial.number}.png",
                                 title=title)

@@ -19,9 +19,9 @@ from optuna.artifacts import upload_artifact
 
 from hpo import report_figures as figs
 from hpo.errors import UsageError
+from hpo.group import StudyGroup, load_group, set_objective_name
 from hpo.report_content import build_report
 from hpo.report_html import render_html
-from hpo.study_group import StudyGroup, load_group, set_objective_name
 
 FIGURE_CAPTIONS = {
     "validation": "Seed validation: seed values, mean and 95% CI per configuration",

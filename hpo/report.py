@@ -7,16 +7,17 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from hpo.budget import budget_counts
+from hpo.group import StudyGroup
 from hpo.report_content import json_safe, metric_name
-from hpo.study_group import StudyGroup, kind_budgets
+from hpo.schedule import kind_budgets
+from hpo.trials import KIND, budget_counts
 
 
 def best_by_kind(trials: list[optuna.trial.FrozenTrial]) -> dict[str, optuna.trial.FrozenTrial]:
     """The lowest-KL complete trial of each generator kind."""
     best: dict[str, optuna.trial.FrozenTrial] = {}
     for t in (t for t in trials if t.state == TrialState.COMPLETE):
-        kind = t.user_attrs.get("generator_kind", "?")
+        kind = t.user_attrs.get(KIND, "?")
         if kind not in best or t.value < best[kind].value:
             best[kind] = t
     return best

@@ -1,6 +1,6 @@
 """What `hpo report` says, as plain data: the content of report.json (schema: docs/report.md).
 
-Everything here is a function of the stored trials of one study group (:mod:`hpo.study_group`):
+Everything here is a function of the stored trials of one study group (:mod:`hpo.group`):
 the validated configurations of each kind with their seed statistics, the comparison of the
 kinds' best validated configurations at the study's s and across the resolution profile, the
 anytime curves, and provenance. The HTML page, the dashboard note and report.json all render
@@ -12,30 +12,33 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.study_group import StudyGroup, kind_budgets, retry_history, trial_seed
+from hpo.group import StudyGroup
+from hpo.schedule import kind_budgets
+from hpo.trials import (
+    ENDED,
+    KIND,
+    VALIDATES,
+    budget_counts,
+    counted,
+    retried_numbers,
+    trial_seed,
+)
 from hpo.verdict import CONFIDENCE, compare_kinds, profile_conclusion, seed_summary
+from metrics import DEFAULT_PROFILE, divergence_name
 
 SCHEMA = "qgan-hpo/report/1"
-#: The resolution profile's multiples of the study's s, in the order they are reported.
-PROFILE_FACTORS = (0.5, 1.0, 2.0)
-
-
-def metric_name(sigma: float | None) -> str:
-    """The objective's name, as the dashboard and every table show it."""
-    at = f"s = {sigma:g}" if sigma is not None else "s not recorded"
-    return f"D_s KL(Q||P) [nats], {at}"
+metric_name = divergence_name  # what report.json's metric.name and every table say
 
 
 def _finished(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """Finished trials that count (a failed trial that was retried is replaced by its retry)."""
-    retried = {n for t in trials for n in retry_history(t)}
-    return [t for t in trials if t.state.is_finished()
-            and not (t.state == TrialState.FAIL and t.number in retried)]
+    return [t for t in counted(trials) if t.state.is_finished()]
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -68,15 +71,15 @@ def validated_configurations(group: StudyGroup) -> dict[str, list[dict[str, Any]
     """
     by_source: dict[tuple[str, str, int], list[FrozenTrial]] = defaultdict(list)
     for t in _finished(group.validation):
-        v = t.user_attrs.get("validates") or {}
-        kind = t.user_attrs.get("generator_kind", "?")
+        v = t.user_attrs.get(VALIDATES) or {}
+        kind = t.user_attrs.get(KIND, "?")
         by_source[(kind, str(v.get("study")), int(v.get("trial", -1)))].append(t)
     out: dict[str, list[dict[str, Any]]] = {}
     for (kind, study, number), trials in by_source.items():
         done = sorted((t for t in trials if t.state == TrialState.COMPLETE),
                       key=lambda t: trial_seed(t) or 0)
         values = [float(t.value) for t in done]
-        validates = trials[0].user_attrs.get("validates") or {}
+        validates = trials[0].user_attrs.get(VALIDATES) or {}
         entry: dict[str, Any] = {
             "source_study": study,
             "source_trial": number,
@@ -175,15 +178,8 @@ def _anytime(trials: Sequence[FrozenTrial]) -> dict[str, list]:
 
 
 def trial_counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
-    states = [t.state for t in _finished(trials)] + [
-        t.state for t in trials if not t.state.is_finished()]
-    return {"finished": sum(s.is_finished() for s in states),
-            "complete": states.count(TrialState.COMPLETE),
-            "pruned": states.count(TrialState.PRUNED),
-            "failed": states.count(TrialState.FAIL),
-            "running": states.count(TrialState.RUNNING),
-            "waiting": states.count(TrialState.WAITING),
-            "retries": sum(1 for t in trials if retry_history(t))}
+    """The budget's counts (:func:`hpo.trials.budget_counts`) as JSON data."""
+    return asdict(budget_counts(trials))
 
 
 def _search_summary(kind: str, study: str, trials: Sequence[FrozenTrial]) -> dict[str, Any]:
@@ -200,11 +196,11 @@ def _failures(group: StudyGroup) -> list[dict[str, Any]]:
     studies = [(group.search_studies[k], ts) for k, ts in group.search.items()]
     studies += [(group.validation_study, group.validation)] if group.validation_study else []
     for study, trials in studies:
-        retried = {n for t in trials for n in retry_history(t)}
+        retried = retried_numbers(trials)
         for t in trials:
             if t.state == TrialState.FAIL:
                 out.append({"study": study, "trial": t.number, "retried": t.number in retried,
-                            "ended": t.user_attrs.get("ended", "")})
+                            "ended": t.user_attrs.get(ENDED) or ""})
     return out
 
 
@@ -265,7 +261,7 @@ def build_report(group: StudyGroup, *, storage: str = "",
         "metric": {"name": metric_name(sigma), "unit": "nats", "sigma": sigma,
                    "sigmas_seen": sigmas_seen, "m": metric.get("eval_samples"),
                    "n": metric.get("n_target"), "replicates": metric.get("replicates"),
-                   "profile_factors": list(PROFILE_FACTORS)},
+                   "profile_factors": list(DEFAULT_PROFILE)},
         "verdict": verdict,
         "kinds": {
             kind: {"search": _search_summary(kind, group.search_studies[kind], trials),

@@ -21,7 +21,8 @@ from optuna.artifacts import download_artifact  # noqa: E402
 from optuna.artifacts.exceptions import ArtifactNotFound  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
-from hpo.study_group import StudyGroup, trial_seed  # noqa: E402
+from hpo.group import StudyGroup  # noqa: E402
+from hpo.trials import trial_seed  # noqa: E402
 
 KIND_COLOURS = {"classical": "tab:blue", "quantum": "tab:orange"}
 #: Intermediate D_s is drawn on a log axis; values at or below this (the estimate can dip under

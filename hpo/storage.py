@@ -17,22 +17,25 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalStorage
 
 # Artifact locations have their own module; re-exported for the callers that import them here.
 from hpo.artifacts import DEFAULT_ARTIFACTS, artifact_store  # noqa: F401
 from hpo.errors import StorageError, UsageError
+from hpo.group import ensure_group
 from hpo.journal import RepairingJournalBackend
 from hpo.locks import LEASE_S, ProcessLock, lease_option
 from hpo.quiet import quiet_experimental
-from hpo.study_group import set_objective_name
+from hpo.study_file import StudySpec
+from hpo.trials import RetryPolicy
 
 DEFAULT_STORAGE = "runs/hpo.journal"
 CONNECT_TIMEOUT_S = 5
@@ -215,9 +218,10 @@ def require_storage(url: str) -> None:
         _require_schema(url)
 
 
-def open_storage(url: str, heartbeat: Any | None = None, *, patience_s: float = 0.0,
+def open_storage(url: str, spec: StudySpec | None = None, *, patience_s: float = 0.0,
                  stop: Callable[[], bool] | None = None, create: bool = True) -> BaseStorage:
-    """An Optuna storage for ``url``; ``heartbeat`` (a study's settings) enables dead-worker retry.
+    """An Optuna storage for ``url``; a study file ``spec`` turns on its heartbeat and its retry
+    of trials whose heartbeat went stale (``retry.outcomes`` holds ``lost``).
 
     ``patience_s`` (default 0: report at once) is how long a call retries an unreachable
     database before it fails; workers ride through outages with it. A journal file is opened
@@ -233,18 +237,25 @@ def open_storage(url: str, heartbeat: Any | None = None, *, patience_s: float = 
         require_storage(url)
     if not is_database_url(url):
         return JournalStorage(RepairingJournalBackend(url))
+    with reported(url), quiet_experimental():
+        kwargs: dict[str, Any] = {"skip_table_creation": not create}
+        if spec is not None:
+            kwargs.update(heartbeat_interval=spec.heartbeat.interval,
+                          grace_period=spec.heartbeat.grace_period,
+                          heartbeat_stale_trial_callback=RetryPolicy.from_study_file(
+                              spec.retry).stale_trial_callback())
+        if url.startswith("postgresql"):  # it creates the schema itself; never when reading
+            kwargs.pop("skip_table_creation")
+            return _rdb_storage(url, patience_s, stop, **kwargs)
+        return RDBStorage(url, engine_kwargs=_engine_kwargs(url, patience_s, stop), **kwargs)
+
+
+@contextmanager
+def reported(url: str) -> Iterator[None]:
+    """SQLAlchemy's errors about ``url`` as one line: :class:`UsageError` for a URL that is not
+    understood, :class:`StorageError` for a database that cannot be reached."""
     try:
-        with quiet_experimental():
-            kwargs: dict[str, Any] = {"skip_table_creation": not create}
-            if heartbeat is not None:
-                kwargs.update(heartbeat_interval=heartbeat.interval,
-                              grace_period=heartbeat.grace_period,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                                  max_retry=heartbeat.max_retry))
-            if url.startswith("postgresql"):  # it creates the schema itself; never when reading
-                kwargs.pop("skip_table_creation")
-                return _rdb_storage(url, patience_s, stop, **kwargs)
-            return RDBStorage(url, engine_kwargs=_engine_kwargs(url, patience_s, stop), **kwargs)
+        yield
     except (sqlalchemy.exc.ArgumentError, ImportError) as err:
         raise UsageError(f"storage URL {display_url(url)} is not understood: {err}") from None
     except sqlalchemy.exc.SQLAlchemyError as err:
@@ -274,12 +285,8 @@ def _require_schema(url: str) -> None:
     engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool,
                                       connect_args=connect_args)
     try:
-        with engine.connect() as conn:
+        with reported(url), engine.connect() as conn:
             present = sqlalchemy.inspect(conn).has_table("studies")
-    except (sqlalchemy.exc.ArgumentError, ImportError) as err:
-        raise UsageError(f"storage URL {display_url(url)} is not understood: {err}") from None
-    except sqlalchemy.exc.SQLAlchemyError as err:
-        raise StorageError(unreachable_message(url, err)) from None
     finally:
         engine.dispose()
     if not present:
@@ -292,69 +299,34 @@ def unreachable_message(url: str, err: Exception) -> str:
     return f"cannot reach the study database {display_url(url)}: {reason}"
 
 
-def ensure_study(url: str, spec: Any, *, sampler: optuna.samplers.BaseSampler | None = None,
-                 pruner: optuna.pruners.BasePruner | None = None, metric: str | None = None,
-                 patience_s: float = 0.0, stop: Callable[[], bool] | None = None
-                 ) -> optuna.Study:
-    """Create schema and study once, or load them: safe with many processes starting together.
+def ensure_group_studies(url: str, spec: StudySpec, *,
+                         sampler: Callable[[], optuna.samplers.BaseSampler] | None = None,
+                         pruner: Callable[[], optuna.pruners.BasePruner] | None = None,
+                         metric: str | None = None, patience_s: float = 0.0,
+                         stop: Callable[[], bool] | None = None) -> dict[str, optuna.Study]:
+    """Create schema and the study file's studies once, or load them: safe with many processes
+    starting together (:func:`hpo.group.ensure_group`, under the init lock).
 
-    Given ``metric`` (:func:`hpo.evaluate.objective_name`), the study names its objective so
+    Given ``metric`` (:func:`hpo.evaluate.objective_name`), each study names its objective so
     (what the dashboard's plots show). ``patience_s`` and ``stop`` are :func:`open_storage`'s,
-    for the study returned too.
+    for the studies returned too.
     """
-    def create(storage: BaseStorage) -> optuna.Study:
-        study = optuna.create_study(study_name=spec.name, storage=storage,
-                                    direction="minimize", sampler=sampler, pruner=pruner,
-                                    load_if_exists=True)
-        if "study_file" not in study.user_attrs:
-            study.set_user_attr("study_file", spec.model_dump(mode="json"))
-        if metric is not None:
-            set_objective_name(study, metric)
-        return study
-
-    return _under_init_lock(url, spec, create, patience_s, stop)
-
-
-def ensure_group_studies(url: str, spec: Any, *, sampler: Callable[[], Any] | None = None,
-                         pruner: Callable[[], Any] | None = None, metric: str | None = None,
-                         patience_s: float = 0.0, stop: Callable[[], bool] | None = None
-                         ) -> dict[str, optuna.Study]:
-    """:func:`ensure_study` for a per-kind study file: its kind studies and validation study
-    (:func:`hpo.study_group.ensure_group`), created once under the same lock."""
-    from hpo.study_group import ensure_group
-
     return _under_init_lock(
         url, spec, lambda storage: ensure_group(storage, spec, sampler=sampler, pruner=pruner,
                                                 metric=metric), patience_s, stop)
 
 
-def _under_init_lock(url: str, spec: Any, create: Callable[[BaseStorage], Any],
+def _under_init_lock(url: str, spec: StudySpec, create: Callable[[BaseStorage], Any],
                      patience_s: float, stop: Callable[[], bool] | None) -> Any:
     lock = process_lock(url, "hpo:init", patience_s=patience_s, stop=stop)
     try:
-        try:
+        with reported(url):
             lock.acquire()
-        except sqlalchemy.exc.SQLAlchemyError as err:
-            raise StorageError(unreachable_message(url, err)) from None
         try:
-            storage = open_storage(url, spec.heartbeat, patience_s=patience_s, stop=stop)
-            try:
+            storage = open_storage(url, spec, patience_s=patience_s, stop=stop)
+            with reported(url):
                 return create(storage)
-            except sqlalchemy.exc.SQLAlchemyError as err:
-                raise StorageError(unreachable_message(url, err)) from None
         finally:
             lock.release()
     finally:
         lock.close()
-
-
-def open_study(url: str, name: str) -> optuna.Study:
-    """An existing study by name, or :class:`UsageError` listing the studies there are."""
-    storage = open_storage(url, None, create=False)
-    try:
-        return optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        known = ", ".join(names) if names else "none"
-        raise UsageError(f"no study named {name!r} in {display_url(url)}; studies there: {known}"
-                         ) from None

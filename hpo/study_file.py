@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hpo.errors import StudyFileError
+from hpo.names import STUDY_NAME_PATTERN
 from hpo.yaml_input import read_yaml_mapping
 from models import config as models_config
 
@@ -162,13 +163,25 @@ class Heartbeat(_Strict):
 
     interval: int = Field(10, ge=1, le=3_600)
     grace_period: int = Field(30, ge=2, le=86_400)
-    max_retry: int = Field(3, ge=0, le=100)
 
     @model_validator(mode="after")
     def _grace_longer(self) -> Heartbeat:
         if self.grace_period <= self.interval:
             raise ValueError("grace_period must be longer than interval")
         return self
+
+
+class Retry(_Strict):
+    """Which ended trials run again (same parameters and seed), and at most how many times.
+
+    ``stopped``: its worker was stopped; ``lost``: its worker died or its heartbeat went stale;
+    ``diverged`` and ``failed`` repeat the same seed, so they help only where the outcome does
+    not follow from it. The study file's retries are :class:`hpo.trials.RetryPolicy`.
+    """
+
+    outcomes: list[Literal["stopped", "lost", "diverged", "failed"]] = Field(
+        default_factory=lambda: ["stopped", "lost"])
+    max_retries: int = Field(3, ge=0, le=100)
 
 
 class Validation(_Strict):
@@ -203,7 +216,7 @@ class Search(_Strict):
 class StudySpec(_Strict):
     """A whole study file."""
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$",
+    name: str = Field(min_length=1, max_length=64, pattern=STUDY_NAME_PATTERN,
                       description="an identifier: letters, digits, _.- (not a leading -), "
                                   "at most 64 characters, because it is a command-line "
                                   "argument and part of file names")
@@ -215,6 +228,7 @@ class StudySpec(_Strict):
     sampler: Sampler = Sampler()
     pruner: Pruner = Pruner()
     heartbeat: Heartbeat = Heartbeat()
+    retry: Retry = Retry()
     layout: Literal["single", "per-kind"] = Field(
         "single", description="per-kind: one study per generator kind, equal budgets, then seed "
         "validation (docs/verdict.md); single: one study where the sampler picks the kind")

@@ -12,21 +12,9 @@ from collections.abc import Sequence
 import optuna
 from optuna.trial import TrialState
 
-from hpo.budget import retried_numbers
+from hpo.trials import KIND, error_of, retried_numbers
 
 FIRST_TRIALS = 3  # this many failures, the first of their kind and all alike, stop the study
-
-
-def _error(trial: optuna.trial.FrozenTrial) -> str | None:
-    """The error a failed trial recorded ("failed: Type: message"), else None.
-
-    Interrupted trials (a stopped or killed worker) and divergence (a property of the
-    hyperparameters, not of the code or the machine) are not errors here.
-    """
-    if trial.state != TrialState.FAIL:
-        return None
-    ended = str(trial.user_attrs.get("ended", ""))
-    return ended.removeprefix("failed: ") if ended.startswith("failed: ") else None
 
 
 def systematic_failure(trials: Sequence[optuna.trial.FrozenTrial],
@@ -38,11 +26,13 @@ def systematic_failure(trials: Sequence[optuna.trial.FrozenTrial],
     finished: dict[str, list[optuna.trial.FrozenTrial]] = {}
     for t in sorted(trials, key=lambda t: t.number):
         if t.state.is_finished() and t.number not in retried:
-            if t.state == TrialState.FAIL and _error(t) is None:
-                continue  # interrupted: says nothing about the study
-            finished.setdefault(str(t.user_attrs.get("generator_kind", "?")), []).append(t)
+            # Interrupted (a stopped or killed worker) and diverged trials (a property of the
+            # hyperparameters) say nothing about the code or the machine.
+            if t.state == TrialState.FAIL and error_of(t) is None:
+                continue
+            finished.setdefault(str(t.user_attrs.get(KIND, "?")), []).append(t)
     for kind, done in sorted(finished.items()):
-        errors = {_error(t) for t in done[:first]}
+        errors = {error_of(t) for t in done[:first]}
         if len(done) >= first and len(errors) == 1 and None not in errors:
             numbers = ", ".join(str(t.number) for t in done[:first])
             return (f"study stopped: its first {first} {kind} trials ({numbers}) all failed "

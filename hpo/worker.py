@@ -27,25 +27,26 @@ import sqlalchemy
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.budget import BudgetCounts, budget_counts, recover_lost_trials, requeue
 from hpo.errors import StorageError, StudyStopped
 from hpo.evaluate import objective_name
+from hpo.group import kind_spec, search_studies, validation_study_name
 from hpo.locks import LEASE_S
-from hpo.objective import STOPPED, Objective
+from hpo.objective import Objective
+from hpo.requeue import recover_lost_trials, requeue
+from hpo.schedule import Work, decide, validates
 from hpo.storage import (
     PATIENCE_S,
     artifact_store,
     ensure_group_studies,
-    ensure_study,
     process_lock,
     seconds_from_env,
 )
 from hpo.strategy import make_pruner, make_sampler, worker_seed_for
 from hpo.study_file import StudySpec
-from hpo.study_group import Work, decide, kind_spec, search_study_name, validation_study_name
 from hpo.systematic import systematic_failure
+from hpo.trials import KIND, RetryPolicy, ended_line, retry_history
 
-POLL_S = 1.0
+BUDGET_POLL_S = 1.0
 """Seconds between looks at the budget while the other workers hold its last slots."""
 
 
@@ -108,24 +109,13 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
             worker_seed = worker_seed_for(worker_id)
         lock = process_lock(url, f"hpo:budget:{spec.name}", lease_s=lease, patience_s=patience,
                             stop=stop)
-        store = artifact_store(artifacts)
-        if spec.layout == "per-kind":
-            claim = _group_claimer(url, spec, worker_seed, store, worker_id, lock, stop,
-                                   patience, say)
-        else:
-            study = ensure_study(url, spec, sampler=make_sampler(spec, worker_seed),
-                                 pruner=make_pruner(spec), metric=objective_name(spec),
-                                 patience_s=patience, stop=stop)
-            objective = Objective(spec, store, worker_id, should_stop=stop)
-
-            def claim() -> tuple[optuna.Study, Objective] | bool | None:
-                claimed = _claim_slot(study, spec, lock, stop, say)
-                return (study, objective) if claimed else claimed
+        claim = _claimer(url, spec, worker_seed, artifact_store(artifacts), worker_id, lock,
+                         stop, patience, say)
         ran = 0
         try:
             while (claimed := claim()) is not None:
                 if claimed is False:
-                    time.sleep(POLL_S)  # the others hold the remaining slots
+                    time.sleep(BUDGET_POLL_S)  # the others hold the remaining slots
                     continue
                 study, objective = claimed
                 ran += _run_one(study, spec, objective, lock, stop, say)
@@ -135,23 +125,23 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
     return ran
 
 
-def _group_claimer(url: str, spec: StudySpec, worker_seed: int, store: Any, worker_id: str,
-                   lock: Any, stop: Callable[[], bool], patience: float,
-                   say: Callable[[str], None]
-                   ) -> Callable[[], tuple[optuna.Study, Objective] | bool | None]:
-    """``claim()`` for a per-kind study file (docs/verdict.md): under the budget lock, the next
-    trial of the kind with the fewest claimed, then, once the search is finished, the seed
-    validation, enqueued once. Returns (study, objective) with the lock held, False to wait,
-    None when all is done or the worker stops."""
+def _claimer(url: str, spec: StudySpec, worker_seed: int, store: Any, worker_id: str,
+             lock: Any, stop: Callable[[], bool], patience: float, say: Callable[[str], None]
+             ) -> Callable[[], tuple[optuna.Study, Objective] | bool | None]:
+    """``claim()`` for the study file's group (:mod:`hpo.schedule`; a single-layout study is a
+    group of one): under the budget lock, the next search trial of the study with the fewest
+    held, then, once the search is finished, the seed validation, enqueued once. Returns
+    (study, objective) with the lock held, False to wait, None when all is done or the worker
+    stops."""
     studies = ensure_group_studies(
         url, spec, sampler=lambda: make_sampler(spec, worker_seed),
         pruner=lambda: make_pruner(spec), metric=objective_name(spec), patience_s=patience,
         stop=stop)
-    objectives = {search_study_name(spec.name, k): Objective(kind_spec(spec, k), store,
-                                                             worker_id, should_stop=stop)
-                  for k in spec.search.generators}
-    objectives[validation_study_name(spec.name)] = Objective(spec, store, worker_id,
-                                                             should_stop=stop)
+    objectives = {name: Objective(kind_spec(spec, kind), store, worker_id, should_stop=stop)
+                  for name, kind in search_studies(spec).items()}
+    if validates(spec):
+        objectives[validation_study_name(spec.name)] = Objective(spec, store, worker_id,
+                                                                 should_stop=stop)
 
     def claim() -> tuple[optuna.Study, Objective] | bool | None:
         if not lock.acquire(stop):
@@ -179,26 +169,6 @@ def _group_claimer(url: str, spec: StudySpec, worker_seed: int, store: Any, work
     return claim
 
 
-def _claim_slot(study: optuna.Study, spec: StudySpec, lock: Any, stop: Callable[[], bool],
-                say: Callable[[str], None]) -> bool | None:
-    """Take the budget lock if a slot is free (True, lock held), False when the other workers
-    hold the remaining slots, None when the budget is met or the worker is stopping."""
-    if not lock.acquire(stop):
-        return None
-    counts, trials = _retrying(lambda: _counts_after_recovery(study, spec, say))
-    if counts.finished >= spec.budget.trials or stop():
-        lock.release()
-        return None
-    stopped = systematic_failure(trials)  # rather than spend the budget on failures
-    if stopped is not None:
-        lock.release()
-        raise StudyStopped(stopped)
-    if counts.waiting == 0 and counts.claimed >= spec.budget.trials:
-        lock.release()
-        return False
-    return True
-
-
 TRANSIENT = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)
 """A call cut off by a dropped connection; the next call re-connects (patiently)."""
 
@@ -219,19 +189,11 @@ def _retrying(call: Callable[[], Any], tries: int = 5) -> Any:
     return None
 
 
-def _counts_after_recovery(study: optuna.Study, spec: StudySpec, say: Callable[[str], None]
-                           ) -> tuple[BudgetCounts, list[FrozenTrial]]:
-    """Re-queue lost trials (a stopped heartbeat, a lost retry), then count the budget."""
-    _recover_lost_trials(study, spec, say)
-    trials = study.get_trials(deepcopy=False)
-    return budget_counts(trials), trials
-
-
 def _recover_lost_trials(study: optuna.Study, spec: StudySpec, say: Callable[[str], None]
                          ) -> None:
     """:func:`hpo.budget.recover_lost_trials`; a failed trial found without its retry is one
     log line. It is given the heartbeat's grace period to be re-queued by its own worker."""
-    for number in recover_lost_trials(study, spec.heartbeat.max_retry,
+    for number in recover_lost_trials(study, RetryPolicy.from_study_file(spec.retry),
                                       spec.heartbeat.grace_period):
         say(f"trial {number} of {study.study_name} failed without its retry (its process was "
             "killed in between); re-queued")
@@ -241,6 +203,7 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
              stop: Callable[[], bool], say: Callable[[str], None]) -> int:
     """One trial under the held lock, released as soon as the trial is RUNNING; 1 if it ran."""
     started: list[int] = []
+    policy = RetryPolicy.from_study_file(spec.retry)
 
     def claimed(trial: optuna.Trial) -> float:
         lock.release()  # the trial is RUNNING: every worker now counts it
@@ -248,12 +211,14 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
         return objective(trial)
 
     def on_finished(study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.state == TrialState.FAIL and str(trial.user_attrs.get("ended")).startswith(
-                STOPPED):
-            requeue(study, trial, spec.heartbeat.max_retry)
-            say(f"stopped: trial {trial.number} failed and re-queued")
-        else:
-            say(_trial_line(trial))
+        note = ""
+        if trial.state == TrialState.FAIL and policy.retries(trial):
+            spent = policy.spent(trial)
+            if spent >= policy.max_retries:
+                note = f"; its {spent} retries are spent, so it counts"
+            elif requeue(study, trial, policy):
+                note = f"; re-queued (retry {spent + 1} of at most {policy.max_retries})"
+        say(_trial_line(trial) + note)
 
     try:
         study.optimize(claimed, n_trials=1, catch=(Exception,), callbacks=[on_finished])
@@ -291,7 +256,7 @@ def _recover_lost(study: optuna.Study, spec: StudySpec, number: int, cause: str,
         say(f"trial {number} was judged stale while it ran here (late heartbeat) and was "
             f"re-queued by another worker; its result is dropped")
         return
-    requeue(study, trial, spec.heartbeat.max_retry)
+    requeue(study, trial, RetryPolicy.from_study_file(spec.retry))
     say(f"trial {number} was lost to a storage fault ({cause}); re-queued")
 
 
@@ -308,9 +273,12 @@ def _one_line_thread_errors(say: Callable[[str], None]) -> Iterator[None]:
 
 
 def _trial_line(trial: FrozenTrial) -> str:
-    value = f" KL {trial.value:.4f}" if trial.value is not None else ""
-    ended = trial.user_attrs.get("ended", trial.state.name.lower())
-    return f"trial {trial.number} {trial.user_attrs.get('generator_kind', '?')}: {ended}{value}"
+    """One log line per finished trial; a retry says which trial it repeats."""
+    value = f" D_s {trial.value:.4f}" if trial.value is not None else ""
+    history = retry_history(trial)
+    retry = f" (retry {len(history)} of trial {history[0]})" if history else ""
+    return (f"trial {trial.number}{retry} {trial.user_attrs.get(KIND, '?')}: "
+            f"{ended_line(trial)}{value}")
 
 
 def _short(err: BaseException) -> str:

@@ -20,7 +20,7 @@ from .kl import (
     kl_profile,
 )
 from .mixture import PRESETS, GaussianMixture
-from .resolution import DEFAULT_PROFILE, default_sigma, smoothed_target
+from .resolution import DEFAULT_PROFILE, default_sigma, divergence_name, smoothed_target
 from .wasserstein import wasserstein2
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "GaussianMixture",
     "KLEstimate",
     "default_sigma",
+    "divergence_name",
     "kl_divergence",
     "kl_profile",
     "mode_coverage",

@@ -23,7 +23,8 @@ import numpy as np
 from ._validation import check_target
 from .mixture import GaussianMixture
 
-__all__ = ["DEFAULT_PROFILE", "check_sigma", "default_sigma", "smoothed_target"]
+__all__ = ["DEFAULT_PROFILE", "check_sigma", "default_sigma", "divergence_name",
+           "smoothed_target"]
 
 #: Multiples of the study's s at which the resolution profile is computed.
 DEFAULT_PROFILE: tuple[float, ...] = (0.5, 1.0, 2.0)
@@ -42,6 +43,13 @@ def default_sigma(target: GaussianMixture) -> float:
     widths = np.sqrt(np.linalg.eigvalsh(target.covariances[active])[:, 0])
     wanted = widths / np.sqrt(_POINTS_RATIO * target.weights[active])
     return float(min(widths.min(), wanted.max()))
+
+
+def divergence_name(sigma: float | None) -> str:
+    """What D_s at resolution ``sigma`` is called in every table, plot and stored study:
+    ``D_s KL(Q||P) [nats], s = 0.5`` (``s not recorded`` when ``sigma`` is None)."""
+    at = f"s = {sigma:g}" if sigma is not None else "s not recorded"
+    return f"D_s KL(Q||P) [nats], {at}"
 
 
 def check_sigma(sigma: object) -> float:

@@ -28,7 +28,7 @@ from tests.conftest import SMOKE, hpo_cmd, hpo_env, reading_storage
 STARTUP_S = 300.0
 
 # Fault tests run on heartbeats this short so that a stale trial is noticed in seconds.
-FAST_HEARTBEAT = {"interval": 1, "grace_period": 4, "max_retry": 3}
+FAST_HEARTBEAT = {"interval": 1, "grace_period": 4}
 
 
 def fault_study(tmp_path: Path, name: str, trials: int, steps: int = 30,

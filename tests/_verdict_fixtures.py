@@ -10,7 +10,7 @@ import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from hpo.study_group import search_study_name, validation_study_name
+from hpo.group import search_study_name, validation_study_name
 
 SIGMA = 0.5
 FACTORS = (0.5, 1.0, 2.0)

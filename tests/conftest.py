@@ -22,25 +22,49 @@ SMOKE = REPO / "studies" / "smoke.yaml"
 PG_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 
-# Markers, so that `pytest -m "not postgres and not browser and not e2e"` is a quick inner loop;
-# `make test` runs everything.
+# Every test declares its tier where it is written (a module's ``pytestmark`` or the test's own
+# decorator): ``unit`` runs in this process (``make test-quick``: ``-m "unit and not slow"``),
+# ``e2e`` starts processes or servers. ``postgres``, ``browser`` and ``docker`` say which server a
+# test needs. Collection refuses a test that declares no tier, two, or uses the PostgreSQL
+# fixtures without ``postgres``; a unit test that starts the hpo CLI, a Python process, a
+# browser or a server fails (see ``unit_tests_stay_in_process``).
+TIERS = ("unit", "e2e")
 POSTGRES_FIXTURES = {"postgres", "pg_url", "module_pg_url"}
-E2E_MODULES = {"test_hpo_embedded", "test_hpo_input", "test_hpo_postgres", "test_compose",
-               "test_faults_journal", "test_faults_postgres", "test_dashboard_browser"}
-BROWSER_MODULES = {"test_dashboard_browser"}
-POSTGRES_MODULES = {"test_compose", "test_dashboard_browser", "test_faults_postgres"}
+SERVER_PROGRAMS = {"hpo", "chromium", "docker", "docker-compose", "dockerd", "pg_ctl", "postgres",
+                   "initdb", "gunicorn", "optuna-dashboard", "moto_server"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    problems = []
     for item in items:
-        module = item.module.__name__.rpartition(".")[2] if item.module else ""
-        if module in POSTGRES_MODULES or POSTGRES_FIXTURES & set(getattr(item, "fixturenames",
-                                                                          ())):
-            item.add_marker(pytest.mark.postgres)
-        if module in E2E_MODULES:
-            item.add_marker(pytest.mark.e2e)
-        if module in BROWSER_MODULES:
-            item.add_marker(pytest.mark.browser)
+        tiers = {m.name for m in item.iter_markers() if m.name in TIERS}
+        if len(tiers) != 1:
+            problems.append(f"{item.nodeid}: declares {sorted(tiers) or 'no tier'}; declare "
+                            "exactly one of pytest.mark.unit (in process) or pytest.mark.e2e")
+        uses_server = POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if uses_server and item.get_closest_marker("postgres") is None:
+            problems.append(f"{item.nodeid}: uses {sorted(uses_server)}; declare "
+                            "pytest.mark.postgres")
+    if problems:
+        raise pytest.UsageError("test markers:\n" + "\n".join(problems))
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_stay_in_process(request: pytest.FixtureRequest,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``unit`` test may not start the hpo CLI, a Python process, a browser or a server."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+    original = subprocess.Popen.__init__
+
+    def guarded(self: subprocess.Popen, args: Any, *rest: Any, **kwargs: Any) -> None:
+        argv = [args] if isinstance(args, str | os.PathLike) else list(args)
+        program = os.path.basename(str(argv[0])) if argv else ""
+        if str(argv[0]) == sys.executable or program in SERVER_PROGRAMS or "python" in program:
+            raise AssertionError(f"a unit test started {program!r}: mark it pytest.mark.e2e")
+        original(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
 
 
 @pytest.fixture(autouse=True)

@@ -29,6 +29,8 @@ import yaml
 
 from tests.conftest import SMOKE, _drop_database, _new_database, run_hpo
 
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
 SMOKE_DATA = yaml.safe_load(SMOKE.read_text())
 PASSWORD = "Tbl-s3cret-4d9e"  # must never appear in any output
 
@@ -176,7 +178,8 @@ ROWS: dict[str, Row] = {
     "heartbeat interval 1e9": init(study(heartbeat__interval=10**9,
                                          heartbeat__grace_period=10**9 + 1), "3600"),
     "grace period not above interval": init(study(heartbeat__grace_period=2), "grace_period"),
-    "max_retry 1000": init(study(heartbeat__max_retry=1000), "heartbeat.max_retry"),
+    "max_retries 1000": init(study(retry__max_retries=1000), "retry.max_retries"),
+    "retry of an unknown outcome": init(study(retry__outcomes=["pruned"]), "retry.outcomes.0"),
     "name starting with -": init(study(name="-smoke"), "name"),
     "name of 300 characters": init(study(name="s" * 300), "64"),
     "name of 65 characters": init(study(name="s" * 65), "64"),
@@ -390,6 +393,7 @@ def _add_trials(url: str) -> None:
     """Init smoke on ``url`` and store five real trials of every state a study holds."""
     import models
     from hpo.cli import main
+    from hpo.evaluate import resolved_metric
     from hpo.objective import exported_config
     from hpo.space import load_spec
     from hpo.target import build_target
@@ -409,7 +413,9 @@ def _add_trials(url: str) -> None:
             state=state, value=0.3 + 0.1 * i if state.name == "COMPLETE" else None,
             params={"lr_critic": 2e-3 + 1e-3 * i}, distributions={"lr_critic": dist},
             intermediate_values={10: 1.0 + i, 20: 0.8 + i},
-            user_attrs={"config": exported_config(spec, target, config), "seed": i,
+            user_attrs={"config": exported_config(spec, target,
+                                                   resolved_metric(spec.metric, target), config),
+                        "seed": i,
                         "generator_kind": "classical", "kl_ci": [0.2, 0.6]}))
 
 

@@ -54,6 +54,8 @@ from _compose_helpers import (
 
 from hpo.dashboard import DEFAULT_WORKERS as DASHBOARD_PROCESSES
 
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
 HPO_SERVICES = ("init", "worker", "dashboard")
 DEFAULT_STUDY = "studies/gaussgan.yaml"
 TEST_STUDY = "studies/smoke.yaml"

@@ -21,6 +21,8 @@ import pytest
 import yaml
 from _compose_helpers import REPO, ComposeEquivalent, fresh_database, http_get, wait_http
 
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.postgres]
+
 STUDY = "studies/smoke.yaml"
 N_WORKERS = 2
 OUT = Path(__file__).resolve().parent / "_out"

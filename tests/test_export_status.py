@@ -28,6 +28,7 @@ def _export(cwd: Path, *args: str) -> list[dict]:
     return list(yaml.safe_load_all(done.stdout))
 
 
+@pytest.mark.e2e
 def test_export_by_kind_and_validated(group_dir) -> None:
     cwd, stored = group_dir
     best = _export(cwd, "--top", "3")  # search values: classical 0.9 0.5 0.7; quantum 1.3 1.0 1.1
@@ -50,6 +51,7 @@ def test_export_by_kind_and_validated(group_dir) -> None:
     assert [d["source"]["trial"] for d in only_q] == [1]
 
 
+@pytest.mark.e2e
 def test_export_refuses_an_unknown_kind(group_dir) -> None:
     cwd, _ = group_dir
     done = run_hpo("export", "verdict", "--kind", "photonic", cwd=cwd)
@@ -57,6 +59,7 @@ def test_export_refuses_an_unknown_kind(group_dir) -> None:
     assert "no generator kind 'photonic'" in done.stderr
 
 
+@pytest.mark.e2e
 def test_status_json(group_dir) -> None:
     cwd, _ = group_dir
     done = run_hpo("status", "verdict", "--json", cwd=cwd)
@@ -75,6 +78,7 @@ def test_status_json(group_dir) -> None:
     assert text.returncode == 0 and "validation (verdict.validation): 20 complete" in text.stdout
 
 
+@pytest.mark.unit
 def test_config_is_an_artifact_with_a_short_summary(tmp_path: Path) -> None:
     import optuna
 

@@ -18,8 +18,10 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 from scipy import stats
 
-from hpo.study_group import ENQUEUED_ATTR, load_group, retry_history, validation_study_name
+from hpo.group import load_group, validation_study_name
+from hpo.schedule import ENQUEUED_ATTR
 from hpo.trial_config import load_config
+from hpo.trials import retry_history
 from tests.conftest import reading_storage, run_hpo, start_hpo, study_variant
 
 pytestmark = pytest.mark.e2e

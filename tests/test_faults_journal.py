@@ -28,6 +28,8 @@ from tests._faults import (
 )
 from tests.conftest import hpo_cmd, hpo_env, run_hpo
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def procs() -> Iterator[Processes]:

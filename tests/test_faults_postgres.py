@@ -35,7 +35,7 @@ from tests._faults import (
 )
 from tests.conftest import REPO, hpo_env
 
-pytestmark = pytest.mark.postgres  # a private cluster, or the shared server
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]  # a private cluster, or the shared server
 
 
 @pytest.fixture

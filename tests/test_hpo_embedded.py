@@ -23,6 +23,8 @@ from tests.conftest import (
     study_variant,
 )
 
+pytestmark = pytest.mark.e2e
+
 BUDGET = yaml.safe_load(SMOKE.read_text())["budget"]["trials"]
 
 

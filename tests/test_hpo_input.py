@@ -10,6 +10,8 @@ import yaml
 
 from tests.conftest import SMOKE, journal_trials, run_hpo
 
+pytestmark = pytest.mark.e2e
+
 COMMANDS = ["init", "worker", "run", "status", "dashboard", "export", "train"]
 
 
@@ -100,6 +102,7 @@ def test_bad_input_never_loses_stored_trials(tmp_path: Path) -> None:
         [(t.number, t.state, t.value) for t in before]
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("url", [
     "postgresql+psycopg2://postgres@127.0.0.1:1/hpo",            # nothing listens there
     "postgresql+psycopg2://postgres@127.0.0.1:5432/no_such_db_x",  # server up, no database

@@ -21,6 +21,8 @@ from hpo.trial_config import load_config
 from metrics import GaussianMixture, default_sigma
 from tests.conftest import SMOKE, reading_storage, run_hpo, slow_study, start_hpo, study_variant
 
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
 SMOKE_SPEC = yaml.safe_load(SMOKE.read_text())
 BUDGET = SMOKE_SPEC["budget"]["trials"]
 EVAL_EVERY = SMOKE_SPEC["budget"]["eval_every"]

@@ -24,26 +24,23 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState, create_trial
 
 import models
-from hpo.budget import (
-    STOPPED,
-    budget_counts,
-    original_number,
-    recover_lost_trials,
-    requeue,
-    unretried,
-)
 from hpo.errors import StudyFileError, UsageError
 from hpo.export import export_documents
+from hpo.group import load_group
 from hpo.journal import RepairingJournalBackend, StaleBreakingLock, repair_journal
 from hpo.locks import ProcessLock
 from hpo.quiet import quiet_experimental
+from hpo.requeue import recover_lost_trials, requeue, unretried
 from hpo.space import load_spec, suggest, training_config
 from hpo.storage import open_storage, seconds_from_env
 from hpo.study_file import read_study_file
-from hpo.study_group import load_group
+from hpo.trials import Outcome, RetryPolicy, budget_counts, mark_ended, original_number
 from tests.conftest import SMOKE
 
+pytestmark = pytest.mark.unit
+
 SPEC = load_spec(SMOKE)
+POLICY = RetryPolicy.from_study_file()  # stopped and lost trials, at most 3 retries
 
 
 def _study() -> optuna.Study:
@@ -128,8 +125,8 @@ def test_requeue_fails_a_running_trial_once_and_keeps_params_and_first_number() 
     _add(study, TrialState.COMPLETE)
     trial = study.ask({"x": FloatDistribution(0, 1)})
     frozen = study.get_trials()[trial.number]
-    assert requeue(study, frozen, max_retry=3) is True
-    assert requeue(study, frozen, max_retry=3) is False  # already FAIL and retried
+    assert requeue(study, frozen, POLICY) is True
+    assert requeue(study, frozen, POLICY) is False  # already FAIL and retried
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL,
                                          TrialState.WAITING]
@@ -138,40 +135,41 @@ def test_requeue_fails_a_running_trial_once_and_keeps_params_and_first_number() 
     # a retry of the retry still points at the first attempt, whose number sets the seed
     running = study.ask()
     assert running.number == 2 and running.params == trials[1].params
-    assert requeue(study, study.get_trials()[2], max_retry=3)
+    assert requeue(study, study.get_trials()[2], POLICY)
     assert original_number(study.get_trials()[3]) == 1
 
 
 def test_requeue_leaves_a_trial_finished_elsewhere_alone() -> None:
     study = _study()
     _add(study, TrialState.COMPLETE)
-    assert requeue(study, study.get_trials()[0], max_retry=3) is False
+    assert requeue(study, study.get_trials()[0], POLICY) is False
     assert len(study.get_trials()) == 1
 
 
-def _failed(study: optuna.Study, ended: str | None) -> int:
+def _failed(study: optuna.Study, outcome: Outcome | None, detail: str = "") -> int:
     trial = study.ask({"x": FloatDistribution(0, 1)})
-    if ended is not None:
-        trial.set_user_attr("ended", ended)
+    if outcome is not None:
+        mark_ended(trial, outcome, detail)
     study.tell(trial, state=TrialState.FAIL)
     return trial.number
 
 
 def test_a_failure_that_lost_its_retry_is_requeued_once_when_old_enough() -> None:
     """What a process killed between a trial's FAIL and its re-queue leaves: a stopped trial
-    (ended 'interrupted: worker stopped ...') or a stale one (no ended) without a retry."""
+    or a lost one (no outcome: failed by another process) without a retry."""
     study = _study()
-    stopped = _failed(study, f"{STOPPED} (SIGTERM); re-queued")
+    stopped = _failed(study, Outcome.STOPPED, "SIGTERM")
     stale = _failed(study, None)
-    _failed(study, "failed: ValueError: a result, not a fault")
+    _failed(study, Outcome.FAILED, "ValueError: a result, not a fault")
     _add(study, TrialState.COMPLETE)
     trials = study.get_trials()
-    assert unretried(trials, max_retry=3, older_than_s=60) == []  # its worker may still queue it
+    assert unretried(trials, POLICY, older_than_s=60) == []  # its worker may still queue it
     later = datetime.datetime.now() + datetime.timedelta(seconds=61)
-    assert [t.number for t in unretried(trials, 3, 60, now=later)] == [stopped, stale]
-    assert unretried(trials, max_retry=0, older_than_s=60, now=later) == []  # none left
-    assert recover_lost_trials(study, max_retry=3, older_than_s=-1) == [stopped, stale]
-    assert recover_lost_trials(study, max_retry=3, older_than_s=-1) == []  # once only
+    assert [t.number for t in unretried(trials, POLICY, 60, now=later)] == [stopped, stale]
+    spent = RetryPolicy(POLICY.outcomes, max_retries=0)
+    assert unretried(trials, spent, older_than_s=60, now=later) == []  # none left
+    assert recover_lost_trials(study, POLICY, older_than_s=-1) == [stopped, stale]
+    assert recover_lost_trials(study, POLICY, older_than_s=-1) == []  # once only
     retries = [t for t in study.get_trials() if t.state == TrialState.WAITING]
     assert [original_number(t) for t in retries] == [stopped, stale]
     assert [t.params for t in retries] == [study.get_trials()[n].params for n in (stopped, stale)]
@@ -355,7 +353,7 @@ def test_hpo_uses_only_optunas_public_api(private: str) -> None:
 def test_a_stop_before_training_fails_the_trial_in_one_attribute(tmp_path: Path) -> None:
     """A stop that arrives between the claim and training: no training, FAIL, ``ended`` says
     why; the worker's callback then re-queues it through ``requeue``."""
-    from hpo.objective import STOPPED, Objective
+    from hpo.objective import Objective
     from hpo.storage import artifact_store
 
     class Stop:
@@ -369,6 +367,7 @@ def test_a_stop_before_training_fails_the_trial_in_one_attribute(tmp_path: Path)
     study.optimize(objective, n_trials=1, catch=(Exception,))
     (trial,) = study.get_trials()
     assert trial.state == TrialState.FAIL and not trial.intermediate_values
-    assert trial.user_attrs["ended"] == f"{STOPPED} (received SIGTERM); re-queued"
-    assert requeue(study, trial, max_retry=1)
+    assert trial.user_attrs["ended"] == "interrupted: worker stopped (received SIGTERM)"
+    assert trial.user_attrs["outcome"] == "stopped"
+    assert requeue(study, trial, RetryPolicy.from_study_file())
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.WAITING]

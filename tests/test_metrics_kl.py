@@ -16,6 +16,8 @@ from metrics import kl_divergence as _kl_divergence
 from tests._truth import kl_gaussians, kl_monte_carlo, scaled, shifted
 from tests._truth import kl_truth as truth
 
+pytestmark = pytest.mark.unit
+
 M, N = 2000, 20_000
 
 

@@ -11,6 +11,8 @@ from scipy.stats import multivariate_normal
 import metrics
 from metrics import GaussianMixture
 
+pytestmark = pytest.mark.unit
+
 I2 = np.eye(2)
 
 

@@ -8,6 +8,8 @@ import pytest
 from metrics import GaussianMixture
 from metrics.refit import VARIANCE_FLOOR, refit_mixture, split_components, stand_in_mixture
 
+pytestmark = pytest.mark.unit
+
 GG = GaussianMixture.preset("gaussgan")
 R8 = GaussianMixture.preset("ring8")
 

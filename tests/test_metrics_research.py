@@ -9,6 +9,8 @@ import pytest
 from metrics import GaussianMixture, kl_divergence
 from metrics._research import research_kl_v1, research_kl_v2
 
+pytestmark = pytest.mark.unit
+
 I2 = np.eye(2)
 GG = GaussianMixture.preset("gaussgan")
 Q1 = GaussianMixture([1.0], [[0, 0]], [I2])

@@ -28,6 +28,8 @@ from tests._truth import (
     smoothed_truth,
 )
 
+pytestmark = pytest.mark.unit
+
 M, N = 2000, 20_000
 I2 = np.eye(2)
 GG = GaussianMixture.preset("gaussgan")

@@ -7,6 +7,8 @@ import pytest
 
 from metrics import GaussianMixture, mode_coverage, wasserstein2
 
+pytestmark = pytest.mark.unit
+
 I2 = np.eye(2)
 
 

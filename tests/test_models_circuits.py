@@ -16,6 +16,8 @@ from models.critic import Critic
 from models.quantum import FastBackend
 from models.training import optimizers, training_step
 
+pytestmark = pytest.mark.unit
+
 ANSATZE = ["gaussgan", "strongly_entangling", "reuploading"]
 HEADS = ["linear", "mlp"]
 TOL = 1e-8

@@ -9,6 +9,8 @@ import torch
 
 from models import ClassicalGenerator, QuantumGenerator, build_generator, resolve_config
 
+pytestmark = pytest.mark.unit
+
 
 def test_defaults_are_complete_plain_data() -> None:
     cfg = resolve_config({})

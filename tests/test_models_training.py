@@ -8,6 +8,8 @@ import torch
 
 from models import TrainingDiverged, TrainResult, build_generator, resolve_config, train
 
+pytestmark = pytest.mark.unit
+
 QUANTUM = {"kind": "quantum", "n_qubits": 3, "n_layers": 2}
 
 

@@ -25,6 +25,8 @@ import sqlalchemy
 
 from tests.conftest import SMOKE, _admin, hpo_cmd, hpo_env, run_hpo
 
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
 PASSWORD = f"pw{uuid.uuid4().hex}"
 
 

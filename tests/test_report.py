@@ -17,9 +17,9 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 from scipy import stats
 
+from hpo.group import load_group, validation_study_name
 from hpo.publish import write_report
 from hpo.report_content import build_report, metric_name
-from hpo.study_group import load_group, validation_study_name
 from tests._verdict_fixtures import SIGMA, build_group, welch_reference
 from tests.conftest import run_hpo
 
@@ -58,6 +58,7 @@ def _recomputed(storage) -> dict[str, dict[int, list[float]]]:
     return out
 
 
+@pytest.mark.unit
 def test_report_json_equals_a_recomputation_from_stored_trials(published) -> None:
     storage, stored, result, _ = published
     report = json.loads(result.json.read_text())
@@ -84,6 +85,7 @@ def test_report_json_equals_a_recomputation_from_stored_trials(published) -> Non
     assert report["verdict"]["sentence"].startswith(f"At s = {SIGMA:g}, classical is better")
 
 
+@pytest.mark.unit
 def test_profile_comparison_at_each_multiple_of_s(published) -> None:
     storage, _, result, _ = published
     report = result.report
@@ -105,6 +107,7 @@ def test_profile_comparison_at_each_multiple_of_s(published) -> None:
     assert report["verdict"]["profile_holds"] is True
 
 
+@pytest.mark.unit
 def test_overlapping_seeds_say_not_established(journal, tmp_path: Path) -> None:
     _, storage = journal
     build_group(storage, "close", validation_values={
@@ -117,6 +120,7 @@ def test_overlapping_seeds_say_not_established(journal, tmp_path: Path) -> None:
     assert "not established" in report["verdict"]["sentence"]
 
 
+@pytest.mark.unit
 def test_provenance_budget_seeds_and_anytime(published) -> None:
     _, stored, result, _ = published
     r = result.report
@@ -135,6 +139,7 @@ def test_provenance_budget_seeds_and_anytime(published) -> None:
     assert curve["cumulative_seconds"] == [10.0, 21.0, 33.0, 46.0]
 
 
+@pytest.mark.unit
 def test_html_is_one_self_contained_file(published) -> None:
     _, _, result, _ = published
     page = result.html.read_text()
@@ -160,6 +165,7 @@ def _dashboard_get(storage, store, path: str) -> dict:
     return json.loads(body)
 
 
+@pytest.mark.unit
 def test_dashboard_note_carries_the_verdict_and_plots_name_the_metric(published) -> None:
     storage, _, result, store = published
     assert result.noted_studies == ["verdict.classical", "verdict.quantum", "verdict.validation"]
@@ -177,6 +183,7 @@ def test_dashboard_note_carries_the_verdict_and_plots_name_the_metric(published)
             validation["note"]["body"]
 
 
+@pytest.mark.unit
 def test_single_study_layout_is_split_by_kind(journal) -> None:
     _, storage = journal
     study = optuna.create_study(study_name="old", storage=storage)
@@ -193,6 +200,7 @@ def test_single_study_layout_is_split_by_kind(journal) -> None:
     assert "no seed validation" in report["verdict"]["sentence"]
 
 
+@pytest.mark.e2e
 def test_cli_report_on_the_embedded_journal(journal, tmp_path: Path) -> None:
     _, storage = journal
     build_group(storage)
@@ -207,6 +215,7 @@ def test_cli_report_on_the_embedded_journal(journal, tmp_path: Path) -> None:
     assert "no study named 'nosuch'" in bad.stderr and "verdict.classical" in bad.stderr
 
 
+@pytest.mark.e2e
 def test_report_has_help(tmp_path: Path) -> None:
     done = run_hpo("report", "--help", cwd=tmp_path, timeout=60)
     assert done.returncode == 0 and "usage: hpo report" in done.stdout

@@ -18,6 +18,8 @@ from test_dashboard_browser import CHROMIUM_ARGS, OUT, chromium  # noqa: F401 - 
 from tests._verdict_fixtures import SIGMA, build_group
 from tests.conftest import hpo_cmd, hpo_env, run_hpo
 
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
 METRIC = f"D_s KL(Q||P) [nats], s = {SIGMA:g}"
 
 

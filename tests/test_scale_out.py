@@ -23,6 +23,8 @@ from conftest import hpo_cmd, hpo_env, run_hpo, study_variant
 from hpo.artifacts import PrefixedArtifactStore, parse_s3_url
 from hpo.errors import UsageError
 
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
 BUCKET, PREFIX = "hpo-artifacts", "studies/scale"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TRIALS = 3

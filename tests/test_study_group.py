@@ -1,6 +1,6 @@
-"""The fair search's rules (hpo/study_group.py), in process with a cheap objective: equal budgets
-per kind, pruning only against the same kind, validation of the top configurations on seeds the
-search never used, enqueued once."""
+"""The fair search's rules (hpo/group.py, hpo/schedule.py), in process with a cheap objective:
+equal budgets per kind, pruning only against the same kind, validation of the top configurations
+on seeds the search never used, enqueued once."""
 
 from __future__ import annotations
 
@@ -11,21 +11,26 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo.space import load_spec
-from hpo.study_group import (
-    ENQUEUED_ATTR,
-    claimed_slots,
-    decide,
-    enqueue_validation,
+from hpo.group import (
     ensure_group,
-    kind_budgets,
     load_group,
-    next_search_kind,
+    search_studies,
     search_study_name,
-    validation_requests,
     validation_study_name,
 )
+from hpo.schedule import (
+    ENQUEUED_ATTR,
+    decide,
+    enqueue_validation,
+    kind_budgets,
+    next_search_kind,
+    validation_requests,
+)
+from hpo.space import load_spec
+from hpo.trials import budget_counts
 from tests.conftest import SMOKE
+
+pytestmark = pytest.mark.unit
 
 SCALE = {"classical": 1.0, "quantum": 1000.0}  # quantum curves far above classical ones
 
@@ -79,7 +84,7 @@ def _run(storage, spec) -> list[str]:
         if work.action == "done":
             return actions
         assert work.action in ("search", "validate"), work
-        kind = work.kind
+        kind = search_studies(spec).get(work.study)
         if work.action == "validate":
             waiting = [t for t in studies[vname].get_trials() if t.state == TrialState.WAITING]
             kind = waiting[0].user_attrs["generator_kind"]
@@ -92,7 +97,8 @@ def _run(storage, spec) -> list[str]:
 def finished_group():
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = load_spec(SMOKE)
-    spec = spec.model_copy(update={"budget": spec.budget.model_copy(update={"trials": 13})})
+    spec = spec.model_copy(update={"budget": spec.budget.model_copy(update={"trials": 13}),
+                                   "layout": "per-kind"})
     storage = optuna.storages.InMemoryStorage()
     actions = _run(storage, spec)
     return spec, storage, actions
@@ -101,7 +107,7 @@ def finished_group():
 def test_two_kinds_get_equal_budgets_and_their_own_pruning(finished_group) -> None:
     spec, storage, actions = finished_group
     group = load_group(storage, spec.name)
-    counts = {k: claimed_slots(ts) for k, ts in group.search.items()}
+    counts = {k: budget_counts(ts).held for k, ts in group.search.items()}
     assert counts == {"classical": 7, "quantum": 6}
     for kind, trials in group.search.items():
         assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)

@@ -34,6 +34,7 @@ def _trial(number: int, state: TrialState, kind: str = "quantum", ended: str | N
 OOM = "failed: MemoryError: Unable to allocate 7.28 TiB"
 
 
+@pytest.mark.unit
 def test_three_alike_failures_first_of_their_kind_stop_the_study() -> None:
     trials = [_trial(i, TrialState.FAIL, ended=OOM) for i in range(3)]
     line = systematic_failure(trials)
@@ -60,10 +61,12 @@ def test_three_alike_failures_first_of_their_kind_stop_the_study() -> None:
     ("later failures after a success", [_trial(0, TrialState.PRUNED)] +
      [_trial(i, TrialState.FAIL, ended=OOM) for i in range(1, 6)]),
 ])
+@pytest.mark.unit
 def test_no_stop_without_a_systematic_error(case: str, trials: list) -> None:
     assert systematic_failure(trials) is None, case
 
 
+@pytest.mark.unit
 def test_interrupted_and_retried_trials_do_not_count() -> None:
     trials = [_trial(0, TrialState.FAIL, ended="interrupted: worker stopped (SIGTERM)"),
               _trial(1, TrialState.FAIL, ended=OOM),

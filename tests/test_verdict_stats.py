@@ -11,6 +11,8 @@ from scipy import stats
 
 from hpo.verdict import compare_kinds, profile_conclusion, seed_summary
 
+pytestmark = pytest.mark.unit
+
 # Student t quantiles from a printed table (two-sided 95%): df 4 -> 2.776, df 2 -> 4.303.
 T_975_DF4 = 2.776445
 T_975_DF2 = 4.302653

@@ -1,0 +1,219 @@
+"""What a worker does next in a study group: the budget split, the next claim, the seed
+validation's plan, and when the group is done.
+
+Decided under the budget lock (:func:`decide`), from the group's studies (:mod:`hpo.group`). A
+search study is open while its finished and running trials hold fewer slots than its share of
+``budget.trials`` (:func:`kind_budgets`: equal shares, within one); the open study with the fewest
+goes first, so kinds advance together. When every search study holds its share and has
+finished, a per-kind group enqueues its seed validation once (:func:`validation_requests`), runs
+it, and is done; a single-layout group is done at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.group import search_studies, validation_study_name
+from hpo.study_file import StudySpec
+from hpo.trials import KIND, SEED, VALIDATES, budget_counts, trial_seed
+
+#: Validation seeds start here (plus the study's seed), far above any search trial's seed
+#: (``seed + trial number``), and skip any seed a search trial used.
+VALIDATION_SEED_BASE = 1_000_000
+#: Study user attribute of ``NAME.validation``: how many validation trials were enqueued.
+ENQUEUED_ATTR = "validation_enqueued"
+
+
+def kind_budgets(total: int, kinds: Sequence[str]) -> dict[str, int]:
+    """Split ``total`` search trials equally over ``kinds``; the first ``total % len(kinds)``
+    kinds get one more, so counts differ by at most one."""
+    if total < 0:
+        raise ValueError(f"the trial budget must be >= 0, got {total}")
+    if not kinds:
+        raise ValueError("no generator kinds to split the budget over")
+    share, extra = divmod(total, len(kinds))
+    return {kind: share + (i < extra) for i, kind in enumerate(kinds)}
+
+
+def next_search_kind(held: Mapping[str, int], budgets: Mapping[str, int]) -> str | None:
+    """The key (kind or study) to pull the next search trial from, or ``None`` when every one
+    holds its budget.
+
+    ``held[key]`` counts its finished and running trials. The open key with the fewest goes
+    first (ties: the order of ``budgets``), so a run stopped at any point holds counts within
+    one of each other.
+    """
+    open_keys = [k for k in budgets if held.get(k, 0) < budgets[k]]
+    if not open_keys:
+        return None
+    return min(open_keys, key=lambda k: (held.get(k, 0), list(budgets).index(k)))
+
+
+@dataclass(frozen=True)
+class ValidationRequest:
+    """One re-training of a search trial's configuration on a fresh seed."""
+
+    kind: str
+    source_study: str
+    source_trial: int
+    source_value: float
+    rank: int  # 1 = the kind's best search trial
+    params: dict[str, Any]
+    seed: int
+
+    def user_attrs(self) -> dict[str, Any]:
+        return {KIND: self.kind, SEED: self.seed,
+                VALIDATES: {"study": self.source_study, "trial": self.source_trial,
+                            "rank": self.rank, "search_value": self.source_value}}
+
+
+def validation_requests(search: Mapping[str, Sequence[FrozenTrial]],
+                        source_studies: Mapping[str, str], *, top_k: int, seeds: int,
+                        base_seed: int = 0) -> list[ValidationRequest]:
+    """The validation work: the ``top_k`` complete trials of each kind, ``seeds`` fresh seeds each.
+
+    Seeds run upwards from ``base_seed + VALIDATION_SEED_BASE``, skipping every seed a search trial
+    of any kind used; each (configuration, replicate) gets its own seed. Kinds with fewer complete
+    trials validate what they have.
+    """
+    if top_k < 1 or seeds < 1:
+        raise ValueError(f"validation needs top_k >= 1 and seeds >= 1, got {top_k}, {seeds}")
+    used = {s for trials in search.values() for t in trials if (s := trial_seed(t)) is not None}
+    next_seed = base_seed + VALIDATION_SEED_BASE
+    requests = []
+    for kind, trials in search.items():
+        done = sorted((t for t in trials if t.state == TrialState.COMPLETE),
+                      key=lambda t: (t.value, t.number))
+        for rank, t in enumerate(done[:top_k], start=1):
+            for _ in range(seeds):
+                while next_seed in used:
+                    next_seed += 1
+                requests.append(ValidationRequest(kind, source_studies[kind], t.number,
+                                                  float(t.value), rank, dict(t.params),
+                                                  next_seed))
+                used.add(next_seed)
+    return requests
+
+
+def enqueue_validation(study: optuna.Study, requests: Sequence[ValidationRequest]) -> int:
+    """Enqueue the requests not yet in ``study`` (matched by seed); return how many were added.
+
+    Call it under the budget lock: it reads, then writes.
+    """
+    present = {trial_seed(t) for t in study.get_trials(deepcopy=False)}
+    added = 0
+    for r in requests:
+        if r.seed in present:
+            continue
+        study.enqueue_trial(r.params, user_attrs=r.user_attrs())
+        added += 1
+    return added
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a worker does next (decided under the budget lock).
+
+    ``action`` is ``"search"`` (pull a trial of search study ``study``), ``"enqueue"`` (the
+    search is over: enqueue the validation, then ask again), ``"validate"`` (pull a waiting
+    trial of the validation ``study``), ``"wait"`` (others hold the remaining work) or
+    ``"done"``.
+    """
+
+    action: str
+    study: str | None = None
+
+
+def next_work(budgets: Mapping[str, int], search: Mapping[str, Sequence[FrozenTrial]],
+              validation: str | None, validation_trials: Sequence[FrozenTrial],
+              enqueued: int | None) -> Work:
+    """The next piece of work of a study group.
+
+    Parameters
+    ----------
+    budgets : mapping of search study name to int
+        Each search study's share of the trial budget (:func:`study_budgets`).
+    search : mapping of search study name to trials
+        The trials of each search study.
+    validation : str or None
+        The validation study's name; None when the group validates nothing (a single-layout
+        study, or ``validation: {top_k: 0}``).
+    validation_trials : trials
+        The trials of the validation study (empty if it has none).
+    enqueued : int or None
+        The validation study's :data:`ENQUEUED_ATTR`; ``None`` before the validation is enqueued.
+    """
+    held = {k: budget_counts(search.get(k, [])).held for k in budgets}
+    study = next_search_kind(held, budgets)
+    if study is not None:
+        return Work("search", study)
+    if any(not t.state.is_finished() for ts in search.values() for t in ts):
+        return Work("wait")  # a running trial may yet fail and be retried
+    if validation is None:
+        return Work("done")
+    if enqueued is None:
+        return Work("enqueue", validation)
+    if any(t.state == TrialState.WAITING for t in validation_trials):
+        return Work("validate", validation)
+    if any(t.state == TrialState.RUNNING for t in validation_trials):
+        return Work("wait")
+    return Work("done")
+
+
+def study_budgets(spec: StudySpec) -> dict[str, int]:
+    """Search study name -> its share of ``budget.trials``."""
+    return kind_budgets(spec.budget.trials, list(search_studies(spec)))
+
+
+def validates(spec: StudySpec) -> bool:
+    """Whether the study file's group runs a seed validation after its search."""
+    v = spec.validation
+    return spec.layout == "per-kind" and v.top_k > 0 and v.seeds > 0
+
+
+def planned_trials(spec: StudySpec, studies: Mapping[str, optuna.Study]) -> int:
+    """Trials the group will finish: the budget, plus the seed validation's (as enqueued, or
+    as planned before it is)."""
+    if not validates(spec):
+        return spec.budget.trials
+    enqueued = studies[validation_study_name(spec.name)].user_attrs.get(ENQUEUED_ATTR)
+    if enqueued is not None:
+        return spec.budget.trials + int(enqueued)
+    v = spec.validation
+    return spec.budget.trials + v.top_k * v.seeds * len(spec.search.generators)
+
+
+def group_work(spec: StudySpec, studies: Mapping[str, optuna.Study]) -> Work:
+    """The group's next :class:`Work` read from its ``studies`` (:func:`hpo.group.ensure_group`'s
+    mapping), without acting on it."""
+    search = {name: studies[name].get_trials(deepcopy=False) for name in search_studies(spec)}
+    if not validates(spec):
+        return next_work(study_budgets(spec), search, None, [], None)
+    vstudy = studies[validation_study_name(spec.name)]
+    return next_work(study_budgets(spec), search, vstudy.study_name,
+                     vstudy.get_trials(deepcopy=False), vstudy.user_attrs.get(ENQUEUED_ATTR))
+
+
+def decide(studies: Mapping[str, optuna.Study], spec: StudySpec) -> Work:
+    """The worker's next :class:`Work` for study file ``spec``.
+
+    Call it under the budget lock. When the search is over and the validation not yet enqueued,
+    it enqueues it here (once, recorded in :data:`ENQUEUED_ATTR`) and decides again.
+    """
+    work = group_work(spec, studies)
+    if work.action != "enqueue":
+        return work
+    kinds = search_studies(spec)
+    search = {kind: studies[name].get_trials(deepcopy=False) for name, kind in kinds.items()}
+    requests = validation_requests(search, {kind: name for name, kind in kinds.items()},
+                                   top_k=spec.validation.top_k, seeds=spec.validation.seeds,
+                                   base_seed=spec.seed)
+    vstudy = studies[validation_study_name(spec.name)]
+    enqueue_validation(vstudy, requests)
+    vstudy.set_user_attr(ENQUEUED_ATTR, len(requests))
+    return group_work(spec, studies)

@@ -1,0 +1,219 @@
+"""The trial record: what a trial stores about itself, how it ended, what counts against the
+budget, and which ended trials run again.
+
+This module is the one owner of that record (docs/design.md, "A trial's life"). Others write a
+trial's outcome with :func:`mark_ended` and read it with :func:`outcome_of`; no other module
+parses the ``ended`` line, which is for people (the dashboard, the worker log).
+
+A trial ends in one :class:`Outcome`. COMPLETE and PRUNED are Optuna's states; a FAIL says why in
+its ``outcome`` attribute: DIVERGED (non-finite training, a property of the hyperparameters),
+FAILED (an error of code or machine), STOPPED (its worker was told to stop) or LOST (its process
+died, its heartbeat went stale, or a storage fault cut it off: another process failed it, so it
+wrote no outcome). Which of those run again, and how often, is the study file's ``retry``
+section (:class:`RetryPolicy`). A failed trial that has a retry does not count against the
+budget: its retry holds the slot (:func:`budget_counts`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import astuple, dataclass
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.quiet import quiet_experimental
+from hpo.study_file import Retry
+
+# User-attribute keys of the record that more than one module reads.
+OUTCOME = "outcome"
+ENDED = "ended"  # one line for people: "pruned at step 500", "diverged: ...", "failed: ..."
+SEED = "seed"
+KIND = "generator_kind"
+WORKER = "worker"
+WORKER_PROCESS = "worker_process"  # host:pid, for the launcher's orphan check
+VALIDATES = "validates"  # a seed validation: {study, trial, rank, search_value}
+SIGMA = "sigma"
+
+MAX_ENDED = 500  # characters of an error kept in ``ended``
+
+
+class Outcome(enum.StrEnum):
+    """How a trial ended; the value is what the ``outcome`` attribute and study files say."""
+
+    COMPLETE = "complete"
+    PRUNED = "pruned"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    LOST = "lost"
+
+
+# The ``ended`` lines written before trials stored an ``outcome`` (the published journals hold
+# them; a stopped trial's said "interrupted: worker stopped (why); re-queued"): read here alone.
+_LEGACY_PREFIXES = (("interrupted: worker stopped", Outcome.STOPPED),
+                    ("diverged", Outcome.DIVERGED), ("failed: ", Outcome.FAILED))
+
+
+def mark_ended(trial: optuna.Trial, outcome: Outcome, detail: str = "") -> None:
+    """Record how ``trial`` ends: its ``outcome`` and the ``ended`` line that people read.
+
+    ``detail`` is the step of a pruned trial, the reason of a divergence, the error of a
+    failure (``Type: message``) or why the worker stopped.
+    """
+    if outcome is Outcome.COMPLETE:
+        line = "complete"
+    elif outcome is Outcome.PRUNED:
+        line = f"pruned at step {detail}"
+    elif outcome is Outcome.STOPPED:
+        line = "interrupted: worker stopped" + (f" ({detail})" if detail else "")
+    else:
+        line = f"{outcome.value}: {detail}"[:MAX_ENDED]
+    trial.set_user_attr(OUTCOME, outcome.value)
+    trial.set_user_attr(ENDED, line)
+
+
+def begin(trial: optuna.Trial) -> None:
+    """Clear the outcome a retry inherited from the trial it repeats (Optuna copies the user
+    attributes), so that a retry lost in its turn reads LOST, not its predecessor's outcome."""
+    if trial.user_attrs.get(OUTCOME) is not None or trial.user_attrs.get(ENDED) is not None:
+        trial.set_user_attr(OUTCOME, None)
+        trial.set_user_attr(ENDED, None)
+
+
+def outcome_of(trial: FrozenTrial) -> Outcome | None:
+    """How ``trial`` ended; None while it is RUNNING or WAITING."""
+    if trial.state == TrialState.COMPLETE:
+        return Outcome.COMPLETE
+    if trial.state == TrialState.PRUNED:
+        return Outcome.PRUNED
+    if trial.state != TrialState.FAIL:
+        return None
+    stored = trial.user_attrs.get(OUTCOME)
+    if stored in Outcome.__members__.values():
+        return Outcome(stored)
+    ended = trial.user_attrs.get(ENDED)
+    if ended is None:
+        return Outcome.LOST  # failed by another process: a dead worker, a stale heartbeat
+    return next((o for prefix, o in _LEGACY_PREFIXES if str(ended).startswith(prefix)),
+                Outcome.FAILED)
+
+
+def error_of(trial: FrozenTrial) -> str | None:
+    """The error a FAILED trial recorded (``Type: message``), else None."""
+    if outcome_of(trial) is not Outcome.FAILED:
+        return None
+    return str(trial.user_attrs.get(ENDED, "")).removeprefix("failed: ")
+
+
+def ended_line(trial: FrozenTrial) -> str:
+    """The ``ended`` line, or the state's name for a trial that has none."""
+    return str(trial.user_attrs.get(ENDED) or trial.state.name.lower())
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Which ended trials run again (same parameters, same seed) and how many times.
+
+    Made from the study file's ``retry`` section (:meth:`from_study_file`; its defaults: a
+    trial whose worker was stopped or lost runs again, at most 3 times). A retry keeps its seed,
+    so retrying DIVERGED or FAILED helps only where the outcome does not follow from the seed
+    (a machine that ran out of memory, a thread race).
+    """
+
+    outcomes: frozenset[Outcome]
+    max_retries: int
+
+    @classmethod
+    def from_study_file(cls, retry: Retry | None = None) -> RetryPolicy:
+        """The policy a study file's ``retry`` section states (its defaults when None)."""
+        retry = retry or Retry()
+        return cls(frozenset(Outcome(o) for o in retry.outcomes), retry.max_retries)
+
+    def retries(self, trial: FrozenTrial) -> bool:
+        """Whether ``trial``'s outcome is one this policy runs again (retries left or not)."""
+        return outcome_of(trial) in self.outcomes
+
+    def spent(self, trial: FrozenTrial) -> int:
+        """Retries already spent on ``trial``'s series."""
+        return len(retry_history(trial))
+
+    def stale_trial_callback(self) -> RetryHeartbeatStaleTrialCallback | None:
+        """Optuna's callback for trials failed by a stale heartbeat (LOST), if those retry."""
+        if Outcome.LOST not in self.outcomes:
+            return None
+        with quiet_experimental():
+            return RetryHeartbeatStaleTrialCallback(max_retry=self.max_retries)
+
+
+def retry_history(trial: FrozenTrial) -> list[int]:
+    """Numbers of the trials this one retries, oldest first (Optuna's experimental helper)."""
+    with quiet_experimental():
+        return list(RetryHeartbeatStaleTrialCallback.retry_history(trial) or [])
+
+
+def retried_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
+    """Numbers of the trials that some trial of ``trials`` retries."""
+    return {n for t in trials for n in retry_history(t)}
+
+
+def original_number(trial: FrozenTrial) -> int:
+    """The number of the first trial of ``trial``'s retry series (its own when not a retry)."""
+    history = retry_history(trial)
+    return history[0] if history else trial.number
+
+
+def trial_seed(trial: FrozenTrial) -> int | None:
+    """The training seed a trial recorded, if any."""
+    seed = trial.user_attrs.get(SEED)
+    return int(seed) if seed is not None else None
+
+
+@dataclass(frozen=True)
+class BudgetCounts:
+    """A study's trials as the budget sees them (a failed trial with a retry is not counted)."""
+
+    finished: int = 0
+    running: int = 0
+    waiting: int = 0
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    retries: int = 0  # trials that retry another (finished or not)
+
+    def __add__(self, other: BudgetCounts) -> BudgetCounts:
+        """The counts of two studies together (a study group's)."""
+        return BudgetCounts(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    @property
+    def held(self) -> int:
+        """Slots held now: finished or running."""
+        return self.finished + self.running
+
+    @property
+    def claimed(self) -> int:
+        """Slots taken: finished, running, or queued to run."""
+        return self.held + self.waiting
+
+
+def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that count against the budget: all but the failed trials that were retried."""
+    retried = retried_numbers(trials)
+    return [t for t in trials if not (t.state == TrialState.FAIL and t.number in retried)]
+
+
+def budget_counts(trials: Sequence[FrozenTrial]) -> BudgetCounts:
+    """Count a study's trials against its budget: the one definition of what a slot is.
+
+    Takes the trials, not the study, so a caller that also reads them fetches them once.
+    """
+    states = [t.state for t in counted(trials)]
+    complete, pruned = states.count(TrialState.COMPLETE), states.count(TrialState.PRUNED)
+    failed = states.count(TrialState.FAIL)
+    return BudgetCounts(finished=complete + pruned + failed,
+                        running=states.count(TrialState.RUNNING),
+                        waiting=states.count(TrialState.WAITING),
+                        complete=complete, pruned=pruned, failed=failed,
+                        retries=sum(1 for t in trials if retry_history(t)))
