@@ -162,6 +162,33 @@ def assert_exact_study(trials: list[FrozenTrial], budget: int) -> list[FrozenTri
     return [by_number[n] for n in retried]
 
 
+def wait_all(workers: list[subprocess.Popen], timeout: float = 400) -> list[int]:
+    """Exit codes of ``workers``, all within ``timeout`` s; else kill them and fail, naming the
+    first still running (and its log, when :class:`Processes` started it)."""
+    deadline = time.monotonic() + timeout
+    codes = []
+    for w in workers:
+        try:
+            codes.append(w.wait(timeout=max(1.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            for other in workers:
+                other.kill()
+            log = getattr(w, "log_path", None)
+            raise AssertionError(f"worker {w.args} still running after {timeout:.0f} s"
+                                 + (f"; log:\n{log.read_text()}" if log else "")) from None
+    return codes
+
+
+@contextmanager
+def processes() -> Iterator[Processes]:
+    """A :class:`Processes` whose every process is killed at the end, pass or fail."""
+    started = Processes()
+    try:
+        yield started
+    finally:
+        started.kill_all()
+
+
 def assert_clean_log(log: Path) -> str:
     text = log.read_text()
     assert "Traceback" not in text, text

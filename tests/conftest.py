@@ -122,6 +122,25 @@ def module_pg_url(postgres: sqlalchemy.Engine) -> Iterator[str]:
     _drop_database(postgres, name)
 
 
+@pytest.fixture
+def procs() -> Iterator[Any]:
+    """Processes started by a test (``procs.start("worker", ...)``), killed with their groups at
+    the end, pass or fail (tests/_faults.py)."""
+    from tests._faults import processes
+
+    with processes() as started:
+        yield started
+
+
+@pytest.fixture(params=["journal", pytest.param("postgres", marks=pytest.mark.postgres)])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A behaviour that must hold on both storages runs on each: the embedded journal file in
+    ``tmp_path``, and a brand-new PostgreSQL database."""
+    if request.param == "journal":
+        return str(tmp_path / "runs" / "hpo.journal")
+    return request.getfixturevalue("pg_url")
+
+
 def hpo_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HPO_")}
     env.update(extra)
@@ -151,8 +170,14 @@ def reading_storage(storage: Any) -> Any:
     """What a test reads a study through: for a database URL one storage per URL whose
     connections close after each use. ``load_study(storage=url)`` builds a new engine and pool
     per call, whose connection lives until garbage collection: polled in a wait loop under load,
-    those filled a private server's 60 connections ("too many clients") in CI."""
-    return _unpooled(storage) if isinstance(storage, str) and "://" in storage else storage
+    those filled a private server's 60 connections ("too many clients") in CI. A journal
+    file's path is read as a journal."""
+    if isinstance(storage, str) and "://" in storage:
+        return _unpooled(storage)
+    if isinstance(storage, str | Path):
+        return optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(storage)))
+    return storage
 
 
 def hpo_cmd(*args: str) -> list[str]:

@@ -31,20 +31,12 @@ from tests._faults import (
     private_postgres,
     running_with_report,
     trials_of,
+    wait_all,
     wait_for,
 )
 from tests.conftest import REPO, hpo_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]  # a private cluster, or the shared server
-
-
-@pytest.fixture
-def procs() -> Iterator[Processes]:
-    processes = Processes()
-    try:
-        yield processes
-    finally:
-        processes.kill_all()
 
 
 @pytest.fixture(scope="module")
@@ -61,17 +53,6 @@ def _workers(procs: Processes, study: Path, url: str, n: int, tmp_path: Path, fi
             for i in range(first, first + n)]
 
 
-def _finish(workers: list[subprocess.Popen], timeout: float = 400) -> list[int]:
-    deadline = time.monotonic() + timeout
-    codes = []
-    for w in workers:
-        try:
-            codes.append(w.wait(timeout=max(1.0, deadline - time.monotonic())))
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"worker {w.args} still running; log:\n{w.log_path.read_text()}")
-    return codes
-
-
 def test_sigkill_of_3_of_8_workers_mid_trial(pg_url: str, tmp_path: Path,
                                               procs: Processes) -> None:
     study = fault_study(tmp_path, "kill3", trials=10, steps=200)
@@ -84,7 +65,7 @@ def test_sigkill_of_3_of_8_workers_mid_trial(pg_url: str, tmp_path: Path,
     for name in killed:
         os.killpg(workers[int(name[1:])].pid, signal.SIGKILL)
     survivors = [w for i, w in enumerate(workers) if f"w{i}" not in killed]
-    assert _finish(survivors) == [0] * 5
+    assert wait_all(survivors) == [0] * 5
     trials = trials_of(pg_url, "kill3")
     retried = assert_exact_study(trials, 10)
     assert {t.user_attrs["worker"] for t in retried} >= set(killed)
@@ -108,7 +89,7 @@ def test_a_late_heartbeat_costs_only_that_trial(pg_url: str, tmp_path: Path,
             if t.number == trial.number and t.state == TrialState.FAIL], timeout=60)
     finally:
         os.killpg(frozen.pid, signal.SIGCONT)
-    assert _finish(workers) == [0, 0]
+    assert wait_all(workers) == [0, 0]
     retried = assert_exact_study(trials_of(pg_url, "late"), 4)
     assert trial.number in {t.number for t in retried}
     log = assert_clean_log(frozen.log_path)
@@ -143,7 +124,7 @@ def test_a_frozen_lock_holder_is_cut_off_after_its_lease(pg_url: str, tmp_path: 
                           env=hpo_env(HPO_STORAGE=pg_url), capture_output=True).returncode == 0
     _hold_budget_lock(pg_url, "frozen-lock", 3.0, tmp_path, procs)
     workers = _workers(procs, study, pg_url, 2, tmp_path)
-    assert _finish(workers) == [0, 0]  # the holder never wakes: only its lease frees the lock
+    assert wait_all(workers) == [0, 0]  # the holder never wakes: only its lease frees the lock
     assert_exact_study(trials_of(pg_url, "frozen-lock"), 3)
 
 
@@ -183,7 +164,7 @@ def test_a_database_restart_is_ridden_through(private_pg: PrivatePostgres, tmp_p
     private_pg.stop("fast")
     time.sleep(8)
     private_pg.start()
-    assert _finish(workers) == [0, 0, 0]  # none died, so none was restarted
+    assert wait_all(workers) == [0, 0, 0]  # none died, so none was restarted
     assert_exact_study(trials_of(url, "restart"), 6)
     for w in workers:
         assert_clean_log(w.log_path)
@@ -203,7 +184,7 @@ def test_dropped_connections_are_reopened(private_pg: PrivatePostgres, tmp_path:
             "AND pid <> pg_backend_pid()"))
         time.sleep(2)
     assert dropped >= 2
-    assert _finish(workers) == [0, 0]
+    assert wait_all(workers) == [0, 0]
     assert_exact_study(trials_of(url, "dropped"), 6)
     for w in workers:
         assert_clean_log(w.log_path)
@@ -218,12 +199,12 @@ def test_a_long_outage_ends_each_worker_in_one_line(private_pg: PrivatePostgres,
     wait_for("a trial under way", lambda: running_with_report(url, "outage"), timeout=STARTUP_S)
     private_pg.stop("fast")
     try:
-        assert _finish(workers, timeout=300) == [1, 1]
+        assert wait_all(workers, timeout=300) == [1, 1]
     finally:
         private_pg.start()
     for w in workers:
         log = assert_clean_log(w.log_path)
         assert "hpo worker: gave up after" in log.strip().splitlines()[-1], log
     # the trials they left RUNNING are re-queued once their heartbeats expire
-    assert _finish(_workers(procs, study, url, 1, tmp_path, first=2)) == [0]
+    assert wait_all(_workers(procs, study, url, 1, tmp_path, first=2)) == [0]
     assert_exact_study(trials_of(url, "outage"), 4)

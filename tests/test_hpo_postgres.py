@@ -4,9 +4,7 @@ export -> train reproduction, and dead or stopped workers whose trials are retri
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -18,7 +16,9 @@ from optuna.trial import TrialState
 
 from hpo.score_details import load_score_details
 from hpo.trial_config import load_config
+from hpo.trials import counted
 from metrics import GaussianMixture, default_sigma
+from tests._faults import wait_all
 from tests.conftest import SMOKE, reading_storage, run_hpo, slow_study, start_hpo, study_variant
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -33,28 +33,14 @@ def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=name, storage=reading_storage(url)).get_trials()
 
 
-def _wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int]:
-    deadline = time.monotonic() + timeout
-    codes = []
-    for p in procs:
-        try:
-            codes.append(p.wait(timeout=max(1.0, deadline - time.monotonic())))
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            pytest.fail(f"workers still running after {timeout} s")
-    return codes
-
-
 def _finished_ok(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-    return [t for t in trials if t.state.is_finished() and t.number not in retried]
+    return [t for t in counted(trials) if t.state.is_finished()]
 
 
 def test_eight_concurrent_inits_make_one_study(pg_url: str, tmp_path: Path) -> None:
     procs = [start_hpo("init", str(SMOKE), "--storage", pg_url, cwd=tmp_path,
                        log=tmp_path / f"init{i}.log") for i in range(8)]
-    codes = _wait_all(procs, timeout=180)
+    codes = wait_all(procs, timeout=180)
     logs = [(tmp_path / f"init{i}.log").read_text() for i in range(8)]
     assert codes == [0] * 8, logs
     assert not any("Traceback" in log or "rror" in log for log in logs), logs
@@ -69,7 +55,7 @@ def smoke_run(module_pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> t
     assert run_hpo("init", str(SMOKE), "--storage", module_pg_url, cwd=cwd).returncode == 0
     procs = [start_hpo("worker", str(SMOKE), "--storage", module_pg_url, cwd=cwd,
                        log=cwd / f"worker{i}.log") for i in range(4)]
-    codes = _wait_all(procs, timeout=300)
+    codes = wait_all(procs, timeout=300)
     assert codes == [0] * 4, [(cwd / f"worker{i}.log").read_text() for i in range(4)]
     return module_pg_url, cwd
 
@@ -196,7 +182,7 @@ def test_killed_worker_trial_is_retried_and_budget_completes(pg_url: str, tmp_pa
                          cwd=tmp_path, log=tmp_path / "survivor.log")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    assert _wait_all([survivor], timeout=400) == [0], (tmp_path / "survivor.log").read_text()
+    assert wait_all([survivor], timeout=400) == [0], (tmp_path / "survivor.log").read_text()
 
     trials = _trials(pg_url, "sigkill")
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
@@ -210,27 +196,3 @@ def test_killed_worker_trial_is_retried_and_budget_completes(pg_url: str, tmp_pa
     assert retries[0].user_attrs["seed"] == killed[0].user_attrs["seed"]
     assert len(_finished_ok(trials)) == 3
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
-
-
-def test_sigterm_stops_cleanly_and_requeues(pg_url: str, tmp_path: Path) -> None:
-    study = slow_study(tmp_path, "sigterm", trials=2)
-    worker = start_hpo("worker", str(study), "--storage", pg_url, "--worker-id", "stopped",
-                       cwd=tmp_path, log=tmp_path / "stopped.log")
-    _wait_for_running(pg_url, "sigterm", "stopped")
-    started = time.monotonic()
-    os.kill(worker.pid, signal.SIGTERM)
-    assert worker.wait(timeout=30) == 0, (tmp_path / "stopped.log").read_text()
-    assert time.monotonic() - started < 10, "SIGTERM must not wait for the trial to finish"
-
-    trials = _trials(pg_url, "sigterm")
-    assert not [t for t in trials if t.state == TrialState.RUNNING]
-    stopped = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(stopped) == 1 and "SIGTERM" in stopped[0].user_attrs["ended"]
-    assert [t.state for t in trials if t.system_attrs.get("failed_trial") == stopped[0].number] \
-        == [TrialState.WAITING]
-
-    result = run_hpo("worker", str(study), "--storage", pg_url, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    trials = _trials(pg_url, "sigterm")
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
-    assert len(_finished_ok(trials)) == 2
