@@ -117,27 +117,24 @@ class Plan:
     """What :class:`FastBackend` builds from the weights alone, once per generator step inside
     :meth:`QuantumGenerator.frozen`.
 
-    ``gates`` (L, n, 2, 2): every wire's whole gate per layer (RZ rotations included), in the
-    backend's dtype; ``first`` (n, 2, 2): layer 0's gates with their first RZ rotations but not
-    their last ones (``factors[0]`` carries those); ``blocks``: Kronecker blocks (L, 2^k, 2^k) of
-    the layers' gates without their RZ rotations, real where those gates are real; ``lead``
-    (2^n,): the phase factors of layer 0's first RZ rotations (or None); ``perms[l]`` and
-    ``factors[l]``: the permutation and the phase factors (2^n,) between layers l and l + 1 (None
-    where absent): layer l's phase and last RZ rotations and layer l + 1's first ones, all
-    diagonal; ``sample_factors``: the same without RZ rotations (re-uploading circuits, whose
-    per-sample blocks use ``gates``); ``signs`` (2^n, n): Z eigenvalues with the last layer's
-    permutation folded in (its phases cannot change a Z measurement); ``matrix``: U applied to
-    the ansatz's state basis (unitary: (2^n, r)) or W_i = V^H diag(signs_i) V side by side
-    (moments: (r, n * r))."""
+    ``signs`` (2^n, n): Z eigenvalues with the last layer's permutation folded in (its phases
+    cannot change a Z measurement); ``perms[l]`` and ``factors[l]``: the permutation and the phase
+    factors (2^n,) between layers l and l + 1 (None where absent): layer l's phase and, unless the
+    circuit re-uploads, its last RZ rotations and layer l + 1's first ones, all diagonal;
+    ``blocks[l]``: layer l's gates without their RZ rotations as Kronecker blocks (2^k, 2^k), real
+    where those gates are real; ``lead`` (2^n,): the phase factors of layer 0's first RZ rotations;
+    ``first`` (n, 2, 2): layer 0's gates with their first RZ rotations (``factors[0]`` carries the
+    last ones); ``gates`` (L, n, 2, 2): re-uploading circuits' whole wire gates, RZ included;
+    ``matrix``: U applied to the ansatz's state basis (unitary: (2^n, r)) or W_i = V^H diag(Z_i) V
+    side by side (moments: (r, n * r)). Fields a method does not use stay None."""
 
-    gates: torch.Tensor
-    first: torch.Tensor
-    blocks: list[torch.Tensor]
-    lead: torch.Tensor | None
+    signs: torch.Tensor
     perms: list[torch.Tensor | None]
     factors: list[torch.Tensor | None]
-    sample_factors: list[torch.Tensor | None]
-    signs: torch.Tensor
+    blocks: list[tuple[torch.Tensor, ...]] | None = None
+    lead: torch.Tensor | None = None
+    first: torch.Tensor | None = None
+    gates: torch.Tensor | None = None
     matrix: torch.Tensor | None = None
 
 
@@ -195,26 +192,26 @@ class FastBackend:
         """The :class:`Plan` for weights ``params`` (differentiable unless under no_grad)."""
         layers = self.ansatz.layers(params)
         n_layers = layers.gates.shape[0]
-        core = layers.gates.to(self.dtype if layers.gates.is_complex() else self.real_dtype)
-        perms = [None if layers.perm is None else layers.perm[layer]
-                 for layer in range(n_layers - 1)]
         signs = self.signs
+        perms: list[torch.Tensor | None] = [None] * (n_layers - 1)
         if layers.perm is not None:
             signs = signs[torch.argsort(layers.perm[-1])]
-        first = layers.gates[0]
+            perms = list(layers.perm[:-1].unbind(0))
+        reupload = self.ansatz.reupload
+        plan = Plan(signs=signs.to(self.real_dtype), perms=perms,
+                    factors=self._factors(layers, with_rz=not reupload))
+        if reupload:
+            plan.gates = layers.wire_gates().to(self.dtype)
+            return plan
+        core = layers.gates.to(self.dtype if layers.gates.is_complex() else self.real_dtype)
+        plan.blocks = self._layer_blocks(core)
         if layers.rz_before is not None:
-            first = first.to(self.dtype) @ rz(layers.rz_before[0]).to(self.dtype)
-        plan = Plan(gates=layers.wire_gates().to(self.dtype),
-                    first=first.to(self.dtype),
-                    blocks=kron_blocks(core, self.sizes),
-                    lead=self._factor(self._rz_angles(layers.rz_before, 0)),
-                    perms=perms,
-                    factors=[self._factor(self._between(layers, layer, with_rz=True))
-                             for layer in range(n_layers - 1)],
-                    sample_factors=[self._factor(self._between(layers, layer, with_rz=False))
-                                    for layer in range(n_layers - 1)],
-                    signs=signs.to(self.real_dtype))
+            plan.lead = self._factor(-0.5 * (self.signs @ layers.rz_before[0]))
         if self.method == "states":
+            first = layers.gates[0].to(self.dtype)
+            if layers.rz_before is not None:
+                first = first @ rz(layers.rz_before[0]).to(self.dtype)
+            plan.first = first
             return plan
         basis = self.ansatz.state_basis
         columns = (torch.eye(2**self.ansatz.n_qubits, dtype=self.dtype) if basis is None
@@ -229,31 +226,34 @@ class FastBackend:
             plan.matrix = evolved.conj().T @ weighted.transpose(0, 1).flatten(1)
         return plan
 
-    def _rz_angles(self, angles: torch.Tensor | None, layer: int) -> torch.Tensor | None:
-        """The diagonal of RZ(angles[layer, i]) on every wire i, as phase angles (2^n,)."""
-        return None if angles is None else -0.5 * (self.signs @ angles[layer])
+    def _factors(self, layers: Layers, with_rz: bool) -> list[torch.Tensor | None]:
+        """The phase factors (2^n,) applied after the permutation that follows each layer but the
+        last: its phase, and ``with_rz`` its last RZ rotations (moved through the permutation)
+        and the next layer's first ones."""
+        n_layers = layers.gates.shape[0]
+        terms = [] if layers.phase is None else [layers.phase[:-1]]
+        if with_rz and layers.rz_after is not None:
+            after = -0.5 * (layers.rz_after[:-1] @ self.signs.T)  # (L - 1, 2^n)
+            terms.append(after if layers.perm is None else after.gather(1, layers.perm[:-1]))
+        if with_rz and layers.rz_before is not None:
+            terms.append(-0.5 * (layers.rz_before[1:] @ self.signs.T))
+        if not terms or n_layers == 1:
+            return [None] * (n_layers - 1)
+        return list(self._factor(sum(terms[1:], terms[0])).unbind(0))
 
-    def _between(self, layers: Layers, layer: int, with_rz: bool) -> torch.Tensor | None:
-        """Phase angles (2^n,) applied after the permutation that follows ``layer``."""
-        terms = [] if layers.phase is None else [layers.phase[layer]]
-        if with_rz:
-            after = self._rz_angles(layers.rz_after, layer)  # moved through the permutation
-            if after is not None:
-                terms.append(after if layers.perm is None else after[layers.perm[layer]])
-            before = self._rz_angles(layers.rz_before, layer + 1)
-            if before is not None:
-                terms.append(before)
-        return sum(terms[1:], terms[0]) if terms else None
+    def _layer_blocks(self, gates: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+        """(L, ..., n, 2, 2) gates -> for each layer its Kronecker blocks (..., 2^k, 2^k)."""
+        return list(zip(*(m.unbind(0) for m in kron_blocks(gates, self.sizes)), strict=True))
 
-    def _factor(self, angles: torch.Tensor | None) -> torch.Tensor | None:
-        return None if angles is None else torch.exp(1j * angles).to(self.dtype)
+    def _factor(self, angles: torch.Tensor) -> torch.Tensor:
+        return torch.exp(1j * angles).to(self.dtype)
 
     def _evolve(self, psi: torch.Tensor, plan: Plan, start: int) -> torch.Tensor:
         """Apply layers ``start``, ``start + 1``, ... (their gates without RZ rotations, which
         ``plan.lead`` and ``plan.factors`` carry) to the columns of ``psi`` (2^n, X)."""
-        n_layers = plan.gates.shape[0]
+        n_layers = len(plan.blocks)
         for layer in range(start, n_layers):
-            psi = apply_blocks(psi, [m[layer] for m in plan.blocks])
+            psi = apply_blocks(psi, plan.blocks[layer])
             if layer < n_layers - 1:
                 psi = _between(psi, plan.perms[layer], plan.factors[layer], columns=True)
         return psi
@@ -275,7 +275,7 @@ class FastBackend:
             return self._reuploading(plan, encoding)
         # states: layer 0 acts on the encoded product state wire by wire, the rest as blocks
         psi = product_state(torch.einsum("nij,bnj->bni", plan.first, encoding[..., 0])).T
-        if plan.gates.shape[0] > 1:
+        if len(plan.blocks) > 1:
             psi = self._evolve(_between(psi, plan.perms[0], plan.factors[0], columns=True),
                                plan, 1)
         return (_abs2(psi).T @ plan.signs).to(DTYPE)
@@ -284,10 +284,12 @@ class FastBackend:
         """States one row per sample (B, 2^n): every layer's gates times the sample's encoding
         gates, as per-sample Kronecker blocks."""
         psi = product_state((plan.gates[0] @ encoding)[..., 0])
-        for layer in range(1, plan.gates.shape[0]):
-            psi = _between(psi, plan.perms[layer - 1], plan.sample_factors[layer - 1],
-                           columns=False)
-            psi = apply_sample_blocks(psi, kron_blocks(plan.gates[layer] @ encoding, self.sizes))
+        if plan.gates.shape[0] == 1:
+            return (_abs2(psi) @ plan.signs).to(DTYPE)
+        gates = plan.gates[1:, None] @ encoding  # (L - 1, B, n, 2, 2)
+        for layer, layer_blocks in enumerate(self._layer_blocks(gates)):
+            psi = _between(psi, plan.perms[layer], plan.factors[layer], columns=False)
+            psi = apply_sample_blocks(psi, layer_blocks)
         return (_abs2(psi) @ plan.signs).to(DTYPE)
 
 
