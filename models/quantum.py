@@ -124,7 +124,8 @@ class Plan:
     ``blocks[l]``: layer l's gates without their RZ rotations as Kronecker blocks (2^k, 2^k), real
     where those gates are real; ``lead`` (2^n,): the phase factors of layer 0's first RZ rotations;
     ``first`` (n, 2, 2): layer 0's gates with their first RZ rotations (``factors[0]`` carries the
-    last ones); ``gates`` (L, n, 2, 2): re-uploading circuits' whole wire gates, RZ included;
+    last ones); ``gates`` (L, n, 2, 2): re-uploading circuits' whole wire gates, RZ included (and
+    ``blocks`` their Kronecker blocks);
     ``matrix``: U applied to the ansatz's state basis (unitary: (2^n, r)) or W_i = V^H diag(Z_i) V
     side by side (moments: (r, n * r)). Fields a method does not use stay None."""
 
@@ -202,6 +203,7 @@ class FastBackend:
                     factors=self._factors(layers, with_rz=not reupload))
         if reupload:
             plan.gates = layers.wire_gates().to(self.dtype)
+            plan.blocks = self._layer_blocks(plan.gates)
             return plan
         core = layers.gates.to(self.dtype if layers.gates.is_complex() else self.real_dtype)
         plan.blocks = self._layer_blocks(core)
@@ -286,10 +288,13 @@ class FastBackend:
         psi = product_state((plan.gates[0] @ encoding)[..., 0])
         if plan.gates.shape[0] == 1:
             return (_abs2(psi) @ plan.signs).to(DTYPE)
-        gates = plan.gates[1:, None] @ encoding  # (L - 1, B, n, 2, 2)
-        for layer, layer_blocks in enumerate(self._layer_blocks(gates)):
-            psi = _between(psi, plan.perms[layer], plan.factors[layer], columns=False)
-            psi = apply_sample_blocks(psi, layer_blocks)
+        # the Kronecker product of (gates times encoding) is the layer's blocks times the
+        # encoding's blocks, built once per batch
+        encoded = kron_blocks(encoding, self.sizes)  # (B, 2^k, 2^k) each
+        for layer in range(1, len(plan.blocks)):
+            psi = _between(psi, plan.perms[layer - 1], plan.factors[layer - 1], columns=False)
+            psi = apply_sample_blocks(psi, [m @ e for m, e in zip(plan.blocks[layer], encoded,
+                                                                 strict=True)])
         return (_abs2(psi) @ plan.signs).to(DTYPE)
 
 
