@@ -1,11 +1,10 @@
 """Quantum circuits (ansatze), each written twice from one definition:
 
 * ``qfunc``: the PennyLane quantum function, the reference that runs on any PennyLane device;
-* ``layers``: the same circuit as :class:`Layers`: each layer a Kronecker product of 2x2 gates
-  followed by a fixed permutation of basis states (a CNOT network) and/or a diagonal phase (a
-  chain of ZZ rotations). The fast backend (``models/quantum.py``) turns every layer into one
-  2^n x 2^n matrix with a few vectorised operations, or applies it gate by gate to a batch of
-  states.
+* ``layers``: the same circuit as :class:`Layers`: each layer single-qubit gates on every wire
+  (with their diagonal RZ parts apart), followed by a fixed permutation of basis states (a CNOT
+  network) and/or a diagonal phase (a chain of ZZ rotations). The fast backend
+  (``models/quantum.py``) applies them as Kronecker blocks, matrix products and diagonal phases.
 
 Wire 0 is the most significant bit of a basis-state index, as in PennyLane. Latent noise is
 z ~ U(-1, 1)^latent_dim, encoded as rotation angles arcsin(z) (the research code's choice).
@@ -82,13 +81,29 @@ def _powers(x: torch.Tensor, n: int) -> torch.Tensor:
 
 @dataclass
 class Layers:
-    """The trainable layers. Layer l applies ``gates[l, i]`` (2x2) to wire i, then maps a state
-    psi to psi[perm[l]] (if ``perm`` is given), then multiplies it by exp(i phase[l]) (if
-    ``phase`` is given)."""
+    """The trainable layers. Layer l applies RZ(rz_before[l, i]) (if given), ``gates[l, i]`` (2x2)
+    and RZ(rz_after[l, i]) (if given) to wire i, then maps a state psi to psi[perm[l]] (if
+    ``perm`` is given), then multiplies it by exp(i phase[l]) (if ``phase`` is given).
+
+    The RZ rotations are kept apart from ``gates`` because they are diagonal: the fast backend
+    multiplies them into the phases between layers, so that real ``gates`` (RY) stay real."""
 
     gates: torch.Tensor  # (L, n, 2, 2), real or complex
     perm: torch.Tensor | None = None  # (L, 2^n) long
     phase: torch.Tensor | None = None  # (L, 2^n) float64 angles
+    rz_before: torch.Tensor | None = None  # (L, n) float64 angles
+    rz_after: torch.Tensor | None = None  # (L, n) float64 angles
+
+    def wire_gates(self) -> torch.Tensor:
+        """(L, n, 2, 2): each wire's whole single-qubit gate, RZ(after) gates RZ(before)."""
+        gates = self.gates
+        if self.rz_before is not None or self.rz_after is not None:
+            gates = gates.to(CDTYPE)
+        if self.rz_before is not None:
+            gates = gates @ rz(self.rz_before)
+        if self.rz_after is not None:
+            gates = rz(self.rz_after) @ gates
+        return gates
 
 
 # --- the ansatze ----------------------------------------------------------------------------------
@@ -233,7 +248,8 @@ class StronglyEntangling(Ansatz):
 
     def layers(self, params: dict[str, torch.Tensor]) -> Layers:
         w = params["weights"]
-        return Layers(gates=rot(w[..., 0], w[..., 1], w[..., 2]), perm=self.perm)
+        return Layers(gates=ry(w[..., 1]), perm=self.perm, rz_before=w[..., 0],
+                      rz_after=w[..., 2])
 
     def qfunc(self, params: dict[str, torch.Tensor], z: torch.Tensor) -> None:
         for i in range(self.n_qubits):

@@ -1,9 +1,10 @@
 """Quantum generators: the fast torch path against real PennyLane, values and gradients.
 
 PennyLane's ``default.qubit`` (backprop, broadcasting) runs each ansatz's qfunc; the ``fast``
-backend runs the same circuit as torch matrix arithmetic. They must agree to 1e-8 on outputs and
-on the gradient of every parameter, for every ansatz and head, and gradients must reach every
-circuit weight.
+backend runs the same circuit as torch matrix arithmetic. In complex128 they must agree to 1e-8 on
+outputs and on the gradient of every parameter, for every ansatz, head and method; the default
+backend (complex64 above DOUBLE_MAX_QUBITS wires) is held to PennyLane at 2 to 9 wires; gradients
+must reach every circuit weight.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ import torch
 
 from models import QuantumGenerator, build_generator, resolve_config
 from models.critic import Critic
-from models.quantum import FastBackend
+from models.quantum import (
+    DOUBLE_MAX_QUBITS,
+    UNITARY_MAX_QUBITS,
+    FastBackend,
+    apply_blocks,
+    apply_sample_blocks,
+    block_sizes,
+    kron_blocks,
+)
 from models.training import optimizers, training_step
 
 pytestmark = pytest.mark.unit
@@ -64,18 +73,127 @@ def test_fast_matches_pennylane_values_and_gradients(ansatz: str, head: str) -> 
     assert any(name.startswith("circuit.") for name in grads_ref)
 
 
+METHODS = {"gaussgan": ["moments", "unitary", "states"],
+           "strongly_entangling": ["unitary", "states"],
+           "reuploading": ["states"]}
+
+
+@pytest.mark.parametrize("ansatz,method", [(a, m) for a in ANSATZE for m in METHODS[a]])
+def test_every_method_in_complex128_matches_pennylane(ansatz: str, method: str) -> None:
+    """Each way the fast backend can run a circuit, in complex128, equals PennyLane to 1e-8."""
+    fast = quantum("fast", ansatz=ansatz, n_qubits=4, head="mlp")
+    fast.backend = FastBackend(fast.ansatz, method=method, dtype=torch.complex128)
+    reference = quantum("pennylane", ansatz=ansatz, n_qubits=4, head="mlp")
+    reference.load_state_dict(fast.state_dict())
+    gen = torch.Generator().manual_seed(3)
+    z = fast.sample_latent(5, gen)
+    weights = torch.randn(5, 2, generator=gen, dtype=torch.float64)
+    out_fast, grads_fast = outputs_and_grads(fast, z, weights)
+    out_ref, grads_ref = outputs_and_grads(reference, z, weights)
+    assert_close(out_fast, out_ref, "outputs")
+    for name in grads_ref:
+        assert_close(grads_fast[name], grads_ref[name], f"gradient of {name}")
+
+
+# complex64 (the default above DOUBLE_MAX_QUBITS wires): <Z> within 2e-5 of PennyLane, gradients of
+# a fixed functional of them within 1e-4 (measured: below 3e-6 for both, up to 9 wires, 4 layers)
+TOL64 = {"values": 2e-5, "gradients": 1e-4}
+
+
+def expvals_and_grads(generator: QuantumGenerator, z: torch.Tensor, weights: torch.Tensor):
+    """<Z_i> for ``z`` and the circuit weights' gradient of sum(weights * <Z>)."""
+    generator.zero_grad()
+    values = generator.expvals(z)
+    (values * weights).sum().backward()
+    return values.detach(), {name: p.grad.clone() for name, p in generator.circuit.items()}
+
+
+@pytest.mark.parametrize("n_qubits", [2, 5, 7, 9])
 @pytest.mark.parametrize("ansatz", ANSATZE)
-def test_gate_by_gate_path_matches_unitary_path(ansatz: str) -> None:
-    """Above UNITARY_MAX_QUBITS the fast backend applies gates to the batch, not building U."""
+def test_default_fast_backend_matches_pennylane_at_every_size(ansatz: str, n_qubits: int) -> None:
+    """The default fast backend (method and precision chosen by size) against default.qubit:
+    <Z> values and circuit-weight gradients, 1e-8 in complex128, TOL64 in complex64."""
+    fast = quantum("fast", ansatz=ansatz, n_qubits=n_qubits, n_layers=4)
+    reference = quantum("pennylane", ansatz=ansatz, n_qubits=n_qubits, n_layers=4)
+    reference.load_state_dict(fast.state_dict())
+    gen = torch.Generator().manual_seed(n_qubits)
+    z = fast.sample_latent(4, gen)
+    weights = torch.randn(4, n_qubits, generator=gen, dtype=torch.float64)
+    values, grads = expvals_and_grads(fast, z, weights)
+    values_ref, grads_ref = expvals_and_grads(reference, z, weights)
+    double = fast.backend.dtype == torch.complex128
+    assert double == (fast.backend.method == "moments" or n_qubits <= DOUBLE_MAX_QUBITS)
+    tol = {"values": TOL, "gradients": TOL} if double else TOL64
+    err = (values - values_ref).abs().max().item()
+    assert err <= tol["values"], f"<Z>: max abs difference {err:.3g}"
+    for name in grads_ref:
+        err = (grads[name] - grads_ref[name]).abs().max().item() if grads[name].numel() else 0
+        assert err <= tol["gradients"], f"gradient of {name}: max abs difference {err:.3g}"
+
+
+@pytest.mark.parametrize("ansatz", ANSATZE)
+def test_gradients_reach_every_circuit_weight_at_9_wires(ansatz: str) -> None:
+    """At 9 wires (moments in complex128 for gaussgan, Kronecker blocks in complex64 for the
+    others) every live circuit weight gets a gradient."""
+    generator = quantum("fast", ansatz=ansatz, n_qubits=9, n_layers=3)
+    moments = generator.backend.method == "moments"
+    assert generator.backend.dtype == (torch.complex128 if moments else torch.complex64)
+    generator.sample(16, torch.Generator().manual_seed(0)).sum().backward()
+    for name, p in generator.circuit.items():
+        live = ~dead_weights(generator)[name]
+        assert p.grad is not None and torch.all(p.grad[live] != 0), f"circuit.{name}"
+
+
+def test_default_methods() -> None:
+    def method(ansatz: str, n_qubits: int) -> str:
+        return quantum("fast", ansatz=ansatz, n_qubits=n_qubits).backend.method
+
+    assert method("gaussgan", 3) == method("gaussgan", 12) == "moments"
+    assert method("strongly_entangling", UNITARY_MAX_QUBITS) == "unitary"
+    assert method("strongly_entangling", UNITARY_MAX_QUBITS + 1) == "states"
+    assert method("reuploading", 3) == "states"
+    generator = quantum("fast")
+    assert FastBackend(generator.ansatz, use_unitary=False).method == "states"  # older spelling
+    assert FastBackend(generator.ansatz, use_unitary=True).use_unitary
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"method": "gate_by_gate"}, "method must be one of"),
+    ({"method": "moments", "ansatz": "strongly_entangling"}, "no small state basis"),
+    ({"method": "unitary", "ansatz": "reuploading"}, "only method 'states'"),
+    ({"dtype": torch.float32}, "dtype must be"),
+])
+def test_fast_backend_rejects_what_does_not_apply(kwargs: dict, match: str) -> None:
+    ansatz = kwargs.pop("ansatz", "gaussgan")
     generator = quantum("fast", ansatz=ansatz)
-    z = generator.sample_latent(5, torch.Generator().manual_seed(3))
-    weights = torch.ones(5, 2, dtype=torch.float64)
-    out_u, grads_u = outputs_and_grads(generator, z, weights)
-    generator.backend = FastBackend(generator.ansatz, use_unitary=False)
-    out_s, grads_s = outputs_and_grads(generator, z, weights)
-    assert_close(out_u, out_s, "outputs")
-    for name in grads_u:
-        assert_close(grads_u[name], grads_s[name], f"gradient of {name}")
+    with pytest.raises(ValueError, match=match):
+        FastBackend(generator.ansatz, **kwargs)
+
+
+def test_block_sizes_and_kronecker_blocks() -> None:
+    assert block_sizes(10, 4) == [4, 3, 3]
+    assert block_sizes(8, 4) == [4, 4]
+    assert block_sizes(3, 4) == [3]
+    assert block_sizes(12, 5) == [4, 4, 4]
+    gen = torch.Generator().manual_seed(0)
+    gates = torch.randn(7, 2, 2, generator=gen, dtype=torch.complex128)
+    full = gates[0]
+    for g in gates[1:]:
+        full = torch.kron(full, g)
+    psi = torch.randn(2**7, 5, generator=gen, dtype=torch.complex128)
+    sizes = block_sizes(7, 3)
+    torch.testing.assert_close(apply_blocks(psi, kron_blocks(gates, sizes)), full @ psi)
+    real = gates.real.contiguous()  # real blocks on complex states: real and imaginary parts
+    full_real = real[0]
+    for g in real[1:]:
+        full_real = torch.kron(full_real, g)
+    torch.testing.assert_close(apply_blocks(psi, kron_blocks(real, sizes)),
+                               full_real.to(torch.complex128) @ psi)
+    per_sample = torch.randn(5, 7, 2, 2, generator=gen, dtype=torch.complex128)
+    rows = apply_sample_blocks(psi.T.contiguous(), kron_blocks(per_sample, sizes))
+    for b in range(5):
+        expected = apply_blocks(psi[:, b:b + 1], kron_blocks(per_sample[b], sizes))[:, 0]
+        torch.testing.assert_close(rows[b], expected)
 
 
 @pytest.mark.parametrize("n_qubits", [1, 2])
