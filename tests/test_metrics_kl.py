@@ -57,6 +57,7 @@ def test_monte_carlo_truth_agrees_with_closed_form():
     assert kl_monte_carlo(q, p) == pytest.approx(kl_gaussians(q, p), abs=3e-3)
 
 
+@pytest.mark.slow  # a simulation against truth: make test, not the quick loop
 @pytest.mark.parametrize("name,q,p", CASES, ids=[c[0] for c in CASES])
 def test_bias_and_spread_against_truth(name, q, p):
     values = repeated(q, p, reps=24, start=1000)
@@ -66,6 +67,7 @@ def test_bias_and_spread_against_truth(name, q, p):
     assert values.std(ddof=1) <= 0.03, (name, values.std(ddof=1))
 
 
+@pytest.mark.slow  # a simulation against truth: make test, not the quick loop
 @pytest.mark.parametrize("q", [gaussian(), GG, R8], ids=["gauss", "gaussgan", "ring8"])
 def test_mean_is_zero_when_p_equals_q(q):
     values = repeated(q, q, reps=40, start=5000)
@@ -93,6 +95,7 @@ def test_95_interval_from_5_replicates_covers_truth():
     assert covered / 150 >= 0.90, f"{covered}/150"
 
 
+@pytest.mark.slow  # a simulation against truth: make test, not the quick loop
 def test_mode_dropping_is_finite_and_increasing():
     values, null_values, truths = [], [], []
     for dropped in (0, 1, 2, 3):
@@ -111,6 +114,7 @@ def test_mode_dropping_is_finite_and_increasing():
     assert all(v < 0.5 * t for v, t in zip(null_values[1:], truths[1:], strict=True))
 
 
+@pytest.mark.slow  # a simulation against truth: make test, not the quick loop
 @pytest.mark.parametrize("df", [5, 3])
 def test_generator_outside_the_mixture_family_against_truth(df):
     # Student-t P: heavier tails than any Gaussian mixture, so the refit stand-in is only close.
@@ -160,6 +164,7 @@ def test_single_replicate_interval_leaves_out_generator_draws_and_json_dict():
     json.dumps(d, allow_nan=False)
 
 
+@pytest.mark.slow  # a simulation against truth: make test, not the quick loop
 def test_same_seed_same_points_and_deterministic_correction():
     y = GG.sample(M, 2)
     a, b = kl_divergence(GG, y, seed=0), kl_divergence(GG, y, seed=0)

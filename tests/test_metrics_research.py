@@ -36,6 +36,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow  # a simulation against truth: make test, not the quick loop
 @pytest.mark.parametrize("name,q,p,truth", CASES, ids=[c[0] for c in CASES])
 def test_research_estimators_are_negative_where_truth_is_positive(name, q, p, truth):
     y = p.sample(2000, 11)

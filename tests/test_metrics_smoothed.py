@@ -71,6 +71,7 @@ def test_truth_helpers_agree_with_scipy_closed_forms():
     assert box.log_prob(x) == pytest.approx(want, rel=1e-9)
 
 
+@pytest.mark.slow  # a simulation against truth: make test, not the quick loop
 def test_smoothed_divergence_is_below_kl_and_tends_to_it():
     q, p = GG, shifted(GG, (0.5, 0.0))
     full = kl_truth(q, p)
@@ -126,6 +127,7 @@ def test_truncated_kernel_sums_equal_the_untruncated_ones():
 # ------------------------------------------------------------------ bias, spread, coverage
 
 
+@pytest.mark.slow  # a simulation against truth: make test, not the quick loop
 @pytest.mark.parametrize("name,q,p", CASES, ids=[c[0] for c in CASES])
 def test_bias_and_spread_against_truth(name, q, p):
     values = _estimates(q, p, reps=12, start=1000)
@@ -164,6 +166,7 @@ BOUNDED = [
 ]
 
 
+@pytest.mark.slow  # a simulation against truth: make test, not the quick loop
 @pytest.mark.parametrize("name,p", BOUNDED, ids=[b[0] for b in BOUNDED])
 def test_bounded_generator_against_exact_smoothed_divergence(name, p):
     s = default_sigma(GG)
@@ -185,6 +188,7 @@ def test_bounded_generator_settles_at_the_exact_value_as_m_grows(name, p):
 # ------------------------------------------------------------------ profile, interval, api
 
 
+@pytest.mark.slow  # a simulation against truth: make test, not the quick loop
 def test_profile_is_d_at_half_one_and_twice_s_against_truth():
     q, p = GG, shifted(GG, (0.7, 0.0))
     s = default_sigma(q)

@@ -102,6 +102,7 @@ def test_sample_real_with_wrong_shape_is_rejected() -> None:
         train({"steps": 1, "batch_size": 8}, lambda n, rng: np.zeros((n, 3)))
 
 
+@pytest.mark.slow  # a simulation against truth: make test, not the quick loop
 @pytest.mark.parametrize("generator", [{"kind": "classical", "hidden": [32, 32]},
                                        {**QUANTUM, "n_qubits": 4}])
 def test_generators_learn_a_gaussian(generator: dict) -> None:
