@@ -25,7 +25,13 @@ def worker_seed_for(worker_id: str) -> int:
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    """Prunes on the intermediate KL reported every ``budget.eval_every`` generator steps."""
+    """Prunes on the intermediate D_s reported every ``budget.eval_every`` generator steps.
+
+    A per-kind study file gives each kind's search study its own pruner, so a multi-fidelity
+    pruner's rungs and brackets hold that kind's trials only (Optuna keeps them in the study).
+    ``patience`` wraps any of them in PatientPruner: a trial is then pruned only when the
+    wrapped pruner says so *and* it has not improved for ``patience`` reports.
+    """
     p, budget = spec.pruner, spec.budget
     if p.kind == "none":
         return optuna.pruners.NopPruner()
@@ -37,6 +43,10 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
         pruner = optuna.pruners.PercentilePruner(
             p.percentile, n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps,
             interval_steps=budget.eval_every)
+    elif p.kind == "successive_halving":  # resources are generator steps, as reported
+        pruner = optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=budget.eval_every, reduction_factor=p.reduction_factor,
+            min_early_stopping_rate=p.min_early_stopping_rate)
     else:
         pruner = optuna.pruners.HyperbandPruner(
             min_resource=budget.eval_every, max_resource=budget.steps,

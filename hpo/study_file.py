@@ -150,11 +150,13 @@ class Sampler(_Strict):
 class Pruner(_Strict):
     """Which trials stop early on their intermediate KL."""
 
-    kind: Literal["none", "median", "percentile", "hyperband"] = "median"
+    kind: Literal["none", "median", "percentile", "hyperband", "successive_halving"] = "median"
     n_startup_trials: int = Field(5, ge=0)
     n_warmup_steps: int = Field(0, ge=0)
     percentile: float = Field(25.0, gt=0, lt=100)
-    reduction_factor: int = Field(3, ge=2)
+    reduction_factor: int = Field(3, ge=2, description="hyperband, successive_halving")
+    min_early_stopping_rate: int = Field(0, ge=0, description="successive_halving: rungs "
+                                         "skipped before the first promotion check")
     patience: int | None = Field(None, ge=0, description="wrap in PatientPruner when set")
 
 

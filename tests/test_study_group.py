@@ -164,3 +164,4 @@ def test_validation_seeds_skip_search_seeds() -> None:
     assert [r.seed for r in requests] == [1_000_001, 1_000_003, 1_000_004, 1_000_005]
     assert [r.rank for r in requests] == [1, 1, 2, 2]
     assert [r.source_value for r in requests] == [0.5, 0.5, 1.0, 1.0]
+
