@@ -84,9 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_int_in(1, MAX_THREADS), default=None,
                    help="torch threads (default: $HPO_TORCH_THREADS, else 1)")
     p.add_argument("--worker-seed", type=_int_in(0, MAX_SEED), default=None,
-                   help="sampler seed offset (default: derived from the worker id)")
+                   help="sampler seed offset (default: this worker start's number on the study: "
+                        "0, 1, 2, ...)")
     p.add_argument("--worker-id", default=None,
-                   help="name recorded on each trial (default: $HPO_WORKER_ID, else host:pid)")
+                   help="name recorded on each trial (default: $HPO_WORKER_ID, else "
+                        "host:pid:random)")
 
     p = sub.add_parser("run", help="init + N local workers + progress + summary",
                        epilog=EPILOG)
