@@ -32,6 +32,7 @@ from hpo.errors import StorageError, UsageError
 from hpo.journal import RepairingJournalBackend
 from hpo.locks import LEASE_S, ProcessLock, lease_option
 from hpo.quiet import quiet_experimental
+from hpo.study_exists import create_or_load_study
 from hpo.study_group import set_objective_name
 
 DEFAULT_STORAGE = "runs/hpo.journal"
@@ -303,9 +304,8 @@ def ensure_study(url: str, spec: Any, *, sampler: optuna.samplers.BaseSampler | 
     for the study returned too.
     """
     def create(storage: BaseStorage) -> optuna.Study:
-        study = optuna.create_study(study_name=spec.name, storage=storage,
-                                    direction="minimize", sampler=sampler, pruner=pruner,
-                                    load_if_exists=True)
+        study = create_or_load_study(study_name=spec.name, storage=storage,
+                                     direction="minimize", sampler=sampler, pruner=pruner)
         if "study_file" not in study.user_attrs:
             study.set_user_attr("study_file", spec.model_dump(mode="json"))
         if metric is not None:

@@ -27,6 +27,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.quiet import quiet_experimental
+from hpo.study_exists import create_or_load_study
 
 __all__ = [
     "ENQUEUED_ATTR", "VALIDATION_SEED_BASE", "VALIDATION_SUFFIX", "StudyGroup", "ValidationRequest",
@@ -313,11 +314,10 @@ def ensure_group(storage: optuna.storages.BaseStorage, spec: Any, *,
     studies = {}
     for study_name in group_study_names(spec):
         search = study_name != validation_study_name(spec.name)
-        study = optuna.create_study(
+        study = create_or_load_study(
             study_name=study_name, storage=storage, direction="minimize",
             sampler=sampler() if (sampler and search) else None,
-            pruner=(pruner() if pruner else None) if search else optuna.pruners.NopPruner(),
-            load_if_exists=True)
+            pruner=(pruner() if pruner else None) if search else optuna.pruners.NopPruner())
         if "study_file" not in study.user_attrs:
             study.set_user_attr("study_file", spec.model_dump(mode="json"))
         if metric is not None:
