@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import typing
 from collections.abc import Callable
@@ -410,6 +411,8 @@ COMMANDS = {"init": cmd_init, "worker": cmd_worker, "run": cmd_run, "status": cm
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "worker":
+        _stop_quietly_while_starting()
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happened
@@ -427,6 +430,19 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"hpo {args.command}: {message}", file=sys.stderr)
         return 1
+
+
+def _stop_quietly_while_starting() -> None:
+    """SIGTERM or SIGINT before a worker's own handler is in place (its imports take seconds; a
+    container that compose restarted can be stopped then) ends it with status 0 and one line,
+    as a stop does later: it holds no trial yet. :class:`hpo.worker.StopFlag` takes over."""
+    def handler(signum: int, frame: object) -> None:
+        print(f"hpo worker: {signal.Signals(signum).name} while starting; ran 0 trial(s)",
+              file=sys.stderr)
+        raise SystemExit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
 
 
 def _known_failure(err: Exception, args: argparse.Namespace) -> str | None:
