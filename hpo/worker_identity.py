@@ -8,9 +8,9 @@ proposed the same parameters (measured: 4 workers, 16 trials, 5 distinct paramet
 - :func:`new_worker_id`: ``$HPO_WORKER_ID`` when set, else ``host:pid:token`` where ``token`` is
   8 random hex digits drawn at each process start (``secrets``), so no two starts share an id.
 - :func:`claim_worker_number`: the study counts its worker starts (user attribute
-  :data:`WORKER_STARTS_ATTR`) under a lock every process on the storage shares; a start gets the
-  next number, 0 for the first. The worker's sampler seed is the study's ``sampler.seed`` plus
-  that number, so any two workers of a study draw with different seeds, and the seeds a study
+  :data:`WORKER_STARTS_ATTR`) under the init lock every process on the storage shares; a start
+  gets the next number, 0 for the first. The worker's sampler seed is the study's ``sampler.seed``
+  plus that number, so any two workers of a study draw with different seeds, and the seeds a study
   uses are the same from run to run: ``seed``, ``seed + 1``, ... in the order the workers start
   (docs/study-files.md says what that makes reproducible).
 """
@@ -23,17 +23,17 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from hpo.storage import ensure_group_studies, ensure_study, process_lock
+from optuna.storages import RDBStorage
+
+from hpo.storage import _under_init_lock
+from hpo.study_exists import create_or_load_study
+from hpo.study_group import ensure_group
 
 WORKER_STARTS_ATTR = "worker_starts"
 """Study user attribute: how many workers have started on the study (the next worker's number)."""
 
 TOKEN_HEX = 8
 """Hex digits of the random part of a default worker id (32 bits)."""
-
-
-def _never() -> bool:
-    return False
 
 
 def new_worker_id() -> str:
@@ -46,25 +46,25 @@ def claim_worker_number(url: str, spec: Any, *, patience_s: float = 0.0,
                         stop: Callable[[], bool] | None = None) -> int:
     """The number of this worker start on ``spec``'s study: 0, 1, 2, ... never given twice.
 
-    Creates the study (or the per-kind group's studies) if it does not exist yet, then, under
-    the lock ``hpo:workers:NAME`` on the storage, reads and increments the counter kept on the
-    study (for a per-kind file, on the group's first study). ``patience_s`` and ``stop`` are
-    :func:`hpo.storage.open_storage`'s.
+    Under the init lock (:func:`hpo.storage.ensure_study`'s, shared by every process on the
+    storage) it creates the study (or the per-kind group's studies) if need be, then reads and
+    increments the counter kept on the study (for a per-kind file, on the group's first study).
+    The storage it opens is closed before it returns, so a worker still holds at most two
+    connections. ``patience_s`` and ``stop`` are :func:`hpo.storage.open_storage`'s.
     """
-    if spec.layout == "per-kind":
-        study = next(iter(ensure_group_studies(url, spec, patience_s=patience_s,
-                                               stop=stop).values()))
-    else:
-        study = ensure_study(url, spec, patience_s=patience_s, stop=stop)
-    lock = process_lock(url, f"hpo:workers:{spec.name}", patience_s=patience_s, stop=stop)
-    try:
-        if not lock.acquire(stop or _never):
-            return 0  # stopping before it began: the worker runs no trial with this number
+    def claim(storage: Any) -> int:
         try:
+            if spec.layout == "per-kind":
+                study = next(iter(ensure_group(storage, spec).values()))
+            else:
+                study = create_or_load_study(study_name=spec.name, storage=storage,
+                                             direction="minimize")
             number = int(study.user_attrs.get(WORKER_STARTS_ATTR, 0))
             study.set_user_attr(WORKER_STARTS_ATTR, number + 1)
+            return number
         finally:
-            lock.release()
-    finally:
-        lock.close()
-    return number
+            if isinstance(storage, RDBStorage):  # its pooled connection
+                storage.remove_session()
+                storage.engine.dispose()
+
+    return _under_init_lock(url, spec, claim, patience_s, stop)
