@@ -2,7 +2,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup services test test-quick lint demo bench clean
+.PHONY: setup services test test-quick compose-test lock lint demo bench clean
 
 setup: $(BIN)/hpo
 
@@ -22,9 +22,19 @@ test: setup services
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -n 2 --dist worksteal
 
-# The in-process inner loop: no server, no subprocess, no browser.
+# The in-process inner loop: no server, no subprocess, no browser, no Docker engine.
 test-quick: setup
-	$(BIN)/pytest -q -m "not postgres and not browser and not e2e"
+	$(BIN)/pytest -q -m "not postgres and not browser and not e2e and not docker"
+
+# docker-compose.yml on a private Docker engine (root; .ci/docker-engine installs and starts it,
+# and builds stand-in base images from Debian packages once, cached in /var/cache/qgan-hpo-docker).
+# `make test` runs the same test among the others.
+compose-test: setup
+	$(BIN)/pytest -q -m docker -s
+
+# requirements.lock: the runtime dependencies pinned at the venv's versions (Dockerfile layer).
+lock: setup
+	$(BIN)/python .ci/lock-requirements > requirements.lock
 
 lint: setup
 	$(BIN)/ruff check .

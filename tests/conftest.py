@@ -26,7 +26,8 @@ PG_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 # `make test` runs everything.
 POSTGRES_FIXTURES = {"postgres", "pg_url", "module_pg_url"}
 E2E_MODULES = {"test_hpo_embedded", "test_hpo_input", "test_hpo_postgres", "test_compose",
-               "test_faults_journal", "test_faults_postgres", "test_dashboard_browser"}
+               "test_faults_journal", "test_faults_postgres", "test_dashboard_browser",
+               "test_compose_engine"}
 BROWSER_MODULES = {"test_dashboard_browser"}
 POSTGRES_MODULES = {"test_compose", "test_dashboard_browser", "test_faults_postgres"}
 
