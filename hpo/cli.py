@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import typing
 from collections.abc import Callable
@@ -82,9 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_int_in(1, MAX_THREADS), default=None,
                    help="torch threads (default: $HPO_TORCH_THREADS, else 1)")
     p.add_argument("--worker-seed", type=_int_in(0, MAX_WORKER_SEED), default=None,
-                   help="sampler seed offset (default: derived from the worker id)")
+                   help="sampler seed offset (default: this worker start's number on the study: "
+                        "0, 1, 2, ...)")
     p.add_argument("--worker-id", default=None,
-                   help="name recorded on each trial (default: $HPO_WORKER_ID, else host:pid)")
+                   help="name recorded on each trial (default: $HPO_WORKER_ID, else "
+                        "host:pid:random)")
 
     p = sub.add_parser("run", help="init + N local workers + progress + summary",
                        epilog=EPILOG)
@@ -405,6 +408,8 @@ COMMANDS = {"init": cmd_init, "worker": cmd_worker, "run": cmd_run, "status": cm
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "worker":
+        _stop_quietly_while_starting()
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happened
@@ -422,6 +427,19 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"hpo {args.command}: {message}", file=sys.stderr)
         return 1
+
+
+def _stop_quietly_while_starting() -> None:
+    """SIGTERM or SIGINT before a worker's own handler is in place (its imports take seconds; a
+    container that compose restarted can be stopped then) ends it with status 0 and one line,
+    as a stop does later: it holds no trial yet. :class:`hpo.worker.StopFlag` takes over."""
+    def handler(signum: int, frame: object) -> None:
+        print(f"hpo worker: {signal.Signals(signum).name} while starting; ran 0 trial(s)",
+              file=sys.stderr)
+        raise SystemExit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
 
 
 def _known_failure(err: Exception, args: argparse.Namespace) -> str | None:

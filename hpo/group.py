@@ -23,6 +23,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from hpo.quiet import quiet_experimental
+from hpo.study_exists import create_or_load_study
 from hpo.study_file import StudySpec
 from hpo.trials import KIND
 
@@ -72,23 +73,16 @@ def ensure_group(storage: optuna.storages.BaseStorage, spec: StudySpec, *,
     (a fresh object per study, so no model is shared); the validation study never prunes. Each
     study carries the study file as its ``study_file`` user attribute and, given ``metric``,
     that name for its objective (what the dashboard's plots show). A study that exists is
-    loaded, never created again (a create that finds it would leave a duplicate-key error in
-    the database's log).
+    loaded, never created again (:mod:`hpo.study_exists`).
     """
-    existing = {s.study_name for s in optuna.get_all_study_summaries(storage,
-                                                                      include_best_trial=False)}
     studies = {}
     search = search_studies(spec)
     for study_name in group_study_names(spec):
         searching = study_name in search
-        kwargs = dict(study_name=study_name, storage=storage,
-                      sampler=sampler() if (sampler and searching) else None,
-                      pruner=(pruner() if pruner else None) if searching
-                      else optuna.pruners.NopPruner())
-        if study_name in existing:
-            study = optuna.load_study(**kwargs)
-        else:
-            study = optuna.create_study(direction="minimize", load_if_exists=True, **kwargs)
+        study = create_or_load_study(
+            study_name=study_name, storage=storage, direction="minimize",
+            sampler=sampler() if (sampler and searching) else None,
+            pruner=(pruner() if pruner else None) if searching else optuna.pruners.NopPruner())
         if "study_file" not in study.user_attrs:
             study.set_user_attr("study_file", spec.model_dump(mode="json"))
         if metric is not None:

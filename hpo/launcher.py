@@ -3,8 +3,9 @@
 Workers are separate processes (one torch thread each), logging to ``runs/logs/``. The launcher
 gives the embedded journal file the guarantee Postgres gets from heartbeats: when a worker dies,
 its RUNNING trials are failed and re-queued (``hpo.requeue.requeue``, the one re-queue path), and
-a replacement worker is started. Worker ids, log files and sampler seeds carry the launcher's run
-id (time and pid), so two launchers on one study never share them. Workers get the storage URL
+a replacement worker is started. Worker ids and log files carry the launcher's run id (time and
+pid), so two launchers on one study never share them; each worker start claims its own sampler
+seed from the study (:mod:`hpo.worker_identity`). Workers get the storage URL
 through the environment (``HPO_STORAGE``, never argv) and stop by themselves when their launcher
 is gone (``HPO_LAUNCHER_PID``).
 """
@@ -39,7 +40,6 @@ from hpo.storage import (
     is_database_url,
     open_storage,
 )
-from hpo.strategy import worker_seed_for
 from hpo.study_file import StudySpec
 from hpo.systematic import systematic_failure
 from hpo.trials import WORKER, WORKER_PROCESS, BudgetCounts, RetryPolicy, budget_counts
@@ -74,7 +74,6 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
         slot.log = open(slot.log_path, "a")  # noqa: SIM115 - lives as long as the worker
         cmd = [sys.executable, "-m", "hpo", "worker", study_path,
                "--artifacts", artifacts, "--threads", str(threads),
-               "--worker-seed", str(worker_seed_for(f"{slot.worker_id}#{slot.restarts}")),
                "--worker-id", slot.worker_id]
         # The URL goes in the environment, never in the arguments: any local user can read a
         # process's arguments (ps), and the URL may hold the database password.

@@ -311,13 +311,15 @@ def ensure_group_studies(url: str, spec: StudySpec, *,
     (what the dashboard's plots show). ``patience_s`` and ``stop`` are :func:`open_storage`'s,
     for the studies returned too.
     """
-    return _under_init_lock(
+    return under_init_lock(
         url, spec, lambda storage: ensure_group(storage, spec, sampler=sampler, pruner=pruner,
                                                 metric=metric), patience_s, stop)
 
 
-def _under_init_lock(url: str, spec: StudySpec, create: Callable[[BaseStorage], Any],
-                     patience_s: float, stop: Callable[[], bool] | None) -> Any:
+def under_init_lock(url: str, spec: StudySpec, create: Callable[[BaseStorage], Any],
+                    patience_s: float, stop: Callable[[], bool] | None) -> Any:
+    """``create(storage)`` under the init lock every process on ``url`` shares, its SQLAlchemy
+    errors as one line: what creates studies, or counts worker starts, never races."""
     lock = process_lock(url, "hpo:init", patience_s=patience_s, stop=stop)
     try:
         with reported(url):

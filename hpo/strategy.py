@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
-
 import optuna
 
 from hpo.quiet import quiet_experimental
@@ -11,17 +9,13 @@ from hpo.study_file import StudySpec
 
 
 def make_sampler(spec: StudySpec, worker_seed: int = 0) -> optuna.samplers.BaseSampler:
-    """Seeded TPE; each worker offsets the seed so parallel workers do not propose alike."""
+    """Seeded TPE at ``sampler.seed + worker_seed``: each worker start has its own offset
+    (:func:`hpo.worker_identity.claim_worker_number`), so parallel workers do not propose alike."""
     s = spec.sampler
     with quiet_experimental():
         return optuna.samplers.TPESampler(
             seed=(s.seed + worker_seed) % 2**32, n_startup_trials=s.n_startup_trials,
             multivariate=s.multivariate, group=s.group, constant_liar=s.constant_liar)
-
-
-def worker_seed_for(worker_id: str) -> int:
-    """A sampler seed offset that differs between worker ids and is stable for one."""
-    return zlib.crc32(worker_id.encode())
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:

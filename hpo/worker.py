@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import sys
 import threading
 import time
@@ -41,17 +40,14 @@ from hpo.storage import (
     process_lock,
     seconds_from_env,
 )
-from hpo.strategy import make_pruner, make_sampler, worker_seed_for
+from hpo.strategy import make_pruner, make_sampler
 from hpo.study_file import StudySpec
 from hpo.systematic import systematic_failure
 from hpo.trials import KIND, RetryPolicy, ended_line, retry_history
+from hpo.worker_identity import claim_worker_number, new_worker_id
 
 BUDGET_POLL_S = 1.0
 """Seconds between looks at the budget while the other workers hold its last slots."""
-
-
-def default_worker_id() -> str:
-    return os.environ.get("HPO_WORKER_ID") or f"{socket.gethostname()}:{os.getpid()}"
 
 
 class StopFlag:
@@ -97,7 +93,7 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
     (``HPO_STORAGE_PATIENCE_S``, default 75 s) raises :class:`~hpo.errors.StorageError`; a
     worker frozen inside the budget lock loses it after ``HPO_LOCK_LEASE_S`` (default 30 s)."""
     torch.set_num_threads(threads)
-    worker_id = worker_id or default_worker_id()
+    worker_id = worker_id or new_worker_id()
     launcher = os.environ.get("HPO_LAUNCHER_PID", "")
     stop = StopFlag(int(launcher) if launcher.isdigit() else None)
     say = _say(worker_id, log)
@@ -106,7 +102,7 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
     lease = seconds_from_env("HPO_LOCK_LEASE_S", LEASE_S)
     with stop.on_signals(), _one_line_thread_errors(say):
         if worker_seed is None:
-            worker_seed = worker_seed_for(worker_id)
+            worker_seed = claim_worker_number(url, spec, patience_s=patience, stop=stop)
         lock = process_lock(url, f"hpo:budget:{spec.name}", lease_s=lease, patience_s=patience,
                             stop=stop)
         claim = _claimer(url, spec, worker_seed, artifact_store(artifacts), worker_id, lock,

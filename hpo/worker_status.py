@@ -1,10 +1,10 @@
 """Which workers a study has heard from, and when: is a remote worker contributing?
 
 Each trial records the worker that ran it (user attribute ``worker``, ``--worker-id`` or
-``host:pid``; ``worker_process`` is always ``host:pid``). On PostgreSQL, Optuna's heartbeat thread
-stamps every running trial every ``heartbeat.interval`` seconds. Optuna has no public reader of
-those stamps, so :func:`heartbeat_ages` reads its ``trial_heartbeats`` table (read only); ages are
-computed by the database's own clock, so the hosts' clocks never enter. :func:`worker_activity`
+``host:pid:random``; ``worker_process`` is always ``host:pid``). On PostgreSQL, Optuna's heartbeat
+thread stamps every running trial every ``heartbeat.interval`` seconds. Optuna has no public reader
+of those stamps, so :func:`heartbeat_ages` reads its ``trial_heartbeats`` table (read only); ages
+are computed by the database's own clock, so the hosts' clocks never enter. :func:`worker_activity`
 returns the data; :func:`format_workers` is the human table.
 """
 

@@ -41,6 +41,8 @@ from tests.conftest import hpo_env
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
+OVERRIDE_FILE = REPO / "docker-compose.override.yml"  # compose reads it unless -f names files
+HOST_FILE = REPO / "docker-compose.host.yml"          # host networking, layered with -f
 DOCKERFILE = REPO / "Dockerfile"
 ENV_EXAMPLE = REPO / ".env.example"
 VENV_BIN = Path(sys.executable).parent  # the venv whose pytest runs us; it holds `hpo`
@@ -122,10 +124,31 @@ def variable_defaults(value: Any) -> dict[str, str | None]:
     return found
 
 
-def load_compose_raw() -> dict[str, Any]:
-    """docker-compose.yml as parsed YAML (anchors and merge keys resolved), not interpolated."""
-    with open(COMPOSE_FILE) as f:
-        return yaml.safe_load(f)
+def load_compose_raw(*files: Path) -> dict[str, Any]:
+    """The compose files as parsed YAML (anchors and merge keys resolved), not interpolated,
+    merged the way compose merges them: by default docker-compose.yml and
+    docker-compose.override.yml, as a plain ``compose up`` reads them."""
+    merged: dict[str, Any] = {}
+    for path in files or (COMPOSE_FILE, OVERRIDE_FILE):
+        with open(path) as f:
+            merged = merge_compose(merged, yaml.safe_load(f))
+    return merged
+
+
+_CONCATENATED = {"ports", "expose"}
+
+
+def merge_compose(base: Any, over: Any, key: str = "") -> Any:
+    """``over`` layered on ``base`` as compose does for what these files use: mappings merge
+    key by key, ``ports`` add up, any other value (a command, a list of volumes) is replaced."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = merge_compose(base[k], v, k) if k in base else v
+        return out
+    if key in _CONCATENATED and isinstance(base, list) and isinstance(over, list):
+        return base + [p for p in over if p not in base]
+    return over
 
 
 def read_env_file(path: Path = ENV_EXAMPLE) -> dict[str, str]:
@@ -159,6 +182,16 @@ def dockerfile_instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
     for line in joined:
         instr, _, args = line.partition(" ")
         out.append((instr.upper(), " ".join(args.split())))
+    return out
+
+
+def dockerfile_args(instructions: list[tuple[str, str]]) -> dict[str, str]:
+    """Build arguments and their defaults (``ARG NAME=default``; "" without one)."""
+    out: dict[str, str] = {}
+    for instr, args in instructions:
+        if instr == "ARG":
+            name, _, default = args.partition("=")
+            out[name] = default.strip('"')
     return out
 
 

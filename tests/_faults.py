@@ -189,6 +189,23 @@ def processes() -> Iterator[Processes]:
         started.kill_all()
 
 
+def retries_and_proposals(trials: list[FrozenTrial]
+                          ) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+    """Retries, each checked to repeat its failed trial's parameters, and the trials whose
+    parameters a sampler proposed. A trial that failed before it had parameters (its worker died
+    as it began) is retried without any: that retry's sampler proposes them."""
+    by_number = {t.number: t for t in trials}
+    retries, proposals = [], []
+    for t in trials:
+        original = by_number.get(t.system_attrs.get("failed_trial", -1))
+        if original is not None and original.params:
+            assert t.params == original.params, (t.number, original.number)
+            retries.append(t)
+        elif t.params:
+            proposals.append(t)
+    return retries, proposals
+
+
 def assert_clean_log(log: Path) -> str:
     text = log.read_text()
     assert "Traceback" not in text, text

@@ -30,10 +30,13 @@ import yaml
 from _compose_helpers import (
     COMPOSE_FILE,
     ENV_EXAMPLE,
+    HOST_FILE,
+    OVERRIDE_FILE,
     REPO,
     REQUIRED,
     ComposeEquivalent,
     MissingVariable,
+    dockerfile_args,
     dockerfile_instructions,
     dockerfile_workdir,
     fresh_database,
@@ -153,6 +156,30 @@ def test_only_the_dashboard_is_published_and_only_on_localhost(raw, resolved):
     # The address is literal, not a variable someone could widen to 0.0.0.0 by accident.
     raw_ports = raw["services"]["dashboard"]["ports"]
     assert all(str(p).startswith("127.0.0.1:") for p in raw_ports), raw_ports
+    # Published by the override compose reads by itself, never by docker-compose.yml: a host
+    # network override could not be layered on a file that publishes a port (issue 19).
+    base = interpolate(load_compose_raw(COMPOSE_FILE), PASSWORD_ONLY)
+    assert not [n for n, svc in base["services"].items() if "ports" in svc]
+
+
+def test_host_network_override_puts_every_service_on_the_host_on_localhost_ports():
+    """docker-compose.yml + docker-compose.host.yml: host networking, nothing published, the
+    database on 127.0.0.1 away from 5432 and the hpo services' storage URL pointing there."""
+    variables = {**PASSWORD_ONLY, "DB_PORT": "54999", "DASHBOARD_PORT": "8999"}
+    conf = interpolate(load_compose_raw(COMPOSE_FILE, HOST_FILE), variables)
+    for name, svc in conf["services"].items():
+        assert svc.get("network_mode") == "host", name
+        assert "ports" not in svc, f"{name}: a host-network service cannot publish ports"
+    db = conf["services"]["db"]
+    assert service_environment(db)["PGPORT"] == "54999"
+    assert "listen_addresses=127.0.0.1" in service_command(db)
+    default_port = variable_defaults(load_compose_raw(HOST_FILE))["DB_PORT"]
+    assert default_port != "5432", "the host's own PostgreSQL may listen on 5432"
+    for name in HPO_SERVICES:
+        url = urlsplit(service_environment(conf["services"][name])["HPO_STORAGE"])
+        assert (url.hostname, url.port, url.password) == ("127.0.0.1", 54999, "set-by-the-user")
+    argv = service_command(conf["services"]["dashboard"])
+    assert (option_value(argv, "--host"), option_value(argv, "--port")) == ("127.0.0.1", "8999")
 
 
 def test_init_is_one_shot_after_db_is_healthy(resolved):
@@ -169,6 +196,10 @@ def test_worker_is_scalable_and_restarts_on_failure_with_one_thread(resolved):
     assert "ports" not in worker, "a host port prevents --scale"
     assert worker["depends_on"]["init"]["condition"] == "service_completed_successfully"
     assert str(worker["restart"]).startswith("on-failure")
+    # compose stops a service before those it depends on: the database outlives every worker
+    # and the dashboard, so `stop` and `down` leave no trial RUNNING (issue 19).
+    for name in ("worker", "dashboard"):
+        assert resolved["services"][name]["depends_on"]["db"]["condition"] == "service_healthy"
     env = service_environment(worker)
     assert env["HPO_TORCH_THREADS"] == "1"
     assert env["OMP_NUM_THREADS"] == "1"
@@ -230,8 +261,8 @@ def test_hpo_services_share_one_image_built_from_this_repo(resolved):
         assert context in (".", "./"), f"{name}: build context {context!r}"
 
 
-def test_env_example_lists_every_variable_with_the_files_defaults(raw):
-    used = variable_defaults(raw)
+def test_env_example_lists_every_variable_with_the_files_defaults():
+    used = variable_defaults(load_compose_raw(COMPOSE_FILE, OVERRIDE_FILE, HOST_FILE))
     example = read_env_file(ENV_EXAMPLE)
     assert set(example) == set(used), f".env.example {sorted(example)} vs file {sorted(used)}"
     for key, default in used.items():
@@ -244,10 +275,11 @@ def test_env_example_lists_every_variable_with_the_files_defaults(raw):
 
 def test_dockerfile_slim_cpu_torch_project_installed_non_root(resolved):
     instructions = dockerfile_instructions()
-    froms = [a for i, a in instructions if i == "FROM"]
+    args = dockerfile_args(instructions)
+    froms = [interpolate(a, args) for i, a in instructions if i == "FROM"]
     assert froms and froms[0].split()[0] == "python:3.11-slim"
 
-    runs = [a for i, a in instructions if i == "RUN"]
+    runs = [interpolate(a, args) for i, a in instructions if i == "RUN"]
     torch_at = next(i for i, a in enumerate(runs) if "torch==" in a)
     torch_run = runs[torch_at].split()
     assert "--index-url" in torch_run
@@ -258,6 +290,7 @@ def test_dockerfile_slim_cpu_torch_project_installed_non_root(resolved):
     assert pinned.replace(" ", "") in torch_run, f"image torch must match pyproject's {pinned}"
     project_at = next(i for i, a in enumerate(runs) if "pip install" in a and " ." in f"{a} ")
     assert torch_at < project_at, "install CPU torch before the project, or pip fetches CUDA torch"
+    assert "--no-deps" in runs[project_at].split(), "every dependency comes from the lock layer"
 
     users = [a.split(":")[0] for i, a in instructions if i == "USER"]
     assert users and users[-1] not in ("root", "0"), "the image must run as a non-root user"
@@ -271,6 +304,39 @@ def test_dockerfile_slim_cpu_torch_project_installed_non_root(resolved):
     for m in mounts:
         if not m.is_named_volume and m.source.rstrip("/").endswith("studies"):
             assert m.target == f"{workdir}/studies" and m.read_only
+
+
+def test_dependencies_come_from_the_lock_in_a_layer_before_the_source():
+    """A README or code edit must not re-download the dependencies (issue 19: 35 s, 50 wheels):
+    requirements.lock is copied and installed before anything else of the project, and it pins
+    every runtime dependency of pyproject.toml (torch has its own, earlier layer)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    steps = [(i, a) for i, a in dockerfile_instructions() if i in ("COPY", "RUN")]
+    lock_copy = steps.index(("COPY", "requirements.lock ./"))
+    lock_install = next(n for n, (i, a) in enumerate(steps)
+                        if i == "RUN" and "-r requirements.lock" in a)
+    first_source = next(n for n, (i, a) in enumerate(steps)
+                        if i == "COPY" and a != "requirements.lock ./")
+    assert lock_copy < lock_install < first_source, steps
+
+    pins = {}
+    for line in (REPO / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, sep, version = line.partition("==")
+            assert sep and version, f"requirements.lock: not NAME==VERSION: {line!r}"
+            pins[canonicalize_name(name)] = version
+    with open(REPO / "pyproject.toml", "rb") as f:
+        deps = [Requirement(d) for d in tomllib.load(f)["project"]["dependencies"]]
+    for dep in deps:
+        key = canonicalize_name(dep.name)
+        if key == "torch":
+            assert key not in pins, "torch comes from the CPU index layer, not the lock"
+            continue
+        assert key in pins, f"requirements.lock lacks {dep.name} (run `make lock`)"
+        assert dep.specifier.contains(pins[key], prereleases=True), \
+            f"requirements.lock pins {dep.name}=={pins[key]}, pyproject wants {dep} (make lock)"
 
 
 def test_dockerignore_keeps_the_context_small_but_keeps_what_the_dockerfile_copies():
@@ -297,8 +363,9 @@ def _compose_validator() -> list[str] | None:
     return [legacy] if legacy else None
 
 
+@pytest.mark.parametrize("files", [(), (COMPOSE_FILE, HOST_FILE)], ids=["default", "host"])
 @pytest.mark.parametrize("study", [DEFAULT_STUDY, TEST_STUDY])
-def test_compose_validator_accepts_the_file(study, tmp_path):
+def test_compose_validator_accepts_the_file(study, files, tmp_path):
     validator = _compose_validator()
     if validator is None:
         pytest.skip("no compose implementation installed (neither `docker compose` nor Debian's "
@@ -306,8 +373,8 @@ def test_compose_validator_accepts_the_file(study, tmp_path):
     env_file = tmp_path / "env"
     env_file.write_text(ENV_EXAMPLE.read_text() + f"\nSTUDY={study}\nPOSTGRES_PASSWORD=x\n")
     result = subprocess.run(
-        [*validator, "--project-directory", str(REPO), "-f", str(COMPOSE_FILE),
-         "--env-file", str(env_file), "config"],
+        [*validator, "--project-directory", str(REPO),
+         *[arg for f in files for arg in ("-f", str(f))], "--env-file", str(env_file), "config"],
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr

@@ -15,6 +15,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.journal import LOCK_GRACE_S
+from hpo.worker_identity import WORKER_STARTS_ATTR
 from tests._faults import (
     STARTUP_S,
     Processes,
@@ -25,7 +26,7 @@ from tests._faults import (
     trials_of,
     wait_for,
 )
-from tests.conftest import hpo_cmd, hpo_env, run_hpo
+from tests.conftest import hpo_cmd, hpo_env, journal_study, run_hpo
 
 pytestmark = pytest.mark.e2e
 
@@ -148,30 +149,16 @@ def test_two_launchers_on_one_study_share_no_ids_logs_or_seeds(
     study = fault_study(tmp_path, "two-launchers", trials=4)
     runs = [procs.start("run", str(study), "--workers", "1", cwd=tmp_path,
                         log=tmp_path / f"launcher{i}.log") for i in range(2)]
-    seeds = wait_for("both workers started", lambda: _worker_seeds("two-launchers") if len(
-        _worker_seeds("two-launchers")) == 2 else None, timeout=60, every=0.05)
     for run in runs:
         assert run.wait(timeout=240) == 0, run.log_path.read_text()
     trials = trials_of(_journal(tmp_path), "two-launchers")
     assert_exact_study(trials, 4)
     logs = sorted((tmp_path / "runs" / "logs").glob("*.log"))
     assert len(logs) == 2
-    assert len(set(seeds)) == 2, seeds
+    # Each worker start claimed its own number, hence sampler seed (hpo.worker_identity).
+    assert journal_study(tmp_path, "two-launchers").user_attrs[WORKER_STARTS_ATTR] == 2
     ids = {t.user_attrs["worker"] for t in trials}
     assert ids <= {p.stem for p in logs}
-
-
-def _worker_seeds(name: str) -> list[str]:
-    """The ``--worker-seed`` of every live worker of study ``name`` (from /proc)."""
-    seeds = []
-    for entry in Path("/proc").iterdir():
-        try:
-            argv = (entry / "cmdline").read_bytes().decode().split("\0")
-        except (OSError, ValueError):
-            continue
-        if "worker" in argv and "--worker-seed" in argv and any(name in a for a in argv):
-            seeds.append(argv[argv.index("--worker-seed") + 1])
-    return seeds
 
 
 def test_a_worker_whose_launcher_died_stops_and_requeues(tmp_path: Path,

@@ -180,8 +180,9 @@ def test_status_lists_the_worker_with_its_last_heartbeat(worker_run):
     assert "workers: 1" in out, out
     host = socket.gethostname()
     row = next(line for line in out.splitlines() if line.startswith(f"{host}:"))
-    # worker id (host:pid), host, finished trials, none running, heartbeat age from the database
-    match = re.fullmatch(rf"{re.escape(host)}:\d+\s+{re.escape(host)}\s+(\d+)\s+-\s+(\d+) s ago",
+    # worker id (host:pid:token), host, finished trials, none running, heartbeat age from the DB
+    match = re.fullmatch(rf"{re.escape(host)}:\d+:[0-9a-f]{{8}}\s+{re.escape(host)}\s+(\d+)\s+-\s+"
+                         r"(\d+) s ago",
                          row.strip())
     assert match, row
     assert int(match[1]) == TRIALS

@@ -1,0 +1,287 @@
+"""docker-compose.yml on a real Docker engine: build, `up --scale worker=8`, faults, stop, resume.
+
+`make compose-test` runs it alone; `make test` runs it with the rest (marker ``docker``).
+.ci/docker-engine installs Debian's docker.io and docker-compose (1.29) if missing, starts a
+dockerd of its own (own data root, exec root, pidfile and socket; no bridge, no iptables) and
+builds stand-ins for python:3.11-slim and postgres:16 from Debian packages, since Docker Hub is
+unreachable here; they and every layer are cached in /var/cache/qgan-hpo-docker. The project's
+image is built from the project's Dockerfile with build arguments pointing at the stand-in base
+and at PyPI (torch's CPU wheel comes from the stand-in's local wheels). The stack runs on the host
+network (docker-compose.host.yml): the database on a free port of 127.0.0.1, the dashboard too.
+
+One study, in order: a worker killed (SIGKILL; compose restarts it), a worker paused past the
+heartbeat's grace period, the database restarted, then `stop` in the middle of the study; then
+`down` and `up` again, which resumes it to its end. Checked: the exact budget, distinct parameter
+sets except deliberate retries, every worker's exit status 0, nothing RUNNING after `stop`, no
+ERROR in the database's log, the dashboard answering and refusing writes. Pass or fail, the
+containers, volumes and the dockerd are gone at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from _compose_helpers import COMPOSE_FILE, HOST_FILE, free_port, http_get, wait_http
+from _faults import retries_and_proposals
+from conftest import SMOKE, reading_storage
+from optuna.trial import TrialState
+
+pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+ENGINE = REPO / ".ci" / "docker-engine"
+RUN_DIR = Path(os.environ.get("QGAN_HPO_DOCKER_RUN", "/run/qgan-hpo-docker"))
+DOCKER_HOST = f"unix://{RUN_DIR}/docker.sock"
+DOCKER = "/usr/bin/docker"  # Debian's client, the engine's version
+PROJECT = "qgan-hpo-test"
+WORKERS = 8
+BUDGET = 64
+STUDY_NAME = "compose_engine"
+PAUSE_S = 25            # longer than the study's heartbeat grace period (10 s)
+STEP_TIMEOUT_S = 420    # any one wait below; the machine is shared
+TOKEN_ID = re.compile(r"[^:]+:\d+:[0-9a-f]{8}")
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "DOCKER_HOST": DOCKER_HOST}
+
+
+def _run(argv: list[str], timeout: float = STEP_TIMEOUT_S, check: bool = True
+         ) -> subprocess.CompletedProcess:
+    result = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=timeout,
+                            stdin=subprocess.DEVNULL)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(argv[:6])}... exited {result.returncode}:\n"
+                             f"{result.stderr[-3000:]}\n{result.stdout[-2000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[None]:
+    """The private dockerd with the stand-in images; stopped afterwards, pass or fail. One test
+    run at a time on this machine holds it (a file lock)."""
+    if os.geteuid() != 0:
+        pytest.skip("the private Docker engine runs as root")
+    with open("/tmp/qgan-hpo-docker-test.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            for step, timeout in (("install", 900), ("start", 120), ("images", 1800)):
+                _run([str(ENGINE), step], timeout=timeout)
+            yield
+        finally:
+            subprocess.run([str(ENGINE), "stop"], timeout=300, env=_env())
+
+
+class Stack:
+    """docker-compose (Debian's 1.29) on the base file and the host-network override, with a test
+    override that mounts the study; its variables in an env file (the password never in argv)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        self.password = secrets.token_hex(16)
+        self.db_port, self.dash_port = free_port(), free_port()
+        assert 5432 not in (self.db_port, self.dash_port)
+        spec = yaml.safe_load(SMOKE.read_text())
+        # The cheapest trials the study file allows: 8 workers share 2 cores here.
+        spec.update(name=STUDY_NAME, budget={"trials": BUDGET, "steps": 10, "eval_every": 10},
+                    metric={"n_target": 10_000, "eval_samples": 100, "replicates": 2,
+                            "knn": False})
+        (workdir / "study").mkdir()
+        (workdir / "study" / "study.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        mount = [f"{workdir / 'study'}:/app/teststudy:ro"]
+        (workdir / "test.yml").write_text(yaml.safe_dump(
+            {"services": {name: {"volumes": mount} for name in ("init", "worker", "dashboard")}}))
+        env = {"POSTGRES_PASSWORD": self.password, "POSTGRES_USER": "hpo", "POSTGRES_DB": "hpo",
+               "STUDY": "teststudy/study.yaml", "DB_PORT": str(self.db_port),
+               "DASHBOARD_PORT": str(self.dash_port),
+               "PYTHON_IMAGE": "qgan-hpo-standin/python:3.11",
+               "TORCH_INDEX_URL": "https://pypi.org/simple",
+               "POSTGRES_IMAGE": "qgan-hpo-standin/postgres:16", "HPO_CODE_VERSION": "test"}
+        env_file = workdir / "env"
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+        env_file.chmod(0o600)
+        for path in (workdir, workdir / "study"):
+            path.chmod(0o755)  # the image's user (uid 10001) reads the study
+        (workdir / "study" / "study.yaml").chmod(0o644)
+        self.base = ["docker-compose", "-p", PROJECT, "--project-directory", str(REPO),
+                     "-f", str(COMPOSE_FILE), "-f", str(HOST_FILE), "-f", str(workdir / "test.yml"),
+                     "--env-file", str(env_file)]
+        self.url = (f"postgresql+psycopg2://hpo:{self.password}@127.0.0.1:{self.db_port}/hpo")
+
+    def compose(self, *args: str, timeout: float = STEP_TIMEOUT_S) -> str:
+        return _run([*self.base, *args], timeout=timeout).stdout
+
+    def containers(self, service: str) -> list[dict]:
+        ids = _run([DOCKER, "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}",
+                    "--filter", f"label=com.docker.compose.service={service}"]).stdout.split()
+        if not ids:
+            return []
+        return json.loads(_run([DOCKER, "inspect", *ids]).stdout)
+
+    def trials(self) -> list[optuna.trial.FrozenTrial]:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        return optuna.load_study(study_name=STUDY_NAME,
+                                 storage=reading_storage(self.url)).get_trials(deepcopy=False)
+
+    def wait(self, what: str, condition, timeout: float = STEP_TIMEOUT_S, every: float = 2.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                value = condition()
+                if value:
+                    return value
+            time.sleep(every)
+        raise AssertionError(f"waited {timeout:.0f} s for {what}\n{self.logs_tail()}")
+
+    def logs_tail(self) -> str:
+        result = _run([*self.base, "logs", "--no-color", "--tail", "15"], check=False)
+        return result.stdout[-6000:]
+
+
+def finished(trials) -> int:
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+               for t in trials)
+
+
+def budget_spent(trials) -> int:
+    """Finished trials, a failed trial that was retried not counted (as the budget counts)."""
+    retried = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
+    return finished(trials) - sum(t.number in retried for t in trials)
+
+
+def running(trials) -> list[int]:
+    return [t.number for t in trials if t.state == TrialState.RUNNING]
+
+
+@pytest.fixture
+def stack(engine) -> Iterator[Stack]:
+    workdir = Path(tempfile.mkdtemp(prefix="qgan-hpo-compose-"))
+    stack = Stack(workdir)
+    try:
+        yield stack
+    finally:
+        subprocess.run([*stack.base, "down", "-v", "--remove-orphans", "-t", "30"], env=_env(),
+                       capture_output=True, timeout=300)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.mark.timeout(3600)  # a cold run builds the stand-ins and the image first
+def test_compose_stack_on_a_real_engine(stack: Stack):
+    started = time.monotonic()
+    stack.compose("build", "init", timeout=1800)
+    # The dependency layer is reused when only the source changes (issue 19: 35 s, 50 wheels).
+    history = _run([DOCKER, "history", "--no-trunc", "--format", "{{.CreatedBy}}",
+                    "qgan-hpo:latest"]).stdout
+    assert "requirements.lock" in history
+
+    stack.compose("up", "-d", "--no-build", "--scale", f"worker={WORKERS}")
+    assert len(stack.containers("worker")) == WORKERS
+    networks = _run([DOCKER, "network", "ls", "--format", "{{.Name}}"]).stdout.split()
+    assert not [n for n in networks if n.startswith(PROJECT)], \
+        f"a compose network was created: {networks}"
+    dashboard = f"http://127.0.0.1:{stack.dash_port}"
+    wait_http(f"{dashboard}/api/studies", timeout=STEP_TIMEOUT_S)
+
+    # A worker killed outright mid-trial: compose restarts it; its trial is retried.
+    stack.wait(f"2 finished trials and all {WORKERS} workers busy",
+               lambda: finished(t := stack.trials()) >= 2 and len(running(t)) >= WORKERS,
+               every=0.5)
+    victim, frozen = stack.containers("worker")[:2]
+    # A crash, not `docker kill`: Docker never restarts a container it was told to kill.
+    tini = victim["State"]["Pid"]
+    worker_pid = int(subprocess.run(["pgrep", "-P", str(tini)], capture_output=True, text=True,
+                                    check=True).stdout.split()[0])
+    os.kill(worker_pid, signal.SIGKILL)
+    victim, frozen = victim["Id"], frozen["Id"]
+    # A worker frozen past the heartbeat's grace period: its trial is judged stale and retried.
+    _run([DOCKER, "pause", frozen])
+    time.sleep(PAUSE_S)
+    _run([DOCKER, "unpause", frozen])
+    stack.wait("the killed worker restarted", lambda: next(
+        c for c in stack.containers("worker") if c["Id"] == victim)["RestartCount"] >= 1)
+    # The database restarted under the workers: they ride through it.
+    done_before = budget_spent(stack.trials())
+    stack.compose("restart", "db")
+    stack.wait("a trial finished after the database restart",
+               lambda: budget_spent(stack.trials()) > done_before)
+
+    print(f"compose: {budget_spent(stack.trials())} of {BUDGET} trials spent at `stop`",
+          file=sys.stderr)
+    # `stop` in the middle of the study: the database stops last; every worker re-queues its
+    # trial and exits 0, and no trial is left RUNNING.
+    trials = stack.trials()
+    assert running(trials) and budget_spent(trials) < BUDGET, \
+        "the study ended before `stop`: raise BUDGET"
+    stack.compose("stop", "-t", "120")  # the grace period, longer here: 2 shared cores
+    for c in stack.containers("worker") + stack.containers("init"):
+        assert not c["State"]["Running"] and c["State"]["ExitCode"] == 0, \
+            (c["Name"], c["State"]["ExitCode"], _run([DOCKER, "logs", "--tail", "20", c["Id"]],
+                                                     check=False).stderr)
+    stack.compose("start", "db")
+    stopped = stack.wait("the database back", stack.trials)
+    assert not running(stopped), f"RUNNING after stop: {running(stopped)}"
+    assert budget_spent(stopped) < BUDGET
+
+    # `down` (the volumes stay) and `up` again resume the study to exactly its budget.
+    db_logs = [stack.compose("logs", "--no-color", "db")]
+    stack.compose("down", "-t", "120")
+    stack.compose("up", "-d", "--no-build", "--scale", f"worker={WORKERS}")
+    stack.wait("every worker done", lambda: (w := stack.containers("worker")) and all(
+        not c["State"]["Running"] for c in w), timeout=2 * STEP_TIMEOUT_S, every=5)
+    for c in stack.containers("worker"):
+        assert c["State"]["ExitCode"] == 0, (c["Name"], c["State"]["ExitCode"])
+
+    trials = stack.trials()
+    assert budget_spent(trials) == BUDGET, _states(trials)
+    assert not running(trials) and not [t for t in trials if t.state == TrialState.WAITING]
+    retries, proposals = retries_and_proposals(trials)
+    assert retries, "the faults cost no trial: were they injected mid-trial?"
+    distinct = {tuple(sorted(t.params.items())) for t in proposals}
+    print(f"compose: {len(distinct)} distinct parameter sets in {len(proposals)} proposals, "
+          f"{len(retries)} retries", file=sys.stderr)
+    assert len(distinct) == len(proposals)
+    workers = {t.user_attrs["worker"] for t in trials if "worker" in t.user_attrs}
+    assert all(TOKEN_ID.fullmatch(w) for w in workers), workers
+
+    # The dashboard answers, shows the study, and refuses writes.
+    status, body = http_get(f"{dashboard}/api/studies", timeout=30)
+    assert status == 200 and STUDY_NAME in body.decode()
+    request = urllib.request.Request(f"{dashboard}/api/studies", method="POST",
+                                     data=b'{"study_name": "x", "directions": ["minimize"]}',
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 403
+
+    # The database's log: no ERROR (an existing study is looked up, never re-inserted).
+    db_logs.append(stack.compose("logs", "--no-color", "db"))
+    errors = [line for log in db_logs for line in log.splitlines() if "ERROR:" in line]
+    assert not errors, errors[:5]
+    assert stack.password not in "".join(db_logs) + stack.compose("logs", "--no-color")
+    print(f"compose test: {time.monotonic() - started:.0f} s after the engine was up",
+          file=sys.stderr)
+
+
+def _states(trials) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for t in trials:
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out
