@@ -161,8 +161,9 @@ def _done(studies: dict[str, optuna.Study], spec: StudySpec) -> bool:
 
 def _update(bar: tqdm, studies: list[optuna.Study], total: int) -> None:
     """Redraw the bar when something changed (elapsed time alone is not news in a log file)."""
-    trials = [t for study in studies for t in study.get_trials(deepcopy=False)]
-    c = sum((budget_counts(s.get_trials(deepcopy=False)) for s in studies), BudgetCounts())
+    per_study = [study.get_trials(deepcopy=False) for study in studies]  # one read each
+    trials = [t for ts in per_study for t in ts]
+    c = sum((budget_counts(ts) for ts in per_study), BudgetCounts())
     bar.total = total
     best = [t.value for t in trials if t.state == TrialState.COMPLETE]
     postfix = dict(running=c.running, pruned=c.pruned, failed=c.failed,
