@@ -17,11 +17,12 @@ services:
 	.ci/services
 
 # Two test processes (pytest-xdist): most slow tests wait on workers, heartbeats and servers,
-# so two share this 2-core machine well (measured: 14 min against 29 min for one).
+# so two share this 2-core machine well (measured: 14 min against 29 min for one). The compose
+# test (a real Docker engine) runs beside them: .ci/test-all.
 # The 25 slowest tests are listed at the end, so a slow CI run says where its time went.
 test: setup services
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q -n 2 --dist worksteal --durations=25 -m "not docker"
+	.ci/test-all
 
 # The inner loop: every test marked unit (in process: no server, no subprocess, no browser)
 # that is not slow; tests/conftest.py says how tests declare their tier.
@@ -30,7 +31,7 @@ test-quick: setup
 
 # docker-compose.yml on a private Docker engine (root; .ci/docker-engine installs and starts it,
 # and builds stand-in base images from Debian packages once, cached in /var/cache/qgan-hpo-docker).
-# Not yet part of `make test`: cached it takes about 10 minutes, cold about 30 (README).
+# `make test` runs it too (.ci/test-all); cached it takes about 10 minutes, cold about 30 (README).
 compose-test: setup
 	$(BIN)/pytest -q -m docker -s
 

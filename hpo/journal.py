@@ -12,10 +12,19 @@ processes and optuna-dashboard's exclude each other. Two things differ:
 A torn last line (a crash in the middle of a write) is moved aside before anything is appended
 after it; a line that is not JSON is moved aside too. Each repair is reported in one line naming
 the file, the line and what was done; every complete line is kept.
+
+Only writers repair: a worker, ``hpo run``, ``hpo init`` and ``hpo validate`` on opening the file
+(``repair=True``). The read-only commands (``hpo status``, ``hpo export``, ``hpo report``, ``hpo
+dashboard``: :func:`hpo.storage.open_storage` with ``create=False``) open it with
+``repair=False``: they write nothing, read every complete line that is JSON, leave out a torn last
+line and lines that are not JSON, and say so in one line each (the torn line, and where it will be
+repaired). Should such a process append after all (``hpo report``'s dashboard notes, an edit in
+``hpo dashboard --allow-edits``), it repairs first, under the lock, as a writer does.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -30,20 +39,24 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 LOCK_GRACE_S = 30.0
 """Seconds after which a journal lock nobody released is broken (Optuna's default too)."""
+TORN_WAIT_S = 1.0
+"""Seconds a reader waits for a writer holding the lock before it calls a last line torn."""
+REPAIRED_BY = "the next hpo worker, hpo run or hpo init on it moves it aside"
+"""Where a read-only command says a torn or corrupt line will be repaired."""
 
 
 class StaleBreakingLock(JournalFileSymlinkLock):
     """Optuna's symlink lock on ``path + ".lock"``, broken when older than ``grace_period_s``."""
 
     def __init__(self, journal_path: str | Path, grace_period_s: float = LOCK_GRACE_S,
-                 log: IO = sys.stderr) -> None:
+                 log: IO | None = None) -> None:
         if grace_period_s <= 0:
             raise ValueError(f"grace_period_s must be > 0 seconds, got {grace_period_s}")
         self.target = str(Path(journal_path).resolve())
         super().__init__(self.target, grace_period=None)  # staleness is judged below instead
         self.lock_file = self.target + ".lock"
         self.grace_period_s = grace_period_s
-        self.log = log
+        self.log = log or sys.stderr  # looked up now, not when this module was imported
 
     def acquire(self) -> bool:
         delay = 0.001
@@ -65,6 +78,10 @@ class StaleBreakingLock(JournalFileSymlinkLock):
 
     def release(self) -> None:
         self._remove()
+
+    def is_held(self) -> bool:
+        """Whether some process holds the lock now (its link exists); reads only."""
+        return os.path.lexists(self.lock_file)
 
     def _break(self, age: float) -> None:
         if self._remove():
@@ -94,26 +111,95 @@ class StaleBreakingLock(JournalFileSymlinkLock):
 
 class RepairingJournalBackend(JournalFileBackend):
     """:class:`JournalFileBackend` on an absolute path with :class:`StaleBreakingLock`, which
-    repairs torn or corrupt lines on opening and never appends after a torn line."""
+    repairs torn or corrupt lines and never appends after a torn line.
 
-    def __init__(self, path: str | Path, log: IO = sys.stderr) -> None:
+    ``repair=True`` (writers) repairs on opening. ``repair=False`` (the read-only commands)
+    writes nothing until something is appended: reading leaves out a torn last line and lines
+    that are not JSON (each reported once, in one line), and the first append repairs first.
+    """
+
+    def __init__(self, path: str | Path, log: IO | None = None, *, repair: bool = True) -> None:
         self.path = Path(path).resolve()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.lock = StaleBreakingLock(self.path, log=log)
-        self.log = log
+        if repair:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not self.path.is_file():  # Optuna's backend would create it
+            raise FileNotFoundError(errno.ENOENT, "no such journal file", str(self.path))
+        self.log = log or sys.stderr  # looked up now, not when this module was imported
+        self.lock = StaleBreakingLock(self.path, log=self.log)
         super().__init__(str(self.path), lock_obj=self.lock)
-        with self.lock.held():
-            repair_journal(self.path, self.log)
+        # log number -> (byte offset, line number) where reading for that log resumes
+        self._resume: dict[int, tuple[int, int]] = {0: (0, 1)}
+        self._reported: set[int] = set()
+        self._repaired = repair
+        if repair:
+            with self.lock.held():
+                repair_journal(self.path, self.log)
+        else:
+            self._report_torn_tail()
+
+    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+        """The logs from number ``log_number_from`` on: every complete line that is JSON.
+
+        A last line without its newline (a write in progress, or a crash's) is not read; it is
+        read next time if its write completes. A complete line that is not JSON is left out
+        (Optuna's reader would stop at it), so the numbers count the lines read, as they will once
+        a writer has moved such lines aside.
+        """
+        start = max(n for n in self._resume if n <= log_number_from)
+        offset, line_number = self._resume[start]
+        number = start
+        with open(self.path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(offset)
+            while offset < size:
+                line = f.readline()
+                if not line.endswith(b"\n") or offset + len(line) > size:
+                    break  # torn, or being written: not a line yet
+                offset += len(line)
+                line_number += 1
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    self._report(line_number - 1, "is not valid JSON")
+                    self._resume[number] = (offset, line_number)  # log `number` comes later
+                    continue
+                number += 1
+                self._resume[number] = (offset, line_number)
+                if number > log_number_from:
+                    yield entry
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         text = "".join(json.dumps(entry, separators=(",", ":")) + "\n" for entry in logs)
         with self.lock.held():
-            if not _ends_cleanly(self.path):
-                repair_journal(self.path, self.log)
+            # Opened read-only: repair first, as a writer's opening does. Then only a torn
+            # line a crash left since can need it.
+            if not self._repaired or not _ends_cleanly(self.path):
+                self._repaired = True
+                if repair_journal(self.path, self.log):
+                    # the lines read are the file's lines now: find offsets afresh
+                    self._resume, self._reported = {0: (0, 1)}, set()
             with open(self.path, "ab") as f:
                 f.write(text.encode("utf-8"))
                 f.flush()
                 os.fsync(f.fileno())
+
+    def _report(self, line_number: int, what: str) -> None:
+        if line_number in self._reported:
+            return
+        self._reported.add(line_number)
+        print(f"hpo: {self.path}: line {line_number} {what}; read without it and left the file "
+              f"as it is ({REPAIRED_BY})", file=self.log, flush=True)
+
+    def _report_torn_tail(self) -> None:
+        """One line if the file ends in a torn line that no write in progress explains."""
+        waited = 0.0
+        while self.lock.is_held() and waited < TORN_WAIT_S:  # a writer may be finishing it
+            time.sleep(0.05)
+            waited += 0.05
+        if _ends_cleanly(self.path):
+            return
+        data = self.path.read_bytes()
+        self._report(data.count(b"\n") + 1, "is torn (no newline: a write cut short)")
 
 
 def _ends_cleanly(path: Path) -> bool:
@@ -125,7 +211,7 @@ def _ends_cleanly(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
-def repair_journal(path: str | Path, log: IO = sys.stderr) -> list[str]:
+def repair_journal(path: str | Path, log: IO | None = None) -> list[str]:
     """Move a torn last line and any line that is not JSON to ``<journal>.bad-<time>``.
 
     Call it holding the journal's lock (a writer holds it for its whole line, so a line without
@@ -165,5 +251,5 @@ def repair_journal(path: str | Path, log: IO = sys.stderr) -> list[str]:
     messages = [f"hpo: {path}: {what}; moved it to {aside.name} and kept every complete line"
                 for what in reports]
     for message in messages:
-        print(message, file=log, flush=True)
+        print(message, file=log or sys.stderr, flush=True)
     return messages

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,8 +26,8 @@ import optuna
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from hpo.evaluate import objective_name
 from hpo.group import load_group
+from hpo.metric import objective_name
 from hpo.report import group_summary, summary
 from hpo.requeue import requeue
 from hpo.schedule import group_work, planned_trials
@@ -42,7 +41,14 @@ from hpo.storage import (
 )
 from hpo.study_file import StudySpec
 from hpo.systematic import systematic_failure
-from hpo.trials import WORKER, WORKER_PROCESS, BudgetCounts, RetryPolicy, budget_counts
+from hpo.trials import (
+    WORKER,
+    WORKER_PROCESS,
+    BudgetCounts,
+    RetryPolicy,
+    budget_counts,
+    local_pid,
+)
 
 MAX_RESTARTS_PER_SLOT = 3
 
@@ -204,12 +210,13 @@ def _recover(studies: list[optuna.Study], spec: StudySpec, slot: _Slot, code: in
 
 
 def _recover_orphans(studies: list[optuna.Study], spec: StudySpec, out: IO) -> None:
-    """Re-queue RUNNING trials whose worker process, on this host, no longer exists (a run that
-    was killed outright): without this they would hold their budget slots for ever."""
+    """Re-queue RUNNING trials whose worker process, on this host and in this PID namespace, no
+    longer exists (a run that was killed outright): without this they would hold their budget
+    slots for ever. A container's worker on the host network is not judged by its PID here."""
     for study in studies:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            host, _, pid = str(t.user_attrs.get(WORKER_PROCESS, "")).rpartition(":")
-            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+            pid = local_pid(t.user_attrs.get(WORKER_PROCESS, ""))
+            if pid is not None and not _alive(pid):
                 requeue(study, t, RetryPolicy.from_study_file(spec.retry))
                 print(f"trial {t.number} was left RUNNING by a dead process; re-queued",
                       file=out)

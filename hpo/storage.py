@@ -120,6 +120,13 @@ def seconds_from_env(name: str, default: float) -> float:
     return seconds
 
 
+def lease_seconds() -> float:
+    """The lease (``HPO_LOCK_LEASE_S``, default :data:`~hpo.locks.LEASE_S`): how long a frozen
+    process may sit inside a transaction, its budget lock's or its storage's, before the server
+    ends its session."""
+    return seconds_from_env("HPO_LOCK_LEASE_S", LEASE_S)
+
+
 _REACHED: set[str] = set()  # URLs this process has connected to once
 _GAVE_UP: dict[str, float] = {}  # URL -> seconds waited, when an outage outlasted patience
 
@@ -174,10 +181,14 @@ def _engine_kwargs(url: str, patience_s: float = 0.0,
         # One pooled connection per process (Optuna's heartbeat thread waits its turn on it), plus
         # the budget lock's own: at most 2 per worker, so hundreds of workers fit one server
         # (docs/scaling.md measures it).
+        # The lease covers this connection too: a process frozen inside one of Optuna's
+        # transactions (trial creation holds the study's row FOR UPDATE) has its session ended,
+        # and the row freed, as its budget lock is (docs/design.md, "Locks and leases").
+        options = lease_option(lease_seconds())
         kwargs.update(pool_size=1, max_overflow=0, pool_recycle=1800,
-                      connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+                      connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "options": options})
         if patience_s > 0:
-            kwargs["creator"] = patient_connect(url, patience_s, stop)
+            kwargs["creator"] = patient_connect(url, patience_s, stop, options=options)
     return kwargs
 
 
@@ -227,7 +238,8 @@ def open_storage(url: str, spec: StudySpec | None = None, *, patience_s: float =
     database before it fails; workers ride through outages with it. A journal file is opened
     with a lock that breaks when stale and with torn lines repaired (:mod:`hpo.journal`).
     ``create=False`` (the read-only commands) never creates a file, a folder or a schema: a
-    storage that does not exist yet is a :class:`StorageError` saying so. Raises
+    storage that does not exist yet is a :class:`StorageError` saying so; nor does it repair a
+    journal file: it reads it as it is, torn last line left out, until it appends. Raises
     :class:`StorageError` when the database cannot be reached, :class:`UsageError` for a URL that
     is not understood.
     """
@@ -236,7 +248,7 @@ def open_storage(url: str, spec: StudySpec | None = None, *, patience_s: float =
     else:
         require_storage(url)
     if not is_database_url(url):
-        return JournalStorage(RepairingJournalBackend(url))
+        return JournalStorage(RepairingJournalBackend(url, repair=create))
     with reported(url), quiet_experimental():
         kwargs: dict[str, Any] = {"skip_table_creation": not create}
         if spec is not None:
@@ -307,7 +319,7 @@ def ensure_group_studies(url: str, spec: StudySpec, *,
     """Create schema and the study file's studies once, or load them: safe with many processes
     starting together (:func:`hpo.group.ensure_group`, under the init lock).
 
-    Given ``metric`` (:func:`hpo.evaluate.objective_name`), each study names its objective so
+    Given ``metric`` (:func:`hpo.metric.objective_name`), each study names its objective so
     (what the dashboard's plots show). ``patience_s`` and ``stop`` are :func:`open_storage`'s,
     for the studies returned too.
     """

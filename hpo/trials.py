@@ -7,16 +7,19 @@ parses the ``ended`` line, which is for people (the dashboard, the worker log).
 
 A trial ends in one :class:`Outcome`. COMPLETE and PRUNED are Optuna's states; a FAIL says why in
 its ``outcome`` attribute: DIVERGED (non-finite training, a property of the hyperparameters),
-FAILED (an error of code or machine), STOPPED (its worker was told to stop) or LOST (its process
+FAILED (an error of code or machine), STOPPED (its worker was told to stop), LOST (its process
 died, its heartbeat went stale, or a storage fault cut it off: another process failed it, so it
-wrote no outcome). Which of those run again, and how often, is the study file's ``retry``
-section (:class:`RetryPolicy`). A failed trial that has a retry does not count against the
-budget: its retry holds the slot (:func:`budget_counts`).
+wrote no outcome) or SURPLUS (created past the budget by a worker that woke from a freeze after
+its budget lock's lease ran out: ended untrained, it holds no slot). Which of those run again,
+and how often, is the study file's ``retry`` section (:class:`RetryPolicy`). A failed trial that
+has a retry does not count against the budget: its retry holds the slot (:func:`budget_counts`).
 """
 
 from __future__ import annotations
 
 import enum
+import os
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass
 
@@ -33,8 +36,8 @@ ENDED = "ended"  # one line for people: "pruned at step 500", "diverged: ...", "
 SEED = "seed"
 KIND = "generator_kind"
 WORKER = "worker"
-WORKER_PROCESS = "worker_process"  # host:pid, for the launcher's orphan check
-VALIDATES = "validates"  # a seed validation: {study, trial, rank, search_value}
+WORKER_PROCESS = "worker_process"  # host:pid-namespace:pid, for the launcher's orphan check
+VALIDATES = "validates"  # a seed validation: {study, trial, rank, search_value, arm, search}
 SIGMA = "sigma"
 
 MAX_ENDED = 500  # characters of an error kept in ``ended``
@@ -49,6 +52,7 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"
     STOPPED = "stopped"
     LOST = "lost"
+    SURPLUS = "surplus"
 
 
 # The ``ended`` lines written before trials stored an ``outcome`` (the published journals hold
@@ -73,6 +77,32 @@ def mark_ended(trial: optuna.Trial, outcome: Outcome, detail: str = "") -> None:
         line = f"{outcome.value}: {detail}"[:MAX_ENDED]
     trial.set_user_attr(OUTCOME, outcome.value)
     trial.set_user_attr(ENDED, line)
+
+
+def this_process() -> str:
+    """``host:pidns:pid``, what :data:`WORKER_PROCESS` records: a PID means something only in
+    its PID namespace, and a container on the host network shares the host's name."""
+    return f"{socket.gethostname()}:{_pid_namespace()}:{os.getpid()}"
+
+
+def local_pid(recorded: str) -> int | None:
+    """The PID in a :data:`WORKER_PROCESS` record if that process would be this host's and this
+    PID namespace's, else None (another machine, or a container's worker: not ours to judge).
+    Records of the older ``host:pid`` form are judged by the host alone."""
+    parts = str(recorded).split(":")
+    if len(parts) == 2:
+        parts.insert(1, _pid_namespace())
+    if len(parts) != 3 or not parts[2].isdigit():
+        return None
+    host, namespace, pid = parts
+    return int(pid) if (host, namespace) == (socket.gethostname(), _pid_namespace()) else None
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid").partition("[")[2].rstrip("]") or "?"
+    except OSError:
+        return "?"  # no /proc: every process of this host is taken to share one namespace
 
 
 def begin(trial: optuna.Trial) -> None:
@@ -199,9 +229,23 @@ class BudgetCounts:
 
 
 def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """The trials that count against the budget: all but the failed trials that were retried."""
+    """The trials that count against the budget: all but the failed trials that were retried
+    and the surplus ones."""
     retried = retried_numbers(trials)
-    return [t for t in trials if not (t.state == TrialState.FAIL and t.number in retried)]
+    return [t for t in trials if not (t.state == TrialState.FAIL and (
+        t.number in retried or t.user_attrs.get(OUTCOME) == Outcome.SURPLUS))]
+
+
+def created_past(budget: int, number: int, trials: Sequence[FrozenTrial]) -> bool:
+    """Whether trial ``number`` found ``budget`` slots already held by earlier trials (finished or
+    running) when it was created: a surplus trial, never to be trained.
+
+    Trial numbers follow the order of creation, so of two trials racing for the last slot the
+    later one is the surplus, whichever process looks first.
+    """
+    earlier = [t for t in counted(trials) if t.number < number
+               and (t.state.is_finished() or t.state == TrialState.RUNNING)]
+    return len(earlier) >= budget
 
 
 def budget_counts(trials: Sequence[FrozenTrial]) -> BudgetCounts:

@@ -27,23 +27,23 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import StorageError, StudyStopped
-from hpo.evaluate import objective_name
-from hpo.group import kind_spec, search_studies, validation_study_name
-from hpo.locks import LEASE_S
+from hpo.group import search_plan, search_spec, validation_study_name
+from hpo.metric import objective_name
 from hpo.objective import Objective
 from hpo.requeue import recover_lost_trials, requeue
-from hpo.schedule import Work, decide, validates
+from hpo.schedule import Work, decide, surplus, validates
 from hpo.storage import (
     PATIENCE_S,
     artifact_store,
     ensure_group_studies,
+    lease_seconds,
     process_lock,
     seconds_from_env,
 )
 from hpo.strategy import make_pruner, make_sampler
 from hpo.study_file import StudySpec
 from hpo.systematic import systematic_failure
-from hpo.trials import KIND, RetryPolicy, ended_line, retry_history
+from hpo.trials import KIND, Outcome, RetryPolicy, ended_line, mark_ended, retry_history
 from hpo.worker_identity import claim_worker_number, new_worker_id
 
 BUDGET_POLL_S = 1.0
@@ -99,7 +99,7 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
     say = _say(worker_id, log)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one line per trial says it all
     patience = seconds_from_env("HPO_STORAGE_PATIENCE_S", PATIENCE_S)
-    lease = seconds_from_env("HPO_LOCK_LEASE_S", LEASE_S)
+    lease = lease_seconds()
     with stop.on_signals(), _one_line_thread_errors(say):
         if worker_seed is None:
             worker_seed = claim_worker_number(url, spec, patience_s=patience, stop=stop)
@@ -133,8 +133,13 @@ def _claimer(url: str, spec: StudySpec, worker_seed: int, store: Any, worker_id:
         url, spec, sampler=lambda: make_sampler(spec, worker_seed),
         pruner=lambda: make_pruner(spec), metric=objective_name(spec), patience_s=patience,
         stop=stop)
-    objectives = {name: Objective(kind_spec(spec, kind), store, worker_id, should_stop=stop)
-                  for name, kind in search_studies(spec).items()}
+    objectives = {}
+    for name, (kind, search) in search_plan(spec).items():
+        # Each search its own sampler and trial seeds (hpo.group.search_spec; the first search's
+        # are the file's), however the study was first created.
+        searched = search_spec(spec, kind, search)
+        studies[name].sampler = make_sampler(searched, worker_seed)
+        objectives[name] = Objective(searched, store, worker_id, should_stop=stop)
     if validates(spec):
         objectives[validation_study_name(spec.name)] = Objective(spec, store, worker_id,
                                                                  should_stop=stop)
@@ -153,7 +158,8 @@ def _claimer(url: str, spec: StudySpec, worker_seed: int, store: Any, worker_id:
             lock.release()
             return None
         for study in studies.values():  # rather than spend the budget on failures
-            stopped = systematic_failure(study.get_trials(deepcopy=False))
+            # retried like the look above: a dropped connection cut this read off in CI
+            stopped = systematic_failure(_retrying(lambda s=study: s.get_trials(deepcopy=False)))
             if stopped is not None:
                 lock.release()
                 raise StudyStopped(stopped)
@@ -163,6 +169,10 @@ def _claimer(url: str, spec: StudySpec, worker_seed: int, store: Any, worker_id:
         return studies[work.study], objectives[work.study]
 
     return claim
+
+
+class SurplusTrial(Exception):
+    """A trial created past the budget (:func:`hpo.schedule.surplus`): ended untrained."""
 
 
 TRANSIENT = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)
@@ -203,6 +213,11 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
 
     def claimed(trial: optuna.Trial) -> float:
         lock.release()  # the trial is RUNNING: every worker now counts it
+        trials = _retrying(lambda: study.get_trials(deepcopy=False))
+        if surplus(spec, study.study_name, trial.number, trial.user_attrs, trials):
+            mark_ended(trial, Outcome.SURPLUS, "the budget was full when it was created (its "
+                       "worker woke after losing the budget lock to its lease); not trained")
+            raise SurplusTrial(trial.number)
         started.append(trial.number)
         return objective(trial)
 

@@ -1,11 +1,12 @@
 """Which workers a study has heard from, and when: is a remote worker contributing?
 
 Each trial records the worker that ran it (user attribute ``worker``, ``--worker-id`` or
-``host:pid:random``; ``worker_process`` is always ``host:pid``). On PostgreSQL, Optuna's heartbeat
-thread stamps every running trial every ``heartbeat.interval`` seconds. Optuna has no public reader
-of those stamps, so :func:`heartbeat_ages` reads its ``trial_heartbeats`` table (read only); ages
-are computed by the database's own clock, so the hosts' clocks never enter. :func:`worker_activity`
-returns the data; :func:`format_workers` is the human table.
+``host:pid:random``; ``worker_process`` is ``host:pid-namespace:pid``, ``host:pid`` in older
+trials). On PostgreSQL, Optuna's heartbeat thread stamps every running trial every
+``heartbeat.interval`` seconds. Optuna has no public reader of those stamps, so
+:func:`heartbeat_ages` reads its ``trial_heartbeats`` table (read only); ages are computed by the
+database's own clock, so the hosts' clocks never enter. :func:`worker_activity` returns the data;
+:func:`format_workers` is the human table.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def worker_activity(trials_by_study: Mapping[str, Sequence[optuna.trial.FrozenTr
     rows = []
     for worker, own in by_worker.items():
         beats = [ages[(study, t.number)] for study, t in own if (study, t.number) in ages]
-        hosts = sorted({str(t.user_attrs.get("worker_process", "?")).rsplit(":", 1)[0]
+        hosts = sorted({str(t.user_attrs.get("worker_process", "?")).split(":", 1)[0]
                         for _, t in own})
         rows.append(WorkerActivity(
             worker=worker, hosts=tuple(hosts),

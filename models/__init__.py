@@ -1,4 +1,6 @@
-"""Generators (classical and quantum), the WGAN-GP critic and training loop. torch + PennyLane only.
+"""Generators (classical, quantum, the hybrid's control), the WGAN-GP critic and training loop.
+
+torch + PennyLane only.
 
     from models import build_generator, train, resolve_config
     result = train({"steps": 500, "generator": {"kind": "quantum"}}, target.sample, on_eval)
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 _SOURCES = {
     "Generator": ".base",
     "ClassicalGenerator": ".classical",
+    "ControlGenerator": ".control",
     "resolve_config": ".config",
     "resolve_generator_config": ".config",
     "Critic": ".critic",
@@ -30,6 +33,7 @@ _SOURCES = {
 
 __all__ = [
     "ClassicalGenerator",
+    "ControlGenerator",
     "Critic",
     "Generator",
     "QuantumGenerator",
@@ -56,6 +60,7 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from .base import Generator
     from .classical import ClassicalGenerator
     from .config import resolve_config, resolve_generator_config
+    from .control import ControlGenerator
     from .critic import Critic
     from .generator import build_generator
     from .quantum import QuantumGenerator

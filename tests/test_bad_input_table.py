@@ -393,7 +393,7 @@ def _add_trials(url: str) -> None:
     """Init smoke on ``url`` and store five real trials of every state a study holds."""
     import models
     from hpo.cli import main
-    from hpo.evaluate import resolved_metric
+    from hpo.metric import resolved_metric
     from hpo.objective import exported_config
     from hpo.space import load_spec
     from hpo.target import build_target

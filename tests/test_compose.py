@@ -414,10 +414,11 @@ def trial_states(url: str, name: str) -> dict[str, int]:
 def stack(tmp_path):
     """The compose file resolved with STUDY=a tiny smoke variant and a fresh database; every
     process stopped."""
-    from conftest import study_variant
+    from conftest import LIGHT_METRIC, study_variant
 
     study = study_variant(tmp_path, "compose_scale",
-                          budget={"trials": SCALE_BUDGET, "steps": 20, "eval_every": 10})
+                          budget={"trials": SCALE_BUDGET, "steps": 20, "eval_every": 10},
+                          metric=LIGHT_METRIC)
     with fresh_database("hpo_compose") as db:
         variables = {"STUDY": str(study), "POSTGRES_USER": "postgres",
                      "POSTGRES_PASSWORD": "trust", "POSTGRES_DB": db}

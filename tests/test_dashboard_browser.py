@@ -45,13 +45,19 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory):
-    """A finished smoke study on PostgreSQL and the dashboard serving it: (base URL, study)."""
+    """A finished smoke study on PostgreSQL and the dashboard serving it: (base URL, study).
+    The study is scored as cheaply as a study file allows: the browser is shown its trials,
+    reports and images, whatever their values."""
+    from conftest import LIGHT_METRIC, study_variant
+
     with open(REPO / STUDY) as f:
         name = yaml.safe_load(f)["name"]
+    tmp = tmp_path_factory.mktemp("browser")
+    study = study_variant(tmp, name, metric=LIGHT_METRIC)
     with fresh_database("hpo_browser") as db:
         stack = ComposeEquivalent(
-            tmp_path_factory.mktemp("browser"),
-            {"STUDY": STUDY, "POSTGRES_USER": "postgres", "POSTGRES_PASSWORD": "trust",
+            tmp,
+            {"STUDY": str(study), "POSTGRES_USER": "postgres", "POSTGRES_PASSWORD": "trust",
              "POSTGRES_DB": db},
         )
         try:

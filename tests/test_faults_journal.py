@@ -65,27 +65,32 @@ def test_a_torn_last_line_is_repaired_and_never_appended_to(tmp_path: Path) -> N
     with open(journal, "r+b") as f:  # a crash half-way through writing the last line
         f.truncate(journal.stat().st_size - cut)
 
-    status = run_hpo("status", "torn", cwd=tmp_path)
+    torn = journal.read_bytes()
+    status = run_hpo("status", "torn", cwd=tmp_path)  # reads; writes nothing
     assert status.returncode == 0, status.stderr
     report = status.stderr.strip().splitlines()
     assert len(report) == 1, status.stderr
-    assert str(journal) in report[0] and f"line {len(lines)} was torn" in report[0]
-    assert journal.read_bytes().endswith(b"\n")
-    aside = list(journal.parent.glob("hpo.journal.bad-*"))
-    assert len(aside) == 1 and aside[0].read_bytes() == lines[-1][:-cut] + b"\n"
+    assert str(journal) in report[0] and f"line {len(lines)} is torn" in report[0]
+    assert "left the file as it is" in report[0] and "hpo run" in report[0]
+    assert journal.read_bytes() == torn
+    assert not list(journal.parent.glob("hpo.journal.bad-*"))
 
-    # the torn line may have been a trial's last word: the next run re-queues what it left
-    # RUNNING and finishes the budget exactly; every complete trial is kept
+    # the torn line may have been a trial's last word: the next run moves it aside, re-queues
+    # what it left RUNNING and finishes the budget exactly; every complete trial is kept
     before = [t for t in trials_of(_journal(tmp_path), "torn") if t.state == TrialState.COMPLETE]
     again = run_hpo("run", str(study), "--workers", "1", cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
+    assert f"line {len(lines)} was torn" in again.stderr, again.stderr
+    aside = list(journal.parent.glob("hpo.journal.bad-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == lines[-1][:-cut] + b"\n"
+    assert journal.read_bytes().startswith(torn[:-len(lines[-1][:-cut])])
     trials = trials_of(_journal(tmp_path), "torn")
     assert_exact_study(trials, 3)
     kept = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
     assert all(kept[t.number] == t.value for t in before)
 
 
-def test_a_corrupt_line_is_moved_aside_and_the_study_stays_readable(tmp_path: Path) -> None:
+def test_a_corrupt_line_is_read_around_and_the_study_stays_readable(tmp_path: Path) -> None:
     study = fault_study(tmp_path, "corrupt", trials=2)
     assert run_hpo("run", str(study), "--workers", "1", cwd=tmp_path).returncode == 0
     journal = tmp_path / "runs" / "hpo.journal"
@@ -95,12 +100,14 @@ def test_a_corrupt_line_is_moved_aside_and_the_study_stays_readable(tmp_path: Pa
     lines[target] = b'{"op_code": 8, "worker_id": ' + b"\x00garbage\n"
     journal.write_bytes(b"".join(lines))
 
+    damaged = journal.read_bytes()
     status = run_hpo("status", "corrupt", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     report = status.stderr.strip().splitlines()
     assert len(report) == 1 and f"line {target + 1} is not valid JSON" in report[0], report
     assert "Traceback" not in status.stderr
     assert "2 finished (2 complete" in status.stdout, status.stdout
+    assert journal.read_bytes() == damaged  # read without it; a writer moves it aside
 
 
 def _worker_under_way(procs: Processes, study: Path, tmp_path: Path, name: str, log: Path

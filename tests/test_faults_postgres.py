@@ -208,3 +208,57 @@ def test_a_long_outage_ends_each_worker_in_one_line(private_pg: PrivatePostgres,
     # the trials they left RUNNING are re-queued once their heartbeats expire
     assert wait_all(_workers(procs, study, url, 1, tmp_path, first=2)) == [0]
     assert_exact_study(trials_of(url, "outage"), 4)
+
+
+def _frozen(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (SIGSTOP): state ``T`` in /proc."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] == "T"
+
+
+@pytest.mark.parametrize("where", ["row", "create"])
+def test_a_worker_frozen_in_trial_creation_at_the_last_slot_costs_only_its_lease(
+        where: str, pg_url: str, tmp_path: Path, procs: Processes) -> None:
+    """The freezer runs trials 0 and 1 alone and freezes in creating trial 2, the last slot:
+    ``row``, idle in Optuna's transaction holding the study's row FOR UPDATE; ``create``,
+    holding only the budget lock. Another worker must run the last slot while it stays
+    frozen (the lease frees the lock and the row); a worker waiting meanwhile obeys SIGTERM at
+    once; when the freezer wakes, the trial it creates is surplus and never trained: exactly
+    the budget."""
+    name, lease = f"frozen-{where}", "20"
+    study = fault_study(tmp_path, name, trials=3)
+    log = tmp_path / "w0.log"
+    with open(log, "w") as out:
+        freezer = subprocess.Popen(
+            [sys.executable, str(REPO / "tests" / "_freeze_worker.py"), "worker", str(study),
+             "--worker-id", "w0"], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+            env=hpo_env(HPO_STORAGE=pg_url, HPO_LOCK_LEASE_S=lease, FREEZE_AT=f"{where}:3"),
+            start_new_session=True)
+    freezer.log_path = log  # type: ignore[attr-defined]
+    procs.started.append(freezer)
+    try:
+        wait_for("the freezer to freeze at the last slot", lambda: _frozen(freezer.pid),
+                 timeout=STARTUP_S)
+        assert [t.state for t in trials_of(pg_url, name)] == [TrialState.COMPLETE] * 2
+        waiting, runner = _workers(procs, study, pg_url, 2, tmp_path, first=1,
+                                   HPO_LOCK_LEASE_S=lease)
+        wait_for("a worker to wait for the budget", lambda: _lock_connections(pg_url) >= 2,
+                 timeout=STARTUP_S)
+        os.kill(waiting.pid, signal.SIGTERM)
+        assert waiting.wait(timeout=30) == 0  # not the freezer's 20 s lease, nor its freeze
+        assert "SIGTERM" in assert_clean_log(waiting.log_path)  # waiting, or still starting
+        wait_for("the last slot to be run while the freezer stays frozen", lambda: [
+            t for t in trials_of(pg_url, name) if t.state == TrialState.COMPLETE
+            and t.user_attrs.get("worker") != "w0"], timeout=STARTUP_S)
+        assert _frozen(freezer.pid)
+    finally:
+        os.kill(freezer.pid, signal.SIGCONT)
+    assert wait_all([freezer, runner]) == [0, 0]
+    trials = trials_of(pg_url, name)
+    assert_exact_study(trials, 3)
+    frozen_log = assert_clean_log(log)
+    surplus = [t.number for t in trials if t.user_attrs.get("outcome") == "surplus"]
+    # On waking it creates trial 3 (``row``: the lease ended its session, and Optuna retries a
+    # creation whose connection died), finds the budget full, and ends it untrained.
+    assert surplus == [3], [(t.number, t.state.name, t.user_attrs) for t in trials]
+    assert "trial 3 ?: surplus: the budget was full" in frozen_log, frozen_log

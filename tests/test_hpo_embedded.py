@@ -13,6 +13,7 @@ import yaml
 from optuna.trial import TrialState
 
 from tests.conftest import (
+    LIGHT_METRIC,
     SMOKE,
     hpo_cmd,
     hpo_env,
@@ -29,7 +30,8 @@ BUDGET = yaml.safe_load(SMOKE.read_text())["budget"]["trials"]
 
 
 def test_hpo_run_smoke_completes_and_opens_in_optuna_dashboard(tmp_path: Path) -> None:
-    result = run_hpo("run", str(SMOKE), "--workers", "2", cwd=tmp_path, timeout=300)
+    smoke = study_variant(tmp_path, "smoke", metric=LIGHT_METRIC)  # scored cheaply
+    result = run_hpo("run", str(smoke), "--workers", "2", cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{BUDGET}/{BUDGET} finished" in result.stdout
     objective = "D_s KL(Q||P) [nats], s = 0.5"  # gaussgan's default s
@@ -168,3 +170,36 @@ def test_next_run_recovers_trials_of_a_run_killed_outright(tmp_path: Path) -> No
     trials = journal_trials(tmp_path, "killed-run")
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_commands_that_train_nothing_never_import_torch(tmp_path: Path) -> None:
+    """init, status and export load no torch (seconds of CPU a process here; the suite and
+    every `docker compose up` start many): the objective's name comes from hpo.metric."""
+    journal = str(tmp_path / "hpo.journal")
+    for argv in (["init", str(SMOKE), "--storage", journal], ["status", "--storage", journal],
+                 ["export", "smoke", "--storage", journal]):
+        result = run_hpo(*argv, cwd=tmp_path, PYTHONPROFILEIMPORTTIME="1")
+        imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                    if line.startswith("import time:")}
+        assert "hpo" in imported, (argv, result.stderr[-500:])
+        assert "torch" not in imported, (argv[0], "imported torch")
+
+
+def test_classical_training_never_imports_pennylane(tmp_path: Path) -> None:
+    """A worker that trains classical or control generators does not pay for PennyLane (about
+    2 CPU-s a process here); a quantum one does (models.generator imports each kind's class
+    on first use)."""
+    import sys
+
+    code = ("import sys, models\n"
+            "from metrics import GaussianMixture\n"
+            "for kind in ('classical', 'control'):\n"
+            "    models.train({'steps': 2, 'eval_every': 2, 'seed': 0, 'generator': {'kind': "
+            "kind}}, GaussianMixture.preset('gaussgan').sample, lambda *a, **k: None)\n"
+            "print('pennylane' in sys.modules)\n"
+            "models.build_generator({'kind': 'quantum', 'n_qubits': 2})\n"
+            "print('pennylane' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False", "True"], result.stdout

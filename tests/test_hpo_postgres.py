@@ -19,7 +19,15 @@ from hpo.trial_config import load_config
 from hpo.trials import counted
 from metrics import GaussianMixture, default_sigma
 from tests._faults import wait_all
-from tests.conftest import SMOKE, reading_storage, run_hpo, slow_study, start_hpo, study_variant
+from tests.conftest import (
+    LIGHT_METRIC,
+    SMOKE,
+    reading_storage,
+    run_hpo,
+    slow_study,
+    start_hpo,
+    study_variant,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -50,10 +58,12 @@ def test_eight_concurrent_inits_make_one_study(pg_url: str, tmp_path: Path) -> N
 
 @pytest.fixture(scope="module")
 def smoke_run(module_pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    """studies/smoke.yaml finished by 4 concurrent `hpo worker` processes: (url, their folder)."""
+    """studies/smoke.yaml finished by 4 concurrent `hpo worker` processes: (url, their folder).
+    Scored as cheaply as a study file allows, the k-NN diagnostic kept (checked below)."""
     cwd = tmp_path_factory.mktemp("four-workers")
-    assert run_hpo("init", str(SMOKE), "--storage", module_pg_url, cwd=cwd).returncode == 0
-    procs = [start_hpo("worker", str(SMOKE), "--storage", module_pg_url, cwd=cwd,
+    smoke = str(study_variant(cwd, "smoke", metric={**LIGHT_METRIC, "knn": True}))
+    assert run_hpo("init", smoke, "--storage", module_pg_url, cwd=cwd).returncode == 0
+    procs = [start_hpo("worker", smoke, "--storage", module_pg_url, cwd=cwd,
                        log=cwd / f"worker{i}.log") for i in range(4)]
     codes = wait_all(procs, timeout=300)
     assert codes == [0] * 4, [(cwd / f"worker{i}.log").read_text() for i in range(4)]

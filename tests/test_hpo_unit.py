@@ -342,8 +342,11 @@ def test_hpo_has_no_import_cycle() -> None:
     assert not cycles, cycles
 
 
+# ``.system_attrs``: a trial's or study's system attributes are Optuna's own (deprecated on
+# Study). The storage's get/set_study_system_attr(s) are BaseStorage's public methods; hpo keeps
+# the whole study file there, off the dashboard's study page (hpo.group).
 @pytest.mark.parametrize("private", ["._storage", "._trial_id", "._study_id", '"failed_trial"',
-                                     '"retry_history"', '"fixed_params"', "system_attrs"])
+                                     '"retry_history"', '"fixed_params"', ".system_attrs"])
 def test_hpo_uses_only_optunas_public_api(private: str) -> None:
     offenders = [f"{p.name}:{n}" for p in HPO.glob("*.py")
                  for n, line in enumerate(p.read_text().splitlines(), start=1) if private in line]
@@ -371,3 +374,38 @@ def test_a_stop_before_training_fails_the_trial_in_one_attribute(tmp_path: Path)
     assert trial.user_attrs["outcome"] == "stopped"
     assert requeue(study, trial, RetryPolicy.from_study_file())
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.WAITING]
+
+
+# --- threads ---------------------------------------------------------------------------------
+
+def test_the_test_processes_run_one_blas_and_openmp_thread() -> None:
+    """tests/conftest.py sets this before any thread pool loads; with a pool per core, two
+    pytest workers thrashed 2 cores (a statistical test 7x as slow in the suite as alone)."""
+    import ot  # noqa: F401  (POT and scikit-learn bring their own OpenMP)
+    import scipy.linalg  # noqa: F401
+    import sklearn.mixture  # noqa: F401
+    import threadpoolctl
+
+    if os.environ.get("OPENBLAS_NUM_THREADS", "1") != "1":
+        pytest.skip("the environment chose its own thread count")
+    pools = threadpoolctl.threadpool_info()
+    assert pools and all(p["num_threads"] == 1 for p in pools), \
+        [(p["internal_api"], p["num_threads"], Path(p["filepath"]).name) for p in pools]
+
+
+def test_training_commands_run_as_many_blas_threads_as_torch_threads(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """OpenBLAS would start one thread per core, which made the score 7 to 12 times as
+    costly on this 2-core machine (docs/trial-time.md); a setting in the environment wins."""
+    from hpo.cli import BLAS_THREAD_VARIABLES, limit_blas_threads, main
+
+    clean = {k: v for k, v in os.environ.items() if k not in BLAS_THREAD_VARIABLES}
+    monkeypatch.setattr(os, "environ", dict(clean))
+    assert main(["train", str(tmp_path / "none.yaml"), "--threads", "3"]) != 0  # no such file
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
+    monkeypatch.setattr(os, "environ", dict(clean))
+    assert main(["status", "--storage", str(tmp_path / "none.journal")]) != 0
+    assert "OPENBLAS_NUM_THREADS" not in os.environ  # a read-only command trains nothing
+    monkeypatch.setattr(os, "environ", {**clean, "OMP_NUM_THREADS": "4"})
+    limit_blas_threads(1)
+    assert "OPENBLAS_NUM_THREADS" not in os.environ

@@ -4,6 +4,7 @@ budget count, and the retry policy, changed through the study file alone."""
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import optuna
@@ -14,17 +15,23 @@ from optuna.trial import TrialState, create_trial
 
 import hpo.evaluate
 import hpo.objective
+from hpo.artifacts import artifact_store
+from hpo.group import kind_spec
 from hpo.space import load_spec
 from hpo.trials import (
+    WORKER_PROCESS,
     Outcome,
     RetryPolicy,
     budget_counts,
+    created_past,
     error_of,
+    local_pid,
     mark_ended,
     outcome_of,
     retry_history,
+    this_process,
 )
-from hpo.worker import run_worker
+from hpo.worker import _run_one, run_worker
 from tests.conftest import study_variant
 
 pytestmark = pytest.mark.unit
@@ -134,3 +141,86 @@ def test_the_retry_policy_is_the_study_files(tmp_path, monkeypatch, retry, attem
     if retry is not None:
         assert "re-queued (retry 1 of at most" in log.getvalue()
     assert hpo.evaluate.train_and_score is not broken  # only the objective's name was replaced
+
+
+def _running(number: int) -> optuna.trial.FrozenTrial:
+    trial = create_trial(state=TrialState.RUNNING, params={}, distributions={})
+    trial.number = number
+    return trial
+
+
+def test_of_two_trials_racing_for_the_last_slot_the_later_is_surplus() -> None:
+    """Budget 3: trials 0 and 1 done, 2 and 3 created by two workers that each thought it held
+    the lock. Trial numbers follow creation, so 3 is the surplus whoever looks first; a surplus
+    trial holds no slot, and a retried failure none either."""
+    done = [_ended(TrialState.COMPLETE), _ended(TrialState.PRUNED)]
+    for i, t in enumerate(done):
+        t.number = i
+    trials = [*done, _running(2), _running(3)]
+    assert not created_past(3, 2, trials)
+    assert created_past(3, 3, trials)
+    surplus = _ended(TrialState.FAIL, outcome="surplus")
+    surplus.number = 3
+    assert budget_counts([*done, _running(2), surplus]).held == 3
+    assert not created_past(3, 4, [*done, surplus, _running(4)])  # 3 held no slot
+
+
+def test_a_worker_that_wakes_past_the_budget_never_trains_its_trial(tmp_path, monkeypatch
+                                                                    ) -> None:
+    """A worker frozen while it held the budget lock loses it to the lease; the others fill
+    the budget; it wakes still believing it holds the lock and creates one more trial. That
+    trial ends ``surplus`` before training, and the study keeps exactly its budget."""
+    spec = load_spec(_failing_study(tmp_path, None))
+    url, artifacts = str(tmp_path / "hpo.journal"), str(tmp_path / "artifacts")
+    run_worker(spec, url, artifacts=artifacts, worker_seed=0, worker_id="w0", log=io.StringIO())
+    trained: list[int] = []
+
+    def counted_training(*args: object, **kwargs: object) -> None:
+        trained.append(1)
+        raise AssertionError("a surplus trial was trained")
+
+    monkeypatch.setattr(hpo.objective, "train_and_score", counted_training)
+
+    class StaleLock:  # what the woken worker holds: a lock whose lease already ran out
+        def acquire(self, stop: object = None) -> bool:
+            return True
+
+        def release(self) -> None:
+            pass
+
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
+    study = optuna.load_study(study_name="retries", storage=storage)
+    objective = hpo.objective.Objective(kind_spec(spec, "classical"), artifact_store(artifacts),
+                                        "w1")
+    log: list[str] = []
+    assert _run_one(study, spec, objective, StaleLock(), lambda: False, log.append) == 0
+    trials = study.get_trials()
+    assert len(trials) == 3 and not trained
+    assert outcome_of(trials[2]) is Outcome.SURPLUS and not trials[2].intermediate_values
+    assert budget_counts(trials).finished == 2
+    assert "surplus: the budget was full" in log[-1], log
+
+
+def test_a_worker_process_is_judged_only_in_its_own_pid_namespace(monkeypatch) -> None:
+    """A compose worker on the host network has this host's name and a PID of its container's
+    namespace: `hpo run` here must not take its PID for one of this host's processes."""
+    import hpo.launcher
+
+    mine = this_process()
+    host, namespace, pid = mine.split(":")
+    assert os.readlink("/proc/self/ns/pid") == f"pid:[{namespace}]" and int(pid) == os.getpid()
+    assert local_pid(mine) == os.getpid()
+    assert local_pid(f"{host}:{os.getpid()}") == os.getpid()  # older records: host alone
+    assert local_pid(f"{host}:1{namespace}:7") is None  # a container's PID 7
+    assert local_pid(f"not-{host}:{namespace}:7") is None
+    assert local_pid("") is None
+
+    study = optuna.create_study()
+    for record in (f"{host}:1{namespace}:7", f"{host}:{namespace}:7"):
+        trial = study.ask()
+        trial.set_user_attr(WORKER_PROCESS, record)
+    monkeypatch.setattr(hpo.launcher, "_alive", lambda pid: False)  # neither PID 7 lives here
+    spec = load_spec(Path("studies/smoke.yaml"))
+    hpo.launcher._recover_orphans([study], spec, io.StringIO())
+    states = [t.state for t in study.get_trials()[:2]]
+    assert states == [TrialState.RUNNING, TrialState.FAIL]  # only the local one is re-queued

@@ -23,7 +23,7 @@ from pathlib import Path
 import optuna
 import pytest
 from _faults import retries_and_proposals
-from conftest import SMOKE, hpo_cmd, hpo_env, journal_trials, study_variant
+from conftest import LIGHT_METRIC, SMOKE, hpo_cmd, hpo_env, journal_trials, study_variant
 
 from hpo.worker_identity import WORKER_STARTS_ATTR, claim_worker_number, new_worker_id
 
@@ -79,7 +79,8 @@ def _lookalike_worker(study: Path, cwd: Path, log: Path) -> subprocess.Popen:
                     reason="PID and UTS namespaces need root and util-linux's unshare")
 def test_lookalike_workers_run_distinct_parameter_sets(tmp_path):
     study = study_variant(tmp_path, "lookalike",
-                          budget={"trials": TRIALS, "steps": 10, "eval_every": 10})
+                          budget={"trials": TRIALS, "steps": 10, "eval_every": 10},
+                          metric=LIGHT_METRIC)
     logs = [tmp_path / f"w{i}.log" for i in range(LOOKALIKES)]
     workers = [_lookalike_worker(study, tmp_path, log) for log in logs]
     try:
@@ -92,7 +93,8 @@ def test_lookalike_workers_run_distinct_parameter_sets(tmp_path):
                 w.wait()
     trials = journal_trials(tmp_path, "lookalike")
     # Each really was PID 1 on the look-alike host.
-    assert {t.user_attrs["worker_process"] for t in trials} == {f"{HOSTNAME}:1"}
+    recorded = {t.user_attrs["worker_process"] for t in trials}  # host:pid-namespace:pid
+    assert {(r.split(":")[0], r.split(":")[-1]) for r in recorded} == {(HOSTNAME, "1")}, recorded
     states = [t.state for t in trials]
     finished = [s for s in states if s.is_finished()]
     retried = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}

@@ -3,13 +3,14 @@ compose restarted was stopped by `docker-compose stop` while it imported torch, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
 
 import pytest
-from conftest import SMOKE, hpo_cmd, hpo_env
+from conftest import SMOKE, hpo_cmd, hpo_env, study_variant
 
 SIGTERM_BIT = 1 << (signal.SIGTERM - 1)
 
@@ -42,3 +43,37 @@ def test_sigterm_during_start_up_is_a_clean_stop(tmp_path):
     assert worker.returncode == 0, err
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 3, err
     assert "ran 0 trial(s)" in err, err
+
+
+@pytest.mark.e2e
+def test_sigterm_while_a_finished_worker_exits_is_a_clean_stop(tmp_path):
+    """`docker compose stop` racing a worker's own end (the budget met): a SIGTERM at any moment
+    after its last line must leave status 0. Python resets its handlers to the default while it
+    finalizes, so without the worker ignoring stops by then, this ended 143 (CI, 2026-12-03)."""
+    one_trial = study_variant(tmp_path, "one_trial", budget={"trials": 1, "steps": 20,
+                                                              "eval_every": 10})
+    worker = subprocess.Popen(hpo_cmd("worker", str(one_trial), "--storage",
+                                      str(tmp_path / "hpo.journal")), cwd=tmp_path,
+                              env=hpo_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        lines = []
+        for line in worker.stderr:
+            lines.append(line)
+            if "done: ran 1 trial(s)" in line:
+                break
+        assert lines and "done:" in lines[-1], "".join(lines)
+        sent = 0
+        while worker.poll() is None:  # a stop every millisecond until the process is gone
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGTERM)
+                sent += 1
+            time.sleep(0.001)
+        rest = worker.stderr.read()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert sent > 0
+    assert worker.returncode == 0, (worker.returncode, sent, "".join(lines) + rest)
+    assert "Traceback" not in rest, rest
