@@ -28,8 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
-from hpo.evaluate import resolved_metric  # noqa: E402
 from hpo.group import kind_spec  # noqa: E402
+from hpo.metric import resolved_metric  # noqa: E402
 from hpo.space import load_spec, suggest  # noqa: E402
 from hpo.target import build_target  # noqa: E402
 from metrics import kl_divergence  # noqa: E402

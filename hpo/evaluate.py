@@ -21,13 +21,12 @@ import numpy as np
 import torch
 
 import models
-from hpo.study_file import Metric, StudySpec
+from hpo.metric import resolved_metric
+from hpo.study_file import Metric
 from metrics import (
     DEFAULT_PROFILE,
     GaussianMixture,
     KLEstimate,
-    default_sigma,
-    divergence_name,
     kl_divergence,
     mode_coverage,
     wasserstein2,
@@ -46,6 +45,7 @@ class Score:
     w2: float
     mode_coverage: float
     n_params: int
+    n_params_circuit: int  # of n_params, those in a quantum circuit; the rest are classical
     steps: int
     seconds: float
     samples: np.ndarray  # the first replicate, for the picture
@@ -65,25 +65,11 @@ class Score:
             "w2": self.w2,
             "mode_coverage": self.mode_coverage,
             "n_params": self.n_params,
+            "n_params_circuit": self.n_params_circuit,
             "steps": self.steps,
             "seconds": self.seconds,
             "kl_details": self.kl.as_dict(),
         }
-
-
-def objective_name(spec: StudySpec) -> str:
-    """The study's objective as the dashboard names it: ``D_s KL(Q||P) [nats], s = ...``."""
-    from hpo.target import build_target
-
-    return divergence_name(resolved_metric(spec.metric, build_target(spec.target)).sigma)
-
-
-def resolved_metric(metric: Metric, target: GaussianMixture) -> Metric:
-    """``metric`` with its resolution s filled in (the study file's ``sigma``, else the target's
-    default): resolved once per study, then carried by trials and exported configs."""
-    if metric.sigma is not None:
-        return metric
-    return metric.model_copy(update={"sigma": float(default_sigma(target))})
 
 
 def train_and_score(config: dict[str, Any], target: GaussianMixture, metric: Metric,
@@ -138,6 +124,7 @@ def train_and_score(config: dict[str, Any], target: GaussianMixture, metric: Met
         w2=float(unless_stopped(wasserstein2, target, draws[0], seed=seed)),
         mode_coverage=float(mode_coverage(target, draws[0])),
         n_params=result.generator.n_parameters(),
+        n_params_circuit=result.generator.n_circuit_parameters(),
         steps=result.steps,
         seconds=time.perf_counter() - started,
         samples=draws[0],

@@ -13,8 +13,6 @@ A PNG of its samples over the target's contours is uploaded as an artifact.
 
 from __future__ import annotations
 
-import os
-import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,11 +25,12 @@ from optuna.trial import TrialState
 
 import models
 from hpo.errors import StorageError
-from hpo.evaluate import Score, resolved_metric, train_and_score
+from hpo.evaluate import Score, train_and_score
 from hpo.group import kind_spec
+from hpo.metric import resolved_metric
 from hpo.plots import plot_samples
 from hpo.score_details import store_score_details
-from hpo.space import suggest
+from hpo.space import suggest_arm
 from hpo.study_file import Metric, StudySpec
 from hpo.target import build_target
 from hpo.trial_config import store_config
@@ -46,6 +45,7 @@ from hpo.trials import (
     begin,
     mark_ended,
     original_number,
+    this_process,
 )
 from hpo.version import code_version
 from metrics import GaussianMixture, KLEstimate
@@ -91,23 +91,25 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         begin(trial)
         trial.set_user_attr(WORKER, self.worker_id)
-        trial.set_user_attr(WORKER_PROCESS, f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr(WORKER_PROCESS, this_process())
         if self.should_stop():
             mark_ended(trial, Outcome.STOPPED, self._stop_reason())
             raise models.TrainingStopped(1)
         validates = trial.user_attrs.get(VALIDATES)
-        if validates is not None:  # a seed validation: enqueued with its kind and fresh seed
-            kind = trial.user_attrs[KIND]
-            config = suggest(trial, kind_spec(self.spec, kind), int(trial.user_attrs[SEED]))
+        if validates is not None:  # a seed validation: enqueued with its arm and fresh seed
+            arm = trial.user_attrs[KIND]
+            arm, config = suggest_arm(trial, kind_spec(self.spec, arm),
+                                      int(trial.user_attrs[SEED]))
         else:
-            config = suggest(trial, self.spec, trial_seed(trial, self.spec))
+            arm, config = suggest_arm(trial, self.spec, trial_seed(trial, self.spec))
         # The exportable config is a YAML artifact; the attribute is one short line (a JSON
         # mapping made the dashboard's trial pages 6,000 px wide).
         exported = exported_config(self.spec, self.target, self.metric, config)
         store_config(trial, self.artifact_store, exported)
         trial.set_user_attr(SEED, config["seed"])
         trial.set_user_attr("code_version", code_version())
-        trial.set_user_attr(KIND, config["generator"]["kind"])
+        # The arm (``hybrid``), which groups trials; the model kind is in the config.
+        trial.set_user_attr(KIND, arm)
         trial.set_user_attr(SIGMA, self.metric.sigma)  # every trial of a study: the same s
         last: dict[str, Any] = {}
 
@@ -146,7 +148,7 @@ class Objective:
     def _record(self, trial: optuna.Trial, score: Score) -> None:
         details = score.as_dict()
         for key in ("sigma", "kl_stderr", "kl_ci", "kl_profile", "kl_knn", "w2", "mode_coverage",
-                    "n_params", "steps", "seconds"):
+                    "n_params", "n_params_circuit", "steps", "seconds"):
             trial.set_user_attr(key, details[key])
         store_score_details(trial, self.artifact_store, score)
         mark_ended(trial, Outcome.COMPLETE)

@@ -9,9 +9,12 @@ from hpo.study_file import StudySpec
 
 
 def make_sampler(spec: StudySpec, worker_seed: int = 0) -> optuna.samplers.BaseSampler:
-    """Seeded TPE at ``sampler.seed + worker_seed``: each worker start has its own offset
+    """Seeded TPE (or, ``sampler.kind: random``, RandomSampler) at ``sampler.seed +
+    worker_seed``: each worker start has its own offset
     (:func:`hpo.worker_identity.claim_worker_number`), so parallel workers do not propose alike."""
     s = spec.sampler
+    if s.kind == "random":  # the baseline (random_searches): no model, the same seeding
+        return optuna.samplers.RandomSampler(seed=(s.seed + worker_seed) % 2**32)
     with quiet_experimental():
         return optuna.samplers.TPESampler(
             seed=(s.seed + worker_seed) % 2**32, n_startup_trials=s.n_startup_trials,

@@ -62,26 +62,38 @@ def _morton_order(x: np.ndarray) -> np.ndarray:
 
 def _exact_rows(x: np.ndarray, y: np.ndarray, sigma: float
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(log S, L, sum w^2) at ``x`` against every point of ``y``, float64, no truncation."""
+    """(log S, L, sum w^2) at ``x`` against every point of ``y``, float64, no truncation.
+
+    Every (row, sample) matrix is computed in place, and the exponent coordinate by coordinate:
+    the operations and their order are those of ``-0.5 * (((x - y) / s) ** 2).sum(axis=2)`` over
+    a (rows, m, 2) array, so the numbers are the same to the bit, at about a third of the time
+    (the reduction over an axis of length 2 and the temporaries cost most).
+    """
     n, m = x.shape[0], y.shape[0]
     log_s, loo, w2 = np.empty(n), np.empty(n), np.empty(n)
     step = max(1, _EXACT_CHUNK // m)
     tiny = np.finfo(np.float64).tiny
+    y0, y1 = y[None, :, 0], y[None, :, 1]
     for a in range(0, n, step):
         xb = x[a:a + step]
-        arg = -0.5 * (((xb[:, None, :] - y[None, :, :]) / sigma) ** 2).sum(axis=2)
+        arg = (xb[:, 0, None] - y0) / sigma
+        np.multiply(arg, arg, out=arg)
+        v = (xb[:, 1, None] - y1) / sigma
+        np.multiply(v, v, out=v)
+        np.add(arg, v, out=arg)
+        np.multiply(-0.5, arg, out=arg)  # -|x - y|^2 / (2 s^2)
         top = arg.argmax(axis=1)
         rows = np.arange(xb.shape[0])
         amax = arg[rows, top]
-        v = np.exp(arg - amax[:, None])  # the largest kernel is 1
+        np.exp(np.subtract(arg, amax[:, None], out=v), out=v)  # the largest kernel is 1
         v[rows, top] = 0.0
         others = v.sum(axis=1)
         total = 1.0 + others
-        w = v / total[:, None]
+        w = np.divide(v, total[:, None], out=v)
         log_s[a:a + step] = amax + np.log1p(others)
-        loo[a:a + step] = (np.log(np.maximum(others, tiny) / total)
-                           + np.log1p(-w).sum(axis=1))
         w2[a:a + step] = (w * w).sum(axis=1) + total ** -2.0
+        log1m_w = np.log1p(np.negative(w, out=arg), out=arg)
+        loo[a:a + step] = np.log(np.maximum(others, tiny) / total) + log1m_w.sum(axis=1)
     return log_s, loo, w2
 
 

@@ -124,6 +124,52 @@ def test_truncated_kernel_sums_equal_the_untruncated_ones():
         assert abs(np.mean(log_p - want)) < 1e-6 and abs(np.mean(loo - loo_x)) < 1e-6
 
 
+def _exact_rows_as_written_before(x: np.ndarray, y: np.ndarray, sigma: float):
+    """The exact path as it was until the trial-time bench (docs/trial-time.md): over a
+    (rows, m, 2) array, the plain formulas."""
+    arg = -0.5 * (((x[:, None, :] - y[None, :, :]) / sigma) ** 2).sum(axis=2)
+    top = arg.argmax(axis=1)
+    rows = np.arange(x.shape[0])
+    amax = arg[rows, top]
+    v = np.exp(arg - amax[:, None])
+    v[rows, top] = 0.0
+    others = v.sum(axis=1)
+    total = 1.0 + others
+    w = v / total[:, None]
+    loo = (np.log(np.maximum(others, np.finfo(np.float64).tiny) / total)
+           + np.log1p(-w).sum(axis=1))
+    return amax + np.log1p(others), loo, (w * w).sum(axis=1) + total ** -2.0
+
+
+def test_the_exact_path_computes_the_same_numbers_to_the_bit_as_before():
+    """Its in-place rewrite changes the time, not one bit of a score (what it replaced is
+    above); the chunks of rows are those of the real path (m = 2000: 524 rows each)."""
+    rng = np.random.default_rng(11)
+    y = np.r_[GG.sample(2000, 6)[:1997] * 0.3 + [0.4, 1.4], [[0.0, 20.0], [0.3, 20.0],
+                                                           [-30.0, -30.0]]]
+    x = np.r_[smoothed_target(GG, 0.5).sample(1200, 7), rng.uniform(-40, 40, size=(200, 2)),
+              [[0.0, 20.1], [100.0, 100.0]]]
+    for sigma in (0.25, 0.5, 1.0):
+        for new, old in zip(_exact_rows(x, y, sigma), _exact_rows_as_written_before(x, y, sigma),
+                            strict=True):
+            assert np.array_equal(new, old)
+
+
+def test_a_score_is_the_same_with_the_exact_path_as_written_before(monkeypatch):
+    """A poor generator's draws (between the modes: most evaluation points take the exact
+    path): the whole estimate, every field, equal with either exact path."""
+    import metrics._gauss_sum as gauss_sum
+
+    draws = [GG.sample(2000, r) * 0.3 + [0.4, 1.4] for r in range(3)]
+    rows = []
+    monkeypatch.setattr(gauss_sum, "_exact_rows",
+                        lambda x, y, s: rows.append(len(x)) or _exact_rows(x, y, s))
+    new = kl_divergence(GG, draws, sigma=0.5, n_target=3000, seed=0)
+    assert sum(rows) > 3 * 3000 / 2  # the exact path did most of the work
+    monkeypatch.setattr(gauss_sum, "_exact_rows", _exact_rows_as_written_before)
+    assert kl_divergence(GG, draws, sigma=0.5, n_target=3000, seed=0) == new
+
+
 # ------------------------------------------------------------------ bias, spread, coverage
 
 
