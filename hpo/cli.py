@@ -129,11 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", metavar="STUDY", help="study name or study file")
     _common(p)
     p.add_argument("--top", type=_int_in(1, MAX_TOP), default=1,
-                   help="how many of the best trials (default: 1)")
+                   help="how many of the best configurations (default: 1)")
     p.add_argument("--kind", metavar="K", default=None,
-                   help="only this generator kind (classical, quantum)")
-    p.add_argument("--validated", action="store_true",
-                   help="seed-validated configurations, ranked by their seed mean")
+                   help="only this arm (classical, quantum, or any arm the study file names: "
+                        "hybrid, control, ...); an arm's study name (NAME.quantum) means that "
+                        "arm of its group")
+    ranking = p.add_mutually_exclusive_group()
+    ranking.add_argument("--validated", action="store_true",
+                         help="seed-validated configurations, ranked by their seed mean (the "
+                              "default once every kind has one)")
+    ranking.add_argument("--search", action="store_true",
+                         help="search trials, ranked by their single-seed value (the default "
+                              "before a validation)")
     p.add_argument("--out", metavar="FILE",
                    help="write here (default: standard output); an existing file is replaced "
                         "only if hpo export wrote it, and never if it is the storage")
@@ -176,6 +183,18 @@ def _study_name(arg: str) -> str:
     return arg
 
 
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+def limit_blas_threads(threads: int) -> None:
+    """OpenBLAS (numpy's, scipy's) runs ``threads`` threads, as torch does, unless the environment
+    sets them. It starts one per core otherwise, and reads the setting once, when numpy is first
+    imported: call this before. The score's kernel sums are small float32 matrix products, which
+    two threads made 7 to 12 times as costly on a 2-core machine (docs/trial-time.md)."""
+    if not any(os.environ.get(name) for name in BLAS_THREAD_VARIABLES):
+        os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
+
+
 def _threads(flag: int | None) -> int:
     value = flag if flag is not None else os.environ.get("HPO_TORCH_THREADS", "1")
     try:
@@ -188,12 +207,13 @@ def _threads(flag: int | None) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from hpo.evaluate import objective_name
     from hpo.space import load_spec
     from hpo.storage import display_url, ensure_group_studies, storage_url
 
     spec = load_spec(args.study_file)
     url = storage_url(args.storage)
+    from hpo.metric import objective_name  # metrics: only once the input is good
+
     studies = ensure_group_studies(url, spec, metric=objective_name(spec))
     print(f"{'studies' if len(studies) > 1 else 'study'} {', '.join(studies)} ready in "
           f"{display_url(url)} "
@@ -204,16 +224,29 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from hpo.space import load_spec
     from hpo.storage import storage_url
-    from hpo.worker import run_worker
 
     spec = load_spec(args.study_file)
     if args.worker_id is not None and not WORKER_ID.fullmatch(args.worker_id):
         raise UsageError(f"--worker-id {args.worker_id[:70]!r}: expected 1 to 128 letters, "
                          "digits or _.:@- characters")
-    run_worker(spec, storage_url(args.storage), artifacts=args.artifacts,
-               threads=_threads(args.threads), worker_seed=args.worker_seed,
-               worker_id=args.worker_id)
+    from hpo.worker import run_worker  # torch: only once the input is good
+
+    try:
+        run_worker(spec, storage_url(args.storage), artifacts=args.artifacts,
+                   threads=_threads(args.threads), worker_seed=args.worker_seed,
+                   worker_id=args.worker_id)
+    finally:
+        _ignore_stops_while_exiting()
     return 0
+
+
+def _ignore_stops_while_exiting() -> None:
+    """The worker's trials are finished or re-queued: a SIGTERM or SIGINT from here on has nothing
+    to stop. Python puts back the default action (death by the signal: status 143) for the
+    handlers it installed as it finalizes, which takes torch a while, so `docker compose stop`
+    racing a worker's own end saw 143 (CI, 2026-12-03); an ignored signal stays ignored."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -232,7 +265,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """`hpo run` once the search is over: the workers then only run (or resume) the seed
     validation, which they enqueue first if nobody has."""
     from hpo.artifacts import checked_location
-    from hpo.group import search_studies
     from hpo.launcher import run_study
     from hpo.schedule import study_budgets
     from hpo.space import load_spec
@@ -248,11 +280,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from hpo.publish import load_group_or_explain
 
     group = load_group_or_explain(open_storage(url), spec.name, display_url(url))
-    held = {name: budget_counts(group.search.get(kind, [])).held
-            for name, kind in search_studies(spec).items()}
-    short = {kind: (held[name], b) for (name, kind), b in
-             zip(search_studies(spec).items(), study_budgets(spec).values(), strict=True)
-             if held[name] < b}
+    stored = group.study_trials
+    short = {name: (held, b) for name, b in study_budgets(spec).items()
+             if (held := budget_counts(stored.get(name, [])).held) < b}
     if short:
         left = ", ".join(f"{k} {n}/{b}" for k, (n, b) in short.items())
         raise UsageError(f"the search of {spec.name} is not finished ({left}); run: hpo run "
@@ -265,30 +295,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import optuna
 
-    from hpo.publish import load_group_or_explain
-    from hpo.report import group_summary, status_data, summary
+    from hpo.publish import load_named_group, member_line
+    from hpo.report import format_listing, group_summary, status_data, storage_listing, summary
     from hpo.storage import display_url, open_storage, storage_url
 
     url = storage_url(args.storage)
     storage = open_storage(url, create=False)
     if args.study is None:
-        studies = optuna.get_all_study_summaries(storage, include_best_trial=False)
+        rows = storage_listing(storage)
         if args.json:
-            print(json.dumps({"storage": display_url(url), "studies": [
-                {"name": s.study_name, "n_trials": s.n_trials} for s in studies]}))
-            return 0
-        print(f"{len(studies)} studies in {display_url(url)}")
-        for s in studies:
-            print(f"  {s.study_name}: {s.n_trials} trials")
+            print(json.dumps({"storage": display_url(url), "studies": rows}))
+        else:
+            print(format_listing(rows, display_url(url)))
         return 0
     from dataclasses import asdict
 
     from hpo.worker_status import format_workers, heartbeat_ages, worker_activity
 
-    group = load_group_or_explain(storage, _study_name(args.study), display_url(url))
-    trials_by_study: dict[str, list] = {}
-    for kind, trials in group.search.items():
-        trials_by_study.setdefault(group.search_studies[kind], []).extend(trials)
+    name = _study_name(args.study)
+    group, role = load_named_group(storage, name, display_url(url))
+    if role is not None and not args.json:
+        print(member_line(name, group, role))
+    trials_by_study: dict[str, list] = group.study_trials
     if group.validation_study:
         trials_by_study[group.validation_study] = list(group.validation)
     workers = worker_activity(trials_by_study, heartbeat_ages(url, list(trials_by_study)))
@@ -324,16 +352,37 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from hpo.artifacts import existing_artifact_store
-    from hpo.export import dump_documents, export_documents, write_export
-    from hpo.publish import load_group_or_explain
+    from hpo.export import (
+        dump_documents,
+        export_documents,
+        export_kinds,
+        export_ranking,
+        one_search,
+        write_export,
+    )
+    from hpo.publish import load_named_group
     from hpo.storage import display_url, open_storage, storage_url
 
     url = storage_url(args.storage)
-    group = load_group_or_explain(open_storage(url, create=False), _study_name(args.study),
-                                  display_url(url))
-    docs = export_documents(group, args.top, kind=args.kind, validated=args.validated,
+    name = _study_name(args.study)
+    group, role = load_named_group(open_storage(url, create=False), name, display_url(url))
+    kind = args.kind
+    if role not in (None, "validation"):  # NAME.quantum: the quantum kind of group NAME
+        arm = role.partition(".")[0]
+        if kind not in (None, arm):
+            raise UsageError(f"{name} is the {role} search of study group {group.name}; "
+                             f"--kind {kind} contradicts it (for {kind}: hpo export "
+                             f"{group.name} --kind {kind})")
+        kind = arm
+        if role != arm:  # NAME.quantum.s2: that search alone, not the arm's others
+            group = one_search(group, name)
+    validated = True if args.validated else False if args.search else None
+    validated, line = export_ranking(group, export_kinds(group, kind), validated)
+    docs = export_documents(group, args.top, kind=kind, validated=validated,
                             artifact_store=existing_artifact_store(args.artifacts))
-    text = dump_documents(docs)
+    if line:
+        print(f"hpo export: {line}", file=sys.stderr)
+    text = dump_documents(docs, group.name)
     if args.out:
         write_export(args.out, text, storage=url, force=args.force)
         print(f"wrote {len(docs)} config(s) to {args.out}; "
@@ -358,6 +407,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(verdict["sentence"])
     if verdict.get("profile_sentence"):
         print(verdict["profile_sentence"])
+    if verdict.get("control"):
+        print(verdict["control"]["sentence"])
+    if verdict.get("arms"):  # the kinds over searches, or why no interval over them
+        print(verdict["arms"]["sentence"])
     print(f"wrote {done.html} and {done.json}"
           + (f"; dashboard notes on {', '.join(done.noted_studies)}" if done.noted_studies
              else ""))
@@ -410,6 +463,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "worker":
         _stop_quietly_while_starting()
+    if args.command in ("worker", "run", "validate", "train"):  # before numpy is imported
+        try:  # workers started by `hpo run` inherit it
+            limit_blas_threads(_threads(getattr(args, "threads", None)))
+        except UsageError:
+            pass  # the command reports it
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happened
@@ -434,6 +492,7 @@ def _stop_quietly_while_starting() -> None:
     container that compose restarted can be stopped then) ends it with status 0 and one line,
     as a stop does later: it holds no trial yet. :class:`hpo.worker.StopFlag` takes over."""
     def handler(signum: int, frame: object) -> None:
+        _ignore_stops_while_exiting()  # first: a second stop must not interrupt this one
         print(f"hpo worker: {signal.Signals(signum).name} while starting; ran 0 trial(s)",
               file=sys.stderr)
         raise SystemExit(0)

@@ -7,6 +7,7 @@ with ``hpo train`` on the same machine gives the same KL.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from hpo.errors import StudyFileError, UsageError
 from hpo.group import StudyGroup
 from hpo.study_file import Metric, one_line_error
 from hpo.trial_config import load_config
-from hpo.trials import KIND
+from hpo.trials import KIND, VALIDATES
 
 if TYPE_CHECKING:
     from hpo.evaluate import Score
@@ -34,22 +35,82 @@ def best_trials(trials: Sequence[optuna.trial.FrozenTrial], top: int
     return sorted(done, key=lambda t: (t.value, t.number))[:top]
 
 
+def validated_by_kind(group: StudyGroup, kinds: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each of ``kinds``' validated configurations that have a seed mean, best first."""
+    from hpo.report_content import validated_configurations
+
+    return {k: [c for c in cs if c["mean"] is not None]
+            for k, cs in validated_configurations(group).items() if k in kinds}
+
+
+def export_ranking(group: StudyGroup, kinds: list[str], validated: bool | None
+                   ) -> tuple[bool, str | None]:
+    """Whether to rank by the validated seed mean, and the one line that says which ranking.
+
+    ``validated`` is ``--validated`` (True), ``--search`` (False) or neither (None): then the
+    validated ranking once every kind asked for has a validated configuration, else the search
+    ranking (with a line when the validation has begun but misses a kind)."""
+    by_kind = validated_by_kind(group, kinds)
+    have = {k for k, cs in by_kind.items() if cs}
+    if validated is None:
+        validated = bool(kinds) and have >= set(kinds)
+        if validated:
+            return True, (f"ranked by validated seed mean ({_seeds_of(by_kind)} from "
+                          f"{group.validation_study}); --search exports the search ranking "
+                          "(one seed each)")
+        if have:
+            missing = ", ".join(k for k in kinds if k not in have)
+            return False, (f"ranked by search value (one seed each): kind {missing} has no "
+                           "validated configuration yet; --validated ranks the validated ones")
+        return False, None
+    if not validated and have:
+        return False, ("ranked by search value (one seed each), as --search asks; the default "
+                       "is the validated ranking by seed mean")
+    return validated, None
+
+
+def _seeds_of(by_kind: dict[str, list[dict[str, Any]]]) -> str:
+    counts = sorted({c["n_seeds"] for cs in by_kind.values() for c in cs})
+    n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+    return f"{n} seeds per configuration"
+
+
+def one_search(group: StudyGroup, study: str) -> StudyGroup:
+    """``group`` narrowed to its search study ``study`` (``NAME.<arm>.s<r>``): that search's
+    trials and the validation of its configurations only."""
+    arms = {k: {study: ts} for k, studies in group.searches.items()
+            for s, ts in studies.items() if s == study}
+    if not arms:
+        raise UsageError(f"study group {group.name!r} has no search study {study!r}")
+    validation = [t for t in group.validation
+                  if (t.user_attrs.get(VALIDATES) or {}).get("study") == study]
+    return dataclasses.replace(group, searches=arms, validation=validation)
+
+
+def export_kinds(group: StudyGroup, kind: str | None) -> list[str]:
+    """The kinds an export covers: ``kind`` (checked against the group), else all of them."""
+    if kind is not None and kind not in group.search:
+        raise UsageError(f"study {group.name!r} has no generator kind {kind!r}; it has "
+                         f"{', '.join(group.kinds) or 'none'}")
+    return [kind] if kind is not None else group.kinds
+
+
 def export_documents(group: StudyGroup, top: int, *, kind: str | None = None,
-                     validated: bool = False, artifact_store: Any = None
+                     validated: bool | None = False, artifact_store: Any = None
                      ) -> list[dict[str, Any]]:
     """One document per configuration, best first; raises :class:`UsageError` if there is none.
 
     ``kind`` keeps one generator kind. ``validated`` ranks the seed-validated configurations by
     their seed mean (``source`` then carries that mean, its 95% interval and the seeds) instead
-    of the search trials by their single-seed value. ``artifact_store`` holds the trials'
-    config artifacts (:mod:`hpo.trial_config`).
+    of the search trials by their single-seed value; ``None`` chooses as
+    :func:`export_ranking` does. ``source.ranking`` says which (``validated`` or ``search``).
+    ``artifact_store`` holds the trials' config artifacts (:mod:`hpo.trial_config`).
     """
     if top < 1:
         raise UsageError(f"--top must be at least 1, got {top}")
-    if kind is not None and kind not in group.search:
-        raise UsageError(f"study {group.name!r} has no generator kind {kind!r}; it has "
-                         f"{', '.join(group.kinds) or 'none'}")
-    kinds = [kind] if kind is not None else group.kinds
+    kinds = export_kinds(group, kind)
+    if validated is None:
+        validated, _ = export_ranking(group, kinds, None)
     if validated:
         return _validated_documents(group, top, kinds, artifact_store)
     trials = best_trials([t for k in kinds for t in group.search[k]], top)
@@ -58,17 +119,18 @@ def export_documents(group: StudyGroup, top: int, *, kind: str | None = None,
         raise UsageError(f"study {group.name!r} has no complete trial{which} to export yet")
     docs = []
     for rank, t in enumerate(trials, start=1):
-        docs.append(_document(group, t, rank, artifact_store))
+        docs.append(_document(group, t, rank, artifact_store, "search"))
     return docs
 
 
 def _document(group: StudyGroup, t: optuna.trial.FrozenTrial, rank: int,
-              artifact_store: Any) -> dict[str, Any]:
+              artifact_store: Any, ranking: str) -> dict[str, Any]:
     doc = load_config(t, artifact_store)
     kind = t.user_attrs.get(KIND, "?")
     doc["source"] = {
-        "study": group.search_studies.get(kind, group.name), "trial": t.number, "rank": rank,
-        "kl": t.value, "kl_ci": t.user_attrs.get("kl_ci"),
+        "study": group.study_of(t, kind), "arm": t.user_attrs.get(KIND),
+        "trial": t.number, "rank": rank,
+        "ranking": ranking, "kl": t.value, "kl_ci": t.user_attrs.get("kl_ci"),
         "code_version": t.user_attrs.get("code_version"),
         "params": dict(t.params),
     }
@@ -77,25 +139,24 @@ def _document(group: StudyGroup, t: optuna.trial.FrozenTrial, rank: int,
 
 def _validated_documents(group: StudyGroup, top: int, kinds: list[str],
                          artifact_store: Any) -> list[dict[str, Any]]:
-    from hpo.report_content import validated_configurations
-
-    configs = [c for k, cs in validated_configurations(group).items() if k in kinds for c in cs
-               if c["mean"] is not None]
-    configs.sort(key=lambda c: c["mean"])
+    configs = [c for cs in validated_by_kind(group, kinds).values() for c in cs]
+    configs.sort(key=lambda c: (c["n_seeds"] < 2, c["mean"]))  # as the report ranks them
     if not configs:
         raise UsageError(f"study {group.name!r} has no validated configuration"
                          f"{' of kind ' + repr(kinds[0]) if len(kinds) == 1 else ''} yet; "
                          "run: hpo validate")
     by_study = {}
     for k in kinds:
-        for t in group.search[k]:
-            by_study[(group.search_studies[k], t.number)] = t
+        for study, trials in group.searches.get(k, {}).items():
+            for t in trials:
+                by_study[(study, t.number)] = t
     docs = []
     for rank, c in enumerate(configs[:top], start=1):
         doc = _document(group, by_study[(c["source_study"], c["source_trial"])], rank,
-                        artifact_store)
+                        artifact_store, "validated")
         doc["source"]["validated"] = {"n_seeds": c["n_seeds"], "mean": c["mean"],
-                                      "ci": c["ci"], "sd": c["sd"], "seeds": c["seeds"]}
+                                      "ci": c["ci"], "sd": c["sd"], "seeds": c["seeds"],
+                                      "search_rank": c["rank"]}
         docs.append(doc)
     return docs
 
@@ -104,12 +165,38 @@ EXPORT_MARK = "# hpo export"  # the first line of every export: --out may replac
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def dump_documents(docs: list[dict[str, Any]]) -> str:
-    """The documents as YAML, after a comment line that marks the text as an ``hpo export``."""
-    study = (docs[0].get("source") or {}).get("study", "?") if docs else "?"
-    header = (f"{EXPORT_MARK}: {len(docs)} training config(s) of study {study}, best first; "
-              "train one with: hpo train FILE --rank N\n")
-    return header + yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=None)
+def dump_documents(docs: list[dict[str, Any]], group: str | None = None) -> str:
+    """The documents as YAML, after a comment line that marks the text as an ``hpo export``
+    and names the study (group) and the ranking; each document opens with a comment naming its
+    own rank, kind and study."""
+    sources = [doc.get("source") or {} for doc in docs]
+    study = group or (sources[0].get("study", "?") if sources else "?")
+    ranking = {s.get("ranking") for s in sources}
+    by = (" ranked by validated seed mean" if ranking == {"validated"}
+          else " ranked by search value (one seed each)" if ranking == {"search"} else "")
+    what = "study group" if any(s.get("study") not in (None, study) for s in sources) else "study"
+    text = (f"{EXPORT_MARK}: {len(docs)} training config(s) of {what} {study}{by}, best first; "
+            "train one with: hpo train FILE --rank N\n")
+    for i, (doc, source) in enumerate(zip(docs, sources, strict=True)):
+        text += ("---\n" if i else "") + _document_line(doc, source, i + 1) + "\n"
+        text += yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
+    return text
+
+
+def _document_line(doc: dict[str, Any], source: dict[str, Any], rank: int) -> str:
+    kind = ((doc.get("train") or {}).get("generator") or {}).get("kind", "?")
+    arm = source.get("arm")
+    if arm not in (None, kind):  # an arm of another name: hybrid (quantum)
+        kind = f"{arm} ({kind})"
+    line = (f"# rank {source.get('rank', rank)}: {kind}, trial {source.get('trial', '?')} of "
+            f"study {source.get('study', '?')}")
+    v = source.get("validated")
+    if isinstance(v, dict) and isinstance(v.get("mean"), int | float):
+        return line + (f", validated: mean of {v.get('n_seeds')} seeds {v['mean']:.4f}"
+                       f" (search rank {v.get('search_rank', '?')})")
+    if isinstance(source.get("kl"), int | float):
+        return line + f", search value {source['kl']:.4f} (one seed)"
+    return line
 
 
 def write_export(out: str | Path, text: str, *, storage: str, force: bool = False) -> None:

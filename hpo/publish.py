@@ -17,11 +17,10 @@ from typing import Any
 import optuna
 from optuna.artifacts import upload_artifact
 
-from hpo import report_figures as figs
 from hpo.errors import UsageError
-from hpo.group import StudyGroup, load_group, set_objective_name
+from hpo.group import StudyGroup, load_group, member_of, set_objective_name
 from hpo.report_content import build_report
-from hpo.report_html import render_html
+from hpo.report_html import parameter_split, render_html
 
 FIGURE_CAPTIONS = {
     "validation": "Seed validation: seed values, mean and 95% CI per configuration",
@@ -29,6 +28,7 @@ FIGURE_CAPTIONS = {
     "anytime": "Best D_s so far per kind (search trials, training seconds)",
     "intermediate": "Intermediate D_s per kind (log scale, pruned faded)",
     "samples": "Final samples of each kind's validated best",
+    "expected_best": "Expected best D_s after n search trials per arm (95% bootstrap band)",
 }
 
 
@@ -49,13 +49,32 @@ def load_group_or_explain(storage: Any, name: str, where: str) -> StudyGroup:
         raise UsageError(f"no study named {name!r} in {where}; studies there: {known}") from None
 
 
+def load_named_group(storage: Any, name: str, where: str) -> tuple[StudyGroup, str | None]:
+    """The group ``name`` names, and what ``name`` is in it: ``None`` for the group's own name,
+    a generator kind for its search study (``gaussgan.quantum``), ``validation`` for its
+    validation study (:func:`hpo.group.member_of`)."""
+    member = member_of(storage, name)
+    if member is not None:
+        return load_group_or_explain(storage, member[0], where), member[1]
+    return load_group_or_explain(storage, name, where), None
+
+
+def member_line(name: str, group: StudyGroup, role: str) -> str:
+    """One line saying which group a member study's name stands for."""
+    what = "seed validation" if role == "validation" else f"{role} search"
+    return f"{name} is the {what} of study group {group.name}; showing the group"
+
+
 def render_figures(group: StudyGroup, report: dict[str, Any], artifact_store: Any
                    ) -> dict[str, bytes | None]:
+    from hpo import report_figures as figs  # matplotlib: not for `hpo status` and `export`
+
     return {
         "validation": (figs.validation_png(report)
                        if any(k["validated"] for k in report["kinds"].values()) else None),
         "profile": figs.profile_png(report),
         "anytime": figs.anytime_png(report),
+        "expected_best": figs.expected_best_png(report),
         "intermediate": figs.intermediate_png(group, report["metric"]["name"]),
         "samples": figs.sample_grid_png(group, report, artifact_store),
     }
@@ -118,19 +137,40 @@ def note_markdown(report: dict[str, Any], links: dict[str, str]) -> str:
     lines = [f"## Verdict: {report['study']}", "", f"**{v['sentence']}**", ""]
     if v.get("profile_sentence"):
         lines += [v["profile_sentence"], ""]
+    if v.get("control"):  # the hybrid against its control: what the circuit adds
+        lines += [v["control"]["sentence"], ""]
+    if v.get("arms"):  # the kinds over searches (or why there is no such interval)
+        lines += [f"Over searches: {v['arms']['sentence']}", ""]
     lines += [f"Objective: {m['name']} (m = {m['m']}, n = {m['n']}); intervals 95% over seeds.",
-              "", "| kind | configuration | seeds | seed mean D_s | 95% CI | seed sd |",
-              "|---|---|---|---|---|---|"]
+              "", "Each kind's validated winner, ranked by seed mean:", "",
+              "| kind | configuration | ranked by | seed mean D_s | 95% CI | seed sd | "
+              "parameters (circuit + classical) |",
+              "|---|---|---|---|---|---|---|"]
+    demoted = []
     for kind, k in report["kinds"].items():
         if not k["validated"]:
             s = k["search"]
             lines.append(f"| {kind} | not validated (best search value "
-                         f"{_num(s['best_search_value'])}) | 0 | - | - | - |")
+                         f"{_num(s['best_search_value'])}) | search: one seed | - | - | - | - |")
             continue
         c = k["validated"][0]
         ci = c["ci"]
-        lines.append(f"| {kind} | {c['source_study']} #{c['source_trial']} | {c['n_seeds']} | "
-                     f"{_num(c['mean'])} | [{_num(ci[0])}, {_num(ci[1])}] | {_num(c['sd'])} |")
+        lines.append(f"| {kind} | {c['source_study']} #{c['source_trial']} | validated: mean "
+                     f"of {c['n_seeds']} seeds (search rank {c['rank']}) | {_num(c['mean'])} "
+                     f"| [{_num(ci[0])}, {_num(ci[1])}] | {_num(c['sd'])} | "
+                     f"{parameter_split(c.get('n_params'), c.get('n_params_circuit'))} |")
+        first = next((f for f in k["validated"] if f["rank"] == 1), None)
+        if first is not None and first is not c:
+            demoted.append(f"{kind}'s search winner, {first['source_study']} "
+                           f"#{first['source_trial']} (search value "
+                           f"{_num(first['search_value'])}), has a seed mean of "
+                           f"{_num(first['mean'])}")
+    validation = report["provenance"].get("validation_study")
+    if validation:
+        lines += ["", f"The dashboard's Best Trial of {validation} is one seed of one "
+                  "configuration, and each search study's Best Trial is its search winner (one "
+                  "seed); the winners above are ranked by seed mean."
+                  + (" The validation demoted: " + "; ".join(demoted) + "." if demoted else "")]
     if report["comparisons"]:
         pair = report["comparisons"][0]
         lines += ["", "| resolution | difference | 95% CI | Welch p |", "|---|---|---|---|"]

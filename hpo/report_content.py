@@ -19,6 +19,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.group import StudyGroup
+from hpo.report_arms import arms_section
 from hpo.schedule import kind_budgets
 from hpo.trials import (
     ENDED,
@@ -92,15 +93,15 @@ def validated_configurations(group: StudyGroup) -> dict[str, list[dict[str, Any]
             "not_complete": len(trials) - len(done),
         }
         if values:
-            s = seed_summary(values)
+            s = seed_summary(values, floor=0.0)  # D_s >= 0
             entry.update(n_seeds=s.n, mean=s.mean, ci=[s.ci_low, s.ci_high], sd=s.sd)
         else:
             entry.update(n_seeds=0, mean=None, ci=[None, None], sd=None)
         entry.update(
             w2_mean=_mean([t.user_attrs.get("w2") for t in done]),
             mode_coverage_mean=_mean([t.user_attrs.get("mode_coverage") for t in done]),
-            n_params=next((t.user_attrs["n_params"] for t in done if "n_params" in t.user_attrs),
-                          None),
+            n_params=_first_recorded(done, "n_params"),
+            n_params_circuit=_first_recorded(done, "n_params_circuit"),
             seconds_per_step=_mean([_seconds_per_step(t) for t in done]),
             profile=_config_profile(done),
         )
@@ -120,43 +121,71 @@ def _config_profile(done: Sequence[FrozenTrial]) -> dict[str, Any]:
     profile = {}
     for factor in sorted(per_factor):
         points = per_factor[factor]
-        s = seed_summary([v for _, v in points])
+        s = seed_summary([v for _, v in points], floor=0.0)
         profile[f"{factor:g}"] = {"sigma": points[0][0], **s.as_dict(),
                                   "values": [v for _, v in points]}
     return profile
 
 
+#: The comparisons the verdict states, when both arms of a pair exist: which kind learns the
+#: target better, then what a hybrid's circuit adds over its own head (its control).
+VERDICT_PAIRS = (("classical", "quantum"), ("hybrid", "control"))
+
+
 def comparisons(validated: dict[str, list[dict[str, Any]]], sigma: float | None = None
                 ) -> dict[str, Any]:
-    """The kinds' best validated configurations compared at s and over the profile.
+    """The arms' best validated configurations compared at s and over the profile.
 
-    With more than two kinds each pair is compared; ``primary`` is the first pair in the
-    study file's kind order.
+    Every pair of arms is compared, the pairs of :data:`VERDICT_PAIRS` first and in their order
+    (``D_s(hybrid) - D_s(control)``), then the others in the study file's arm order. ``primary``
+    is the first pair (classical vs quantum when both exist); ``control`` is hybrid vs control,
+    or ``None``.
     """
     best = {kind: configs[0] for kind, configs in validated.items()
             if configs and configs[0]["n_seeds"] >= 1}
-    kinds = list(best)
-    pairs = []
-    for i, a in enumerate(kinds):
-        for b in kinds[i + 1:]:
-            ca, cb = best[a], best[b]
-            at_s = compare_kinds(ca["values"], cb["values"], a, b,
-                                 at=f"s = {sigma:g}" if sigma is not None else "")
-            by_factor = {}
-            for key in sorted(set(ca["profile"]) & set(cb["profile"]), key=float):
-                pa, pb = ca["profile"][key], cb["profile"][key]
-                by_factor[float(key)] = compare_kinds(pa["values"], pb["values"], a, b,
-                                                      at=f"{key} x s = {pa['sigma']:g}")
-            pair = {"kinds": [a, b],
-                    "configs": [[ca["source_study"], ca["source_trial"]],
-                                [cb["source_study"], cb["source_trial"]]],
-                    "at_s": at_s.as_dict(),
-                    "profile": [{"factor": f, "sigma": best[a]["profile"][f"{f:g}"]["sigma"],
-                                 **d.as_dict()} for f, d in by_factor.items()]}
-            if by_factor:
-                pair["profile_conclusion"] = profile_conclusion(by_factor).as_dict()
-            pairs.append(pair)
-    return {"pairs": pairs, "primary": pairs[0] if pairs else None}
+    pairs = [_compare_pair(best[a], best[b], a, b, sigma) for a, b in ordered_pairs(list(best))]
+    control = next((p for p in pairs if tuple(p["kinds"]) == VERDICT_PAIRS[1]), None)
+    return {"pairs": pairs, "primary": pairs[0] if pairs else None, "control": control}
+
+
+def ordered_pairs(kinds: Sequence[str]) -> list[tuple[str, str]]:
+    """Every pair of ``kinds``: :data:`VERDICT_PAIRS` first (those whose arms both exist), then
+    the others in ``kinds``' order."""
+    named = [pair for pair in VERDICT_PAIRS if set(pair) <= set(kinds)]
+    return named + [(a, b) for i, a in enumerate(kinds) for b in kinds[i + 1:]
+                    if (a, b) not in named and (b, a) not in named]
+
+
+def _compare_pair(ca: dict[str, Any], cb: dict[str, Any], a: str, b: str,
+                  sigma: float | None) -> dict[str, Any]:
+    """Configurations ``ca`` and ``cb`` (of arms ``a`` and ``b``) compared at s and over the
+    profile: one entry of ``comparisons``' pairs."""
+    at_s = compare_kinds(ca["values"], cb["values"], a, b,
+                         at=f"s = {sigma:g}" if sigma is not None else "")
+    by_factor = {}
+    for key in sorted(set(ca["profile"]) & set(cb["profile"]), key=float):
+        pa, pb = ca["profile"][key], cb["profile"][key]
+        by_factor[float(key)] = compare_kinds(pa["values"], pb["values"], a, b,
+                                              at=f"{key} x s = {pa['sigma']:g}")
+    pair = {"kinds": [a, b],
+            "configs": [[ca["source_study"], ca["source_trial"]],
+                        [cb["source_study"], cb["source_trial"]]],
+            "at_s": at_s.as_dict(),
+            "profile": [{"factor": f, "sigma": ca["profile"][f"{f:g}"]["sigma"],
+                         **d.as_dict()} for f, d in by_factor.items()]}
+    if by_factor:
+        pair["profile_conclusion"] = profile_conclusion(by_factor).as_dict()
+    return pair
+
+
+def _pair_verdict(pair: dict[str, Any]) -> dict[str, Any]:
+    """The verdict's fields for one compared pair: its sentence at s and over the profile."""
+    pc = pair.get("profile_conclusion")
+    return {"sentence": pair["at_s"]["sentence"],
+            "established": pair["at_s"]["established"],
+            "winner": pair["at_s"]["winner"],
+            "profile_holds": pc["holds"] if pc else None,
+            "profile_sentence": pc["sentence"] if pc else None}
 
 
 def _anytime(trials: Sequence[FrozenTrial]) -> dict[str, list]:
@@ -182,10 +211,19 @@ def trial_counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
     return asdict(budget_counts(trials))
 
 
-def _search_summary(kind: str, study: str, trials: Sequence[FrozenTrial]) -> dict[str, Any]:
+def _first_recorded(trials: Sequence[FrozenTrial], key: str) -> Any:
+    """User attribute ``key`` of the first of ``trials`` that recorded it, else None (a
+    configuration's trials share it: its parameter counts)."""
+    return next((t.user_attrs[key] for t in trials if key in t.user_attrs), None)
+
+
+def _search_summary(group: StudyGroup, kind: str, trials: Sequence[FrozenTrial]
+                    ) -> dict[str, Any]:
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     best = min(done, key=lambda t: (t.value, t.number)) if done else None
-    return {"study": study, **trial_counts(trials),
+    return {"study": group.search_studies[kind],
+            "studies": list(group.searches.get(kind, {})), **trial_counts(trials),
+            "best_search_study": group.study_of(best, kind) if best else None,
             "best_search_trial": best.number if best else None,
             "best_search_value": float(best.value) if best else None,
             "best_search_ci": best.user_attrs.get("kl_ci") if best else None}
@@ -193,7 +231,7 @@ def _search_summary(kind: str, study: str, trials: Sequence[FrozenTrial]) -> dic
 
 def _failures(group: StudyGroup) -> list[dict[str, Any]]:
     out = []
-    studies = [(group.search_studies[k], ts) for k, ts in group.search.items()]
+    studies = list(group.study_trials.items())
     studies += [(group.validation_study, group.validation)] if group.validation_study else []
     for study, trials in studies:
         retried = retried_numbers(trials)
@@ -212,7 +250,7 @@ def study_sigma(group: StudyGroup) -> tuple[float | None, list[float]]:
                    if t.state == TrialState.COMPLETE and t.user_attrs.get("sigma") is not None})
     if seen:
         return seen[0] if len(seen) == 1 else None, seen
-    study_file = group.study_user_attrs.get("study_file") or {}
+    study_file = group.study_file
     sigma = (study_file.get("metric") or {}).get("sigma")
     if sigma is None and study_file.get("target"):
         from hpo.target import build_target
@@ -228,7 +266,7 @@ def study_sigma(group: StudyGroup) -> tuple[float | None, list[float]]:
 def build_report(group: StudyGroup, *, storage: str = "",
                  generated_at: datetime | None = None) -> dict[str, Any]:
     """The whole report as JSON-ready data (NaN and infinities become ``None``)."""
-    study_file = group.study_user_attrs.get("study_file") or {}
+    study_file = group.study_file
     metric = study_file.get("metric") or {}
     sigma, sigmas_seen = study_sigma(group)
     validated = validated_configurations(group)
@@ -241,12 +279,20 @@ def build_report(group: StudyGroup, *, storage: str = "",
                    "established": False, "winner": None, "profile_holds": None,
                    "profile_sentence": None}
     else:
-        pc = primary.get("profile_conclusion")
-        verdict = {"sentence": primary["at_s"]["sentence"],
-                   "established": primary["at_s"]["established"],
-                   "winner": primary["at_s"]["winner"],
-                   "profile_holds": pc["holds"] if pc else None,
-                   "profile_sentence": pc["sentence"] if pc else None}
+        verdict = _pair_verdict(primary)
+    # What the hybrid's circuit adds over its own head: hybrid vs control, when both validated.
+    verdict["control"] = (_pair_verdict(compared["control"]) | {"kinds": list(VERDICT_PAIRS[1])}
+                          if compared["control"] is not None else None)
+    # The answer about kinds: each arm's searches' validated winners, compared over searches.
+    arms = arms_section(group, validated, ordered_pairs(group.kinds))
+    primary_arms = arms["arms_comparisons"][0] if arms["arms_comparisons"] else None
+    verdict["arms"] = primary_arms and {
+        "kinds": primary_arms["kinds"], "searches": primary_arms["searches"],
+        "available": primary_arms["available"], "sentence": primary_arms["sentence"],
+        "notes": (primary_arms["verdict"] or {}).get("notes", []),
+        "holds": (primary_arms["verdict"] or {}).get("holds"),
+        "better": (primary_arms["verdict"] or {}).get("better"),
+        "adjusted_p": (primary_arms["verdict"] or {}).get("adjusted_p")}
     search_trials = [t for ts in group.search.values() for t in ts]
     search_seeds = sorted({s for t in search_trials if (s := trial_seed(t)) is not None})
     validation_seeds = sorted({s for t in group.validation if (s := trial_seed(t)) is not None})
@@ -264,15 +310,17 @@ def build_report(group: StudyGroup, *, storage: str = "",
                    "profile_factors": list(DEFAULT_PROFILE)},
         "verdict": verdict,
         "kinds": {
-            kind: {"search": _search_summary(kind, group.search_studies[kind], trials),
+            kind: {"search": _search_summary(group, kind, trials),
                    "validated": validated.get(kind, [])}
             for kind, trials in group.search.items()},
         "comparisons": compared["pairs"],
+        **arms,
         "anytime": {kind: _anytime(trials) for kind, trials in group.search.items()},
         "provenance": {
             "study_file": study_file,
             "storage": storage,
             "search_studies": group.search_studies,
+            "searches": {kind: list(studies) for kind, studies in group.searches.items()},
             "validation_study": group.validation_study,
             "code_versions": sorted({str(t.user_attrs["code_version"])
                                      for t in search_trials + list(group.validation)

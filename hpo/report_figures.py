@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # workers and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 from optuna.artifacts import download_artifact  # noqa: E402
 from optuna.artifacts.exceptions import ArtifactNotFound  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
@@ -24,14 +26,20 @@ from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from hpo.group import StudyGroup  # noqa: E402
 from hpo.trials import trial_seed  # noqa: E402
 
-KIND_COLOURS = {"classical": "tab:blue", "quantum": "tab:orange"}
+KIND_COLOURS = {"classical": "tab:blue", "quantum": "tab:orange", "hybrid": "tab:green",
+                "control": "tab:red"}
+#: Colours of other arms, chosen by a stable hash of the arm's name: the same arm has the same
+#: colour in every figure and every report.
+EXTRA_COLOURS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 #: Intermediate D_s is drawn on a log axis; values at or below this (the estimate can dip under
 #: zero near P = Q) are drawn here.
 LOG_FLOOR = 1e-3
 
 
 def _colour(kind: str) -> str:
-    return KIND_COLOURS.get(kind, "tab:gray")
+    if kind in KIND_COLOURS:
+        return KIND_COLOURS[kind]
+    return EXTRA_COLOURS[zlib.crc32(kind.encode()) % len(EXTRA_COLOURS)]
 
 
 def _png(fig: Any) -> bytes:
@@ -43,6 +51,12 @@ def _png(fig: Any) -> bytes:
 
 def anytime_png(report: dict[str, Any]) -> bytes:
     """Best D_s so far per kind, against finished trials and against cumulative seconds."""
+    return _png(anytime_figure(report))
+
+
+def anytime_figure(report: dict[str, Any]) -> Any:
+    """:func:`anytime_png`'s figure. A log axis: one early trial of tens of nats would flatten
+    every later improvement on a linear one (the published gaussgan page had a 33.7)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for kind, curve in report["anytime"].items():
         points = [(x, s, b) for x, s, b in zip(curve["trials"], curve["cumulative_seconds"],
@@ -50,17 +64,19 @@ def anytime_png(report: dict[str, Any]) -> bytes:
         if not points:
             continue
         xs, secs, best = zip(*points, strict=True)
+        best = [max(b, LOG_FLOOR) for b in best]
         axes[0].step(xs, best, where="post", color=_colour(kind), label=kind)
         axes[1].step(secs, best, where="post", color=_colour(kind), label=kind)
     axes[0].set_xlabel("finished search trials of the kind")
     axes[1].set_xlabel("cumulative training seconds of the kind")
     for ax in axes:
-        ax.set_ylabel(f"best {report['metric']['name']}", fontsize=8)
-        ax.grid(alpha=0.3)
+        ax.set_yscale("log")
+        ax.set_ylabel(f"best {report['metric']['name']} (log scale)", fontsize=8)
+        ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     fig.suptitle("Anytime performance of the search, per kind", fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 def intermediate_png(group: StudyGroup, metric: str) -> bytes:
@@ -83,6 +99,32 @@ def intermediate_png(group: StudyGroup, metric: str) -> bytes:
         ax.set_xlabel("generator step")
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel(f"intermediate {metric}", fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def expected_best_png(report: dict[str, Any]) -> bytes | None:
+    """Each arm's expected best D_s after n search trials (Dodge et al. 2019) with its bootstrap
+    band, on a log axis; None when no arm has a complete search trial."""
+    curves = {kind: a["expected_best"] for kind, a in (report.get("arms") or {}).items()
+              if a.get("expected_best")}
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for kind, eb in curves.items():
+        n = eb["n"]
+        low, high = ([max(v, LOG_FLOOR) for v in band] for band in eb["band"])
+        ax.fill_between(n, low, high, color=_colour(kind), alpha=0.2, linewidth=0)
+        ax.plot(n, [max(v, LOG_FLOOR) for v in eb["expected"]], color=_colour(kind),
+                label=f"{kind} ({eb['n_values']} trials)")
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("n search trials")
+    ax.set_ylabel(f"expected best {report['metric']['name']} (log scale)", fontsize=8)
+    ax.set_title("Expected best after n trials per arm, 95% bootstrap band "
+                 "(searches pooled)", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return _png(fig)
 

@@ -64,6 +64,16 @@ def _figure(name: str, png: bytes | None, caption: str) -> str:
             "</figcaption></figure>")
 
 
+def parameter_split(total: int | None, circuit: int | None) -> str:
+    """``318 (60 + 258)``: a generator's trainable parameters, those of its circuit and the
+    classical rest; the total alone for trials recorded before the split was."""
+    if total is None:
+        return "-"
+    if circuit is None:
+        return str(total)
+    return f"{total} ({circuit} + {total - circuit})"
+
+
 def verdict_rows(report: dict[str, Any]) -> list[list[str]]:
     """One row per validated configuration (best of each kind first): the verdict table."""
     rows = []
@@ -74,14 +84,15 @@ def verdict_rows(report: dict[str, Any]) -> list[list[str]]:
                 f"{html.escape(str(c['source_study']))} #{c['source_trial']}",
                 str(c["n_seeds"]), _f(c["mean"]), _ci(c["ci"]), _f(c["sd"]),
                 _f(c["search_value"]), _f(c["w2_mean"]), _f(c["mode_coverage_mean"], 2),
-                _f(c["n_params"]), _f(c["seconds_per_step"], 4),
+                parameter_split(c.get("n_params"), c.get("n_params_circuit")),
+                _f(c["seconds_per_step"], 4),
             ])
     return rows
 
 
 VERDICT_HEADERS = ["kind", "configuration (search trial)", "seeds", "seed mean D_s",
                    "95% CI over seeds", "seed sd", "search value", "W2 mean",
-                   "mode coverage", "parameters", "seconds / step"]
+                   "mode coverage", "parameters (circuit + classical)", "seconds / step"]
 
 
 def render_html(report: dict[str, Any], figures: Mapping[str, bytes | None]) -> str:
@@ -91,7 +102,7 @@ def render_html(report: dict[str, Any], figures: Mapping[str, bytes | None]) -> 
     e = html.escape
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{e(report['study'])}: quantum vs classical verdict</title>",
+        f"<title>{e(report['study'])}: generator arms verdict</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>{e(report['study'])}: which generator kind learns the target better?</h1>",
         f"<p>Objective: <b>{e(metric['name'])}</b>, the Gaussian-smoothed KL(Q||P) at resolution "
@@ -103,6 +114,13 @@ def render_html(report: dict[str, Any], figures: Mapping[str, bytes | None]) -> 
     ]
     if verdict.get("profile_sentence"):
         parts.append(f"<p id='profile-sentence'>{e(verdict['profile_sentence'])}</p>")
+    control = verdict.get("control")
+    if control:  # what a hybrid's circuit adds over its own head fed by classical noise
+        parts += ["<h3>The hybrid against its control (the same head, no circuit)</h3>",
+                  f"<p id='control-sentence'>{e(control['sentence'])}</p>"]
+        if control.get("profile_sentence"):
+            parts.append(f"<p id='control-profile-sentence'>"
+                         f"{e(control['profile_sentence'])}</p>")
     parts += ["<h3>Validated configurations (seed validation)</h3>",
               "<p>Each configuration re-trained on fresh seeds the search never used; the seed "
               "mean and its Student-t interval over seeds are what a configuration is worth "
@@ -120,8 +138,12 @@ def render_html(report: dict[str, Any], figures: Mapping[str, bytes | None]) -> 
                   f"D_s({e(b)})</h3>",
                   _table(["resolution", "difference [nats]", "95% CI (Welch)", "Welch p",
                           "conclusion"], rows, "comparison-table")]
+    parts += _arms_parts(report)
     parts += [
         "<h2>Figures</h2>",
+        _figure("expected_best", figures.get("expected_best"),
+                "Expected best D_s after n search trials per arm (Dodge et al. 2019), 95% "
+                "bootstrap band"),
         _figure("validation", figures.get("validation"), "Seed validation of each configuration"),
         _figure("profile", figures.get("profile"), "Resolution profile of the difference"),
         _figure("anytime", figures.get("anytime"),
@@ -133,7 +155,8 @@ def render_html(report: dict[str, Any], figures: Mapping[str, bytes | None]) -> 
         "<h2>Search</h2>",
         _table(["kind", "study", "finished", "complete", "pruned", "failed", "retries",
                 "best search D_s", "its trial's 95% CI"],
-               [[e(kind), e(k["search"]["study"]), str(k["search"]["finished"]),
+               [[e(kind), e(", ".join(k["search"].get("studies") or [k["search"]["study"]])),
+                 str(k["search"]["finished"]),
                  str(k["search"]["complete"]), str(k["search"]["pruned"]),
                  str(k["search"]["failed"]), str(k["search"]["retries"]),
                  _f(k["search"]["best_search_value"]), _ci(k["search"]["best_search_ci"])]
@@ -155,7 +178,7 @@ def _provenance(report: dict[str, Any]) -> list[str]:
         "<h2 id='provenance'>Provenance</h2>",
         "<table>",
         f"<tr><th class=l>study</th><td class=l>{e(report['study'])} ({e(report['layout'])} "
-        f"layout; studies {e(', '.join(p['search_studies'].values()))}"
+        f"layout; studies {e(', '.join(_search_study_names(p)))}"
         f"{', ' + e(p['validation_study']) if p['validation_study'] else ''})</td></tr>",
         f"<tr><th class=l>storage</th><td class=l>{e(p['storage'])}</td></tr>",
         f"<tr><th class=l>code version(s)</th><td class=l>{e(', '.join(p['code_versions']))}"
@@ -179,6 +202,62 @@ def _provenance(report: dict[str, Any]) -> list[str]:
         "<h3>Study file</h3>",
         f"<pre>{e(yaml.safe_dump(p['study_file'], sort_keys=False))}</pre>",
     ]
+
+
+def _search_study_names(provenance: dict[str, Any]) -> list[str]:
+    """Every search study (each arm's searches; reports before them: one per kind)."""
+    searches = provenance.get("searches")
+    if searches:
+        return [s for studies in searches.values() for s in studies]
+    return list(provenance["search_studies"].values())
+
+
+def _arms_parts(report: dict[str, Any]) -> list[str]:
+    """The kinds over searches: each arm's searches and validated winners, the comparisons of
+    arms with their intervals over searches (:mod:`hpo.report_arms`)."""
+    e = html.escape
+    arms = report.get("arms") or {}
+    if not arms:
+        return []
+    parts = ["<h3 id='arms'>The kinds over independent searches</h3>",
+             "<p>Each search of an arm is one draw of a noisy process (its sampler and trial "
+             "seeds); its validated winner (lowest seed mean) re-trained on fresh seeds is one "
+             "value of the arm. The interval of a kind-level difference is over searches "
+             "(model: searches, configurations, seeds; docs/verdict.md).</p>"]
+    for c in report.get("arms_comparisons") or []:
+        parts.append(f"<p class='arms-sentence'>{e(c['sentence'])}</p>")
+        for note in (c.get("verdict") or {}).get("notes", []):
+            parts.append(f"<p class='arms-note'>{e(note)}</p>")
+    rows = []
+    for kind, a in arms.items():
+        summary = a.get("summary")
+        for s in a["searches"]:
+            w = s["winner"] or {}
+            search = str(s["search"]) + (" (random)" if s.get("sampler") == "random" else "")
+            rows.append([e(kind), search, e(s["study"]),
+                         f"#{w['source_trial']}" if w else "not validated",
+                         parameter_split(w.get("n_params"), w.get("n_params_circuit")),
+                         str(len(s["values"])), _f(w.get("mean")), _ci(w.get("ci"))])
+        geo = (f"{_f(summary['geometric_mean'])} {_ci(summary['geometric_ci'])}"
+               if summary else "needs R >= 2 searches")
+        rows.append([e(kind) + " (arm)", "searched", "", "", "",
+                     str(sum(len(s["values"]) for s in a["searches"])), "geometric mean",
+                     geo])
+    parts.append(_table(["arm", "search", "study", "validated winner",
+                         "parameters (circuit + classical)", "seeds", "seed mean D_s",
+                         "95% CI"], rows, "arms-table"))
+    baselines = [a["random_baseline"]["sentence"] for a in arms.values()
+                 if a.get("random_baseline")]
+    if baselines:
+        parts.append("<p>Does the search help? Each arm's last searches sampled at random "
+                     "(<code>random_searches</code>), validated alike, against its searched "
+                     "winners:</p>")
+        parts += [f"<p class='random-baseline'>{e(b)}</p>" for b in baselines]
+    else:
+        parts.append("<p class='random-baseline'>No random-search baseline: the study file "
+                     "has no <code>random_searches</code>, so this page cannot say whether the "
+                     "search beat random sampling.</p>")
+    return parts
 
 
 def _range(seeds: list[int]) -> str:

@@ -3,7 +3,8 @@ validation's plan, and when the group is done.
 
 Decided under the budget lock (:func:`decide`), from the group's studies (:mod:`hpo.group`). A
 search study is open while its finished and running trials hold fewer slots than its share of
-``budget.trials`` (:func:`kind_budgets`: equal shares, within one); the open study with the fewest
+``budget.trials`` (:func:`kind_budgets`: equal shares, within one; an arm searched ``R`` times
+has ``R`` studies, each its own share); the open study with the fewest
 goes first, so kinds advance together. When every search study holds its share and has
 finished, a per-kind group enqueues its seed validation once (:func:`validation_requests`), runs
 it, and is done; a single-layout group is done at once.
@@ -18,9 +19,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.group import search_studies, validation_study_name
+from hpo.group import search_plan, search_studies, validation_study_name
 from hpo.study_file import StudySpec
-from hpo.trials import KIND, SEED, VALIDATES, budget_counts, trial_seed
+from hpo.trials import KIND, SEED, VALIDATES, budget_counts, created_past, trial_seed
 
 #: Validation seeds start here (plus the study's seed), far above any search trial's seed
 #: (``seed + trial number``), and skip any seed a search trial used.
@@ -62,40 +63,48 @@ class ValidationRequest:
     source_study: str
     source_trial: int
     source_value: float
-    rank: int  # 1 = the kind's best search trial
+    rank: int  # 1 = the best trial of its search
     params: dict[str, Any]
     seed: int
+    search: int = 1  # which of the arm's searches (1-based) the source trial is from
 
     def user_attrs(self) -> dict[str, Any]:
         return {KIND: self.kind, SEED: self.seed,
                 VALIDATES: {"study": self.source_study, "trial": self.source_trial,
-                            "rank": self.rank, "search_value": self.source_value}}
+                            "rank": self.rank, "search_value": self.source_value,
+                            "arm": self.kind, "search": self.search}}
 
 
 def validation_requests(search: Mapping[str, Sequence[FrozenTrial]],
                         source_studies: Mapping[str, str], *, top_k: int, seeds: int,
-                        base_seed: int = 0) -> list[ValidationRequest]:
-    """The validation work: the ``top_k`` complete trials of each kind, ``seeds`` fresh seeds each.
+                        base_seed: int = 0,
+                        arms: Mapping[str, tuple[str, int]] | None = None
+                        ) -> list[ValidationRequest]:
+    """The validation work: the ``top_k`` complete trials of each search, ``seeds`` fresh seeds
+    each.
 
-    Seeds run upwards from ``base_seed + VALIDATION_SEED_BASE``, skipping every seed a search trial
-    of any kind used; each (configuration, replicate) gets its own seed. Kinds with fewer complete
-    trials validate what they have.
+    ``search`` maps a key to a search's trials and ``source_studies`` that key to its study;
+    ``arms`` maps it to ``(arm, search number)`` (default: the key is the arm, searched once),
+    what each request records. Seeds run upwards from ``base_seed + VALIDATION_SEED_BASE``,
+    skipping every seed a search trial of any search used; each (configuration, replicate) gets
+    its own seed. Searches with fewer complete trials validate what they have.
     """
     if top_k < 1 or seeds < 1:
         raise ValueError(f"validation needs top_k >= 1 and seeds >= 1, got {top_k}, {seeds}")
     used = {s for trials in search.values() for t in trials if (s := trial_seed(t)) is not None}
     next_seed = base_seed + VALIDATION_SEED_BASE
     requests = []
-    for kind, trials in search.items():
+    for key, trials in search.items():
+        kind, number = arms[key] if arms is not None else (key, 1)
         done = sorted((t for t in trials if t.state == TrialState.COMPLETE),
                       key=lambda t: (t.value, t.number))
         for rank, t in enumerate(done[:top_k], start=1):
             for _ in range(seeds):
                 while next_seed in used:
                     next_seed += 1
-                requests.append(ValidationRequest(kind, source_studies[kind], t.number,
+                requests.append(ValidationRequest(kind, source_studies[key], t.number,
                                                   float(t.value), rank, dict(t.params),
-                                                  next_seed))
+                                                  next_seed, number))
                 used.add(next_seed)
     return requests
 
@@ -170,6 +179,21 @@ def study_budgets(spec: StudySpec) -> dict[str, int]:
     return kind_budgets(spec.budget.trials, list(search_studies(spec)))
 
 
+def surplus(spec: StudySpec, study: str, number: int, user_attrs: Mapping[str, Any],
+            trials: Sequence[FrozenTrial]) -> bool:
+    """Whether trial ``number`` of ``study`` was created past the group's plan: in a search
+    study, past its share of the budget; in the validation study, any trial not enqueued by it.
+
+    A worker checks this once its trial exists, outside the budget lock: a worker frozen while
+    it held the lock (SIGSTOP, ``docker compose pause``) loses the lock after its lease and, when
+    it wakes, may create a trial another worker already ran in its place.
+    """
+    budgets = study_budgets(spec)
+    if study in budgets:
+        return created_past(budgets[study], number, trials)
+    return VALIDATES not in user_attrs
+
+
 def validates(spec: StudySpec) -> bool:
     """Whether the study file's group runs a seed validation after its search."""
     v = spec.validation
@@ -185,7 +209,7 @@ def planned_trials(spec: StudySpec, studies: Mapping[str, optuna.Study]) -> int:
     if enqueued is not None:
         return spec.budget.trials + int(enqueued)
     v = spec.validation
-    return spec.budget.trials + v.top_k * v.seeds * len(spec.search.generators)
+    return spec.budget.trials + v.top_k * v.seeds * len(search_studies(spec))
 
 
 def group_work(spec: StudySpec, studies: Mapping[str, optuna.Study]) -> Work:
@@ -208,11 +232,12 @@ def decide(studies: Mapping[str, optuna.Study], spec: StudySpec) -> Work:
     work = group_work(spec, studies)
     if work.action != "enqueue":
         return work
-    kinds = search_studies(spec)
-    search = {kind: studies[name].get_trials(deepcopy=False) for name, kind in kinds.items()}
-    requests = validation_requests(search, {kind: name for name, kind in kinds.items()},
+    plan = search_plan(spec)
+    search = {name: studies[name].get_trials(deepcopy=False) for name in plan}
+    requests = validation_requests(search, {name: name for name in plan},
                                    top_k=spec.validation.top_k, seeds=spec.validation.seeds,
-                                   base_seed=spec.seed)
+                                   base_seed=spec.seed,
+                                   arms={name: (str(kind), r) for name, (kind, r) in plan.items()})
     vstudy = studies[validation_study_name(spec.name)]
     enqueue_validation(vstudy, requests)
     vstudy.set_user_attr(ENQUEUED_ATTR, len(requests))

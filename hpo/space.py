@@ -4,9 +4,12 @@ It also checks a study file's space against ``models`` itself (:func:`load_spec`
 end of every range must be a valid training config, so a study cannot fail an hour in on
 ``n_qubits: 13``.
 
-The trial first picks a generator kind (parameter ``generator``); each kind's parameters are named
-``<kind>.<name>`` so the branches never share a name and TPE's grouped multivariate mode can model
-them separately. Shared training parameters keep their config names (``lr_generator``...).
+The trial first picks an arm (parameter ``generator``, when the study has more than one); each
+arm's parameters are named ``<arm>.<name>`` so the branches never share a name and TPE's grouped
+multivariate mode can model them separately. An arm trains the model kind its ``generator:`` names,
+by default its own name, so a study file without ``generator:`` names its parameters
+``classical.width``, ``quantum.n_qubits`` as it always did; a ``hybrid`` arm of kind quantum has
+``hybrid.n_qubits``. Shared training parameters keep their config names (``lr_generator``...).
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ import optuna
 
 import models
 from hpo.errors import StudyFileError
-from hpo.study_file import Param, StudySpec, read_study_file
+from hpo.study_file import Param, StudySpec, arm_kind, read_study_file
 
 # Convenience parameters that expand into list-valued config entries, e.g. width x depth -> hidden.
 DERIVED_BRANCH_PARAMS = {
     "classical": {"width": "hidden", "depth": "hidden"},
     "quantum": {"head_width": "head_hidden", "head_depth": "head_hidden"},
+    "control": {"head_width": "head_hidden", "head_depth": "head_hidden"},
 }
 DERIVED_SHARED_PARAMS = {"critic_width": "critic", "critic_depth": "critic", "beta1": "betas"}
 # Training-config keys that belong to other sections of the study file.
@@ -49,17 +53,20 @@ def allowed_shared_params() -> list[str]:
 
 
 def allowed_branch_params(kind: str) -> list[str]:
+    """Generator keys (and derived names) a branch training model ``kind`` may fix or search."""
     keys = [k for k in _defaults(kind)["generator"] if k != "kind"]
     return sorted(keys + list(DERIVED_BRANCH_PARAMS[kind]))
 
 
-def training_config(spec: StudySpec, kind: str, shared: dict[str, Any],
+def training_config(spec: StudySpec, arm: str, shared: dict[str, Any],
                     branch: dict[str, Any]) -> dict[str, Any]:
-    """The full, validated training config for one trial (``models.resolve_config`` output).
+    """The full, validated training config for one trial of ``arm`` (``models.resolve_config``
+    output; ``generator.kind`` is the arm's model kind).
 
     ``shared`` and ``branch`` hold the searched values; the study's fixed values sit under them.
     Raises ``ValueError`` (from ``models``) for a combination that is not a valid config.
     """
+    kind = arm_kind(arm, spec.search.generators[arm])
     defaults = _defaults(kind)
     top = {**spec.fixed, **shared}
     critic = dict(defaults["critic"])
@@ -69,7 +76,7 @@ def training_config(spec: StudySpec, kind: str, shared: dict[str, Any],
     if "beta1" in top:
         top["betas"] = [top.pop("beta1"), defaults["betas"][1]]
 
-    generator = {**spec.search.generators[kind].fixed, **branch}
+    generator = {**spec.search.generators[arm].fixed, **branch}
     for list_key in set(DERIVED_BRANCH_PARAMS[kind].values()):
         width_key, depth_key = (n for n, k in DERIVED_BRANCH_PARAMS[kind].items() if k == list_key)
         if width_key in generator or depth_key in generator:
@@ -97,15 +104,21 @@ def _layers(base: list[int], width: int | None, depth: int | None) -> list[int]:
 
 def suggest(trial: optuna.Trial, spec: StudySpec, seed: int) -> dict[str, Any]:
     """Sample one training config for ``trial``, trained with ``seed``."""
-    kinds = list(spec.search.generators)
-    kind = trial.suggest_categorical("generator", kinds) if len(kinds) > 1 else kinds[0]
+    return suggest_arm(trial, spec, seed)[1]
+
+
+def suggest_arm(trial: optuna.Trial, spec: StudySpec, seed: int) -> tuple[str, dict[str, Any]]:
+    """The arm ``trial`` samples (the ``generator`` parameter when there is a choice) and its
+    training config, trained with ``seed``."""
+    arms = list(spec.search.generators)
+    arm = trial.suggest_categorical("generator", arms) if len(arms) > 1 else arms[0]
     shared = {name: suggest_param(trial, name, p) for name, p in spec.search.shared.items()}
-    branch_spec = spec.search.generators[kind]
-    branch = {name: suggest_param(trial, f"{kind}.{name}", p)
+    branch_spec = spec.search.generators[arm]
+    branch = {name: suggest_param(trial, f"{arm}.{name}", p)
               for name, p in branch_spec.search.items()}
-    config = training_config(spec, kind, shared, branch)
+    config = training_config(spec, arm, shared, branch)
     config["seed"] = seed
-    return config
+    return arm, config
 
 
 def suggest_param(trial: optuna.Trial, name: str, param: Param) -> Any:
@@ -138,38 +151,39 @@ def check_against_models(path: str | Path, spec: StudySpec) -> None:
             if name not in shared_allowed:
                 raise StudyFileError(str(path), f"{section}.{name}",
                                      f"unknown parameter; allowed: {', '.join(shared_allowed)}")
-    for kind, branch in spec.search.generators.items():
+    for arm, branch in spec.search.generators.items():
+        kind = arm_kind(arm, branch)
         allowed = allowed_branch_params(kind)
         for section, names in (("search", branch.search), ("fixed", branch.fixed)):
             for name in names:
                 if name not in allowed:
                     raise StudyFileError(
-                        str(path), f"search.generators.{kind}.{section}.{name}",
+                        str(path), f"search.generators.{arm}.{section}.{name}",
                         f"unknown {kind} parameter; allowed: {', '.join(allowed)}")
 
     # A trial at either end of each range (others at their low ends) must be a valid config.
-    def check(kind: str, key: str, shared: dict[str, Any], branch: dict[str, Any]) -> None:
+    def check(arm: str, key: str, shared: dict[str, Any], branch: dict[str, Any]) -> None:
         try:
-            training_config(spec, kind, shared, branch)
+            training_config(spec, arm, shared, branch)
         except ValueError as err:
             raise StudyFileError(str(path), key, str(err)) from None
 
-    for kind, branch in spec.search.generators.items():
+    for arm, branch in spec.search.generators.items():
         low_shared = {n: p.ends()[0] for n, p in spec.search.shared.items()}
         low_branch = {n: p.ends()[0] for n, p in branch.search.items()}
-        check(kind, f"search.generators.{kind}", low_shared, low_branch)
+        check(arm, f"search.generators.{arm}", low_shared, low_branch)
         for name, param in branch.search.items():
             for value in param.ends():
-                check(kind, f"search.generators.{kind}.search.{name}", low_shared,
+                check(arm, f"search.generators.{arm}.search.{name}", low_shared,
                       {**low_branch, name: value})
         for name, param in spec.search.shared.items():
             for value in param.ends():
-                check(kind, f"search.shared.{name}", {**low_shared, name: value}, low_branch)
+                check(arm, f"search.shared.{name}", {**low_shared, name: value}, low_branch)
 
     # A value both fixed and searched: one of the two would be silently ignored.
     pairs = [("search.shared", spec.search.shared, spec.fixed)] + [
-        (f"search.generators.{kind}.search", b.search, b.fixed)
-        for kind, b in spec.search.generators.items()]
+        (f"search.generators.{arm}.search", b.search, b.fixed)
+        for arm, b in spec.search.generators.items()]
     for section, searched, fixed in pairs:
         for name in sorted(set(searched) & set(fixed)):
             raise StudyFileError(str(path), f"{section}.{name}",

@@ -1,6 +1,7 @@
 """Study files (``studies/*.yaml``): the schema, and reading with one-line errors.
 
-A study file says what to search (a branch per generator kind plus shared training parameters),
+A study file says what to search (a branch per arm plus shared training parameters: an arm is a
+named branch that trains one model kind, its ``generator:``, by default the kind its name says),
 on which target, with which budget, sampler, pruner and metric settings. Every key is checked;
 an unknown key, a wrong type or an impossible range raises :class:`StudyFileError`, whose message
 names the file, the key and what is allowed. This module is the schema only; what the searched
@@ -10,6 +11,7 @@ names mean, and the check of every range against ``models`` itself, are in :mod:
 from __future__ import annotations
 
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -22,7 +24,12 @@ from hpo.names import STUDY_NAME_PATTERN
 from hpo.yaml_input import read_yaml_mapping
 from models import config as models_config
 
-GENERATOR_KINDS = ("classical", "quantum")
+#: Model kinds an arm's ``generator:`` may name (``models/config.py``'s ``generator.kind``).
+GENERATOR_KINDS = ("classical", "quantum", "control")
+#: An arm's name is one part of a study name (``NAME.<arm>`` is its search study): no dots.
+ARM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,31}$")
+#: Names an arm cannot take: ``NAME.validation`` is the group's validation study.
+RESERVED_ARM_NAMES = ("validation",)
 
 # Size bounds (docs/study-files.md says why): what one worker on a workstation can hold and finish.
 MAX_TRIALS = 100_000          # a storage row and a training run each: 70 CPU-days at a minute each
@@ -31,6 +38,12 @@ MAX_N_TARGET = 1_000_000      # target points held and queried by every evaluati
 MAX_EVAL_SAMPLES = models_config.MAX_EVAL_SAMPLES
 MAX_SEED = 2**31 - 1          # seeds are offset per trial and per worker, and must stay < 2**32
 MAX_CHOICES = 1_000
+#: Independent searches per arm (``searches:``). Search ``r`` (1-based) offsets the file's trial
+#: seeds and its sampler seed by ``(r - 1) * SEARCH_SEED_STRIDE``: with at most ``MAX_TRIALS``
+#: trials a search, no two searches share a trial seed, and every search seed stays below the
+#: validation's (``hpo.schedule.VALIDATION_SEED_BASE`` = 10 strides).
+MAX_SEARCHES = 9
+SEARCH_SEED_STRIDE = MAX_TRIALS
 
 
 class _Strict(BaseModel):
@@ -138,8 +151,10 @@ class Metric(_Strict):
 
 
 class Sampler(_Strict):
-    """TPE; multivariate and grouped by default because the space is conditional."""
+    """TPE; multivariate and grouped by default because the space is conditional. ``random``:
+    Optuna's RandomSampler (same seed), the baseline that says whether the search helps."""
 
+    kind: Literal["tpe", "random"] = "tpe"
     seed: int = Field(0, ge=0, le=MAX_SEED)
     n_startup_trials: int = Field(10, ge=0)
     multivariate: bool = True
@@ -195,20 +210,29 @@ class Validation(_Strict):
 
 
 class Branch(_Strict):
-    """One generator kind: its searched and its fixed generator parameters."""
+    """One arm: the model kind it trains (``generator``; ``None``: the arm's name), its searched
+    and its fixed generator parameters."""
 
+    generator: Literal["classical", "quantum", "control"] | None = None
     search: dict[str, Param] = Field(default_factory=dict)
     fixed: dict[str, Any] = Field(default_factory=dict)
 
 
+def arm_kind(arm: str, branch: Branch) -> str:
+    """The model kind (``generator.kind``) that arm ``arm`` trains: its ``generator:``, else its
+    name (an arm named ``classical`` trains classical generators)."""
+    return branch.generator if branch.generator is not None else arm
+
+
 class Search(_Strict):
     shared: dict[str, Param] = Field(default_factory=dict)
-    generators: dict[Literal["classical", "quantum"], Branch]
+    generators: dict[str, Branch]  # arm name -> its branch, in the file's order
 
     @model_validator(mode="after")
     def _not_empty(self) -> Search:
         if not self.generators:
-            raise ValueError("no generator kinds; give at least one of classical, quantum")
+            raise ValueError("no generator arms; give at least one (classical, quantum, or an "
+                             "arm with generator: classical | quantum | control)")
         searched = len(self.shared) + sum(len(b.search) for b in self.generators.values())
         if searched == 0 and len(self.generators) == 1:
             raise ValueError("the search space is empty: nothing to search")
@@ -234,6 +258,12 @@ class StudySpec(_Strict):
     layout: Literal["single", "per-kind"] = Field(
         "single", description="per-kind: one study per generator kind, equal budgets, then seed "
         "validation (docs/verdict.md); single: one study where the sampler picks the kind")
+    searches: int = Field(1, ge=1, le=MAX_SEARCHES, description="independent searches per arm "
+                          "(per-kind layout): each its own study, sampler seed and trial seeds, "
+                          "an equal share of budget.trials; docs/verdict.md")
+    random_searches: int = Field(0, ge=0, le=MAX_SEARCHES - 1, description="how many of each "
+                                 "arm's searches (the last ones) sample at random: the baseline "
+                                 "that says whether the search helps; docs/verdict.md")
     validation: Validation = Validation()
     fixed: dict[str, Any] = Field(default_factory=dict)
     search: Search
@@ -246,6 +276,8 @@ def read_study_file(path: str | Path) -> StudySpec:
     commands use.
     """
     spec = _parse(path, StudySpec)
+    _check_arms(path, spec)
+    _check_searches(path, spec)
     _check_target(path, spec)
     return spec
 
@@ -298,6 +330,42 @@ def _unwrap(annotation: Any) -> Any:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         return args[0] if len(args) == 1 else annotation
     return annotation
+
+
+def _check_arms(path: str | Path, spec: StudySpec) -> None:
+    """Each arm's name is a study-name part and says, or is given, a model kind."""
+    for arm, branch in spec.search.generators.items():
+        key = f"search.generators.{arm}"
+        if not ARM_NAME.match(arm):
+            raise StudyFileError(str(path), key, "an arm name is letters, digits, _ and - (not "
+                                 "a leading -), at most 32 characters: it is part of the study "
+                                 "name NAME.<arm>")
+        if arm in RESERVED_ARM_NAMES:
+            raise StudyFileError(str(path), key, f"the arm name {arm!r} is reserved (NAME.{arm} "
+                                 "is the group's validation study); choose another")
+        if arm_kind(arm, branch) not in GENERATOR_KINDS:
+            raise StudyFileError(str(path), key, f"unknown generator kind; give the arm "
+                                 f"generator: {' | '.join(GENERATOR_KINDS)} (an arm without it "
+                                 "trains the kind its name says)")
+
+
+def _check_searches(path: str | Path, spec: StudySpec) -> None:
+    """Several searches per arm need one study per arm (per-kind) and equal budgets; random
+    searches leave at least one searched by the sampler."""
+    if spec.random_searches >= spec.searches:
+        raise StudyFileError(str(path), "random_searches", f"{spec.random_searches} random "
+                             f"searches of {spec.searches} leave no search to compare them with; "
+                             "give searches: at least random_searches + 1")
+    if spec.searches == 1:
+        return
+    if spec.layout != "per-kind":
+        raise StudyFileError(str(path), "searches", "repeated searches need layout: per-kind "
+                             "(one study per arm and search)")
+    studies = spec.searches * len(spec.search.generators)
+    if spec.budget.trials % studies:
+        raise StudyFileError(str(path), "budget.trials", f"{spec.budget.trials} search trials "
+                             f"do not divide equally over {len(spec.search.generators)} arms x "
+                             f"{spec.searches} searches; give a multiple of {studies}")
 
 
 def _check_target(path: str | Path, spec: StudySpec) -> None:

@@ -21,13 +21,18 @@ CONFIG_ARTIFACT_ATTR = "config_yaml"
 
 def config_summary(train: dict[str, Any]) -> str:
     """One line naming what a config trains, e.g.
-    ``quantum 6q x 2L gaussgan/linear | lr_g 0.003 lr_c 0.001 | batch 128 n_critic 5 | seed 4``.
+    ``quantum 6q x 2L gaussgan/linear | lr_g 0.003 lr_c 0.001 | batch 128 n_critic 5 | seed 4``
+    (an MLP head adds its widths, ``gaussgan/mlp 32``; a control reads
+    ``control 6d noise/mlp 32 relu``).
     """
     g = train.get("generator", {})
     kind = g.get("kind", "?")
+    head = "x".join(str(h) for h in g.get("head_hidden") or [])
     if kind == "quantum":
         what = (f"quantum {g.get('n_qubits')}q x {g.get('n_layers')}L {g.get('ansatz')}/"
-                f"{g.get('head')}")
+                f"{g.get('head')}" + (f" {head}" if g.get("head") == "mlp" and head else ""))
+    elif kind == "control":  # the hybrid's head on U(-1, 1)^n noise, no circuit
+        what = f"control {g.get('n_qubits')}d noise/mlp {head} {g.get('head_activation', '')}"
     else:
         hidden = "x".join(str(h) for h in g.get("hidden") or []) or "linear"
         what = f"{kind} {hidden} {g.get('activation', '')} {g.get('latent', '')}".strip()

@@ -20,20 +20,22 @@ import numpy as np
 from scipy import stats
 
 __all__ = [
-    "CONFIDENCE", "Difference", "ProfileConclusion", "SeedSummary", "compare_kinds",
-    "profile_conclusion", "seed_summary",
+    "CONFIDENCE", "Difference", "ProfileConclusion", "SeedSummary", "check_confidence",
+    "compare_kinds", "finite_values", "profile_conclusion", "seed_summary",
 ]
 
 #: Two-sided confidence of every interval in the verdict.
 CONFIDENCE = 0.95
 
 
-def _check_confidence(confidence: float) -> None:
+def check_confidence(confidence: float) -> None:
+    """Raise ``ValueError`` unless ``confidence`` lies strictly between 0 and 1."""
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
 
 
-def _finite_values(values: Sequence[float], what: str) -> np.ndarray:
+def finite_values(values: Sequence[float], what: str) -> np.ndarray:
+    """``values`` as a flat float array; ``ValueError`` naming ``what`` if not flat or finite."""
     array = np.asarray(values, dtype=float)
     if array.ndim != 1:
         raise ValueError(f"{what} must be a flat sequence of numbers, got shape {array.shape}")
@@ -69,7 +71,8 @@ class SeedSummary:
                 "ci": [self.ci_low, self.ci_high]}
 
 
-def seed_summary(values: Sequence[float], confidence: float = CONFIDENCE) -> SeedSummary:
+def seed_summary(values: Sequence[float], confidence: float = CONFIDENCE,
+                 floor: float | None = None) -> SeedSummary:
     """Seed mean, seed sd and the Student-t interval of the mean.
 
     Parameters
@@ -78,9 +81,13 @@ def seed_summary(values: Sequence[float], confidence: float = CONFIDENCE) -> See
         One value per seed (nats); at least one, all finite.
     confidence : float, default 0.95
         Two-sided coverage of the interval.
+    floor : float, optional
+        The least value the mean can take: the interval's lower end is raised to it. A
+        divergence's mean is >= 0, so with ``floor=0`` the interval covers whenever the t-interval
+        does (the same coverage), and never shows a negative D_s a referee would reject.
     """
-    _check_confidence(confidence)
-    x = _finite_values(values, "seed values")
+    check_confidence(confidence)
+    x = finite_values(values, "seed values")
     if x.size == 0:
         raise ValueError("seed values are empty; give at least one")
     mean = float(x.mean())
@@ -88,7 +95,8 @@ def seed_summary(values: Sequence[float], confidence: float = CONFIDENCE) -> See
         return SeedSummary(1, mean, math.nan, math.nan, math.nan)
     sd = float(x.std(ddof=1))
     half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1)) * sd / math.sqrt(x.size)
-    return SeedSummary(int(x.size), mean, sd, mean - half, mean + half)
+    low = mean - half if floor is None else max(mean - half, floor)
+    return SeedSummary(int(x.size), mean, sd, low, mean + half)
 
 
 @dataclass(frozen=True)
@@ -144,8 +152,8 @@ def compare_kinds(a: Sequence[float], b: Sequence[float], kind_a: str = "a", kin
     ``(va/na + vb/nb)^2 / ((va/na)^2/(na-1) + (vb/nb)^2/(nb-1))``. With fewer than two values on
     either side there is no interval: the result is "not established".
     """
-    _check_confidence(confidence)
-    x, y = _finite_values(a, f"{kind_a} values"), _finite_values(b, f"{kind_b} values")
+    check_confidence(confidence)
+    x, y = finite_values(a, f"{kind_a} values"), finite_values(b, f"{kind_b} values")
     if x.size == 0 or y.size == 0:
         raise ValueError("each side of a comparison needs at least one value")
     mean_a, mean_b = float(x.mean()), float(y.mean())

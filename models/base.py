@@ -66,3 +66,8 @@ class Generator(nn.Module):
     def n_parameters(self) -> int:
         """Number of trainable scalars."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def n_circuit_parameters(self) -> int:
+        """Trainable scalars inside a quantum circuit (0 for a classical generator); the rest of
+        :meth:`n_parameters` is classical (a quantum generator's head)."""
+        return 0

@@ -20,12 +20,15 @@ names the key and what is allowed. The defaults::
     generator:              # kind: quantum
       {kind: quantum, n_qubits: 6, n_layers: 2, ansatz: gaussgan, head: linear,
        head_hidden: [32], head_activation: relu, backend: fast}
+    generator:              # kind: control (a hybrid's head fed by U(-1, 1)^n_qubits noise)
+      {kind: control, n_qubits: 6, head_hidden: [32], head_activation: relu}
 
 The generator's default learning rate depends on its kind. In a 2000-step sweep on the gaussgan
 target (KL(Q||P) every 200-250 steps, critic lr 0.003, float64 critic at the time): the classical
 MLP swung between KL 0.9 and 3.7 at lr 0.001 and between 0.8 and 1.5 at 0.0003; the quantum
 circuit, whose weights are rotation angles, was still at KL 1.9 and falling after 2000 steps at
 0.001 and settled near 0.6 by step 1000 at 0.01. Current curves: ``docs/convergence.md``.
+A ``control`` generator is an MLP (no rotation angles), so it takes the classical default.
 """
 
 from __future__ import annotations
@@ -85,7 +88,16 @@ QUANTUM_DEFAULTS: dict[str, Any] = {
     "head_activation": "relu",
     "backend": "fast",
 }
-GENERATOR_DEFAULTS = {"classical": CLASSICAL_DEFAULTS, "quantum": QUANTUM_DEFAULTS}
+#: The hybrid's control (``models/control.py``): the quantum generator's MLP head, the same keys
+#: and defaults, fed by noise of its circuit's output dimension ``n_qubits`` instead of a circuit.
+CONTROL_DEFAULTS: dict[str, Any] = {
+    "kind": "control",
+    "n_qubits": QUANTUM_DEFAULTS["n_qubits"],
+    "head_hidden": QUANTUM_DEFAULTS["head_hidden"],
+    "head_activation": QUANTUM_DEFAULTS["head_activation"],
+}
+GENERATOR_DEFAULTS = {"classical": CLASSICAL_DEFAULTS, "quantum": QUANTUM_DEFAULTS,
+                      "control": CONTROL_DEFAULTS}
 
 
 def resolve_config(config: dict | None = None) -> dict:
@@ -151,6 +163,16 @@ def resolve_generator_config(generator: dict | None = None) -> dict:
         out["latent_dim"] = _int("generator.latent_dim", out["latent_dim"], 1, MAX_LATENT_DIM)
         out["hidden"] = _sizes("generator.hidden", out["hidden"])
         out["activation"] = _choice("generator.activation", out["activation"], ACTIVATIONS)
+    elif kind == "control":
+        # The noise dimension keeps the circuit's bound, so a control searches what its hybrid
+        # can; the head must have a hidden layer, or it is the linear head, not the hybrid's.
+        out["n_qubits"] = _int("generator.n_qubits", out["n_qubits"], 1, MAX_QUBITS)
+        out["head_hidden"] = _sizes("generator.head_hidden", out["head_hidden"])
+        if not out["head_hidden"]:
+            raise ValueError("generator.head_hidden: expected at least one hidden layer for kind "
+                             "'control' (the hybrid's MLP head), got []")
+        out["head_activation"] = _choice("generator.head_activation", out["head_activation"],
+                                         ACTIVATIONS)
     else:
         out["n_qubits"] = _int("generator.n_qubits", out["n_qubits"], 1, MAX_QUBITS)
         out["n_layers"] = _int("generator.n_layers", out["n_layers"], 1, MAX_LAYERS)

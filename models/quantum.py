@@ -386,6 +386,9 @@ class QuantumGenerator(Generator):
         self.backend = make_backend(backend, self.ansatz)
         self._prepared = None  # set inside frozen(): the backend's plan, built once per step
 
+    def n_circuit_parameters(self) -> int:
+        return sum(p.numel() for p in self.circuit.values() if p.requires_grad)
+
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return 2.0 * torch.rand(n, self.latent_dim, generator=generator, dtype=DTYPE) - 1.0
 

@@ -31,9 +31,10 @@ def _export(cwd: Path, *args: str) -> list[dict]:
 @pytest.mark.e2e
 def test_export_by_kind_and_validated(group_dir) -> None:
     cwd, stored = group_dir
-    best = _export(cwd, "--top", "3")  # search values: classical 0.9 0.5 0.7; quantum 1.3 1.0 1.1
+    # search values: classical 0.9 0.5 0.7; quantum 1.3 1.0 1.1
+    best = _export(cwd, "--top", "3", "--search")
     assert [d["source"]["kl"] for d in best] == [0.5, 0.7, 0.9]
-    quantum = _export(cwd, "--top", "3", "--kind", "quantum")
+    quantum = _export(cwd, "--top", "3", "--kind", "quantum", "--search")
     assert [d["source"]["kl"] for d in quantum] == [1.0, 1.1, 1.3]
     assert {d["train"]["generator"]["kind"] for d in quantum} == {"quantum"}
     assert all(d["source"]["study"] == "verdict.quantum" for d in quantum)
@@ -49,6 +50,7 @@ def test_export_by_kind_and_validated(group_dir) -> None:
         assert d["source"]["validated"]["n_seeds"] == 5
     only_q = _export(cwd, "--validated", "--kind", "quantum")
     assert [d["source"]["trial"] for d in only_q] == [1]
+    assert _export(cwd, "--top", "4") == validated  # a validation exists: the default
 
 
 @pytest.mark.e2e
@@ -67,7 +69,10 @@ def test_status_json(group_dir) -> None:
     data = json.loads(done.stdout)
     assert data["layout"] == "per-kind" and data["metric"] == "D_s KL(Q||P) [nats], s = 0.5"
     assert data["kinds"]["classical"]["budget"] == 4 == data["kinds"]["quantum"]["budget"]
-    assert data["kinds"]["classical"]["best"]["value"] == 0.5
+    assert data["kinds"]["classical"]["search_best"]["value"] == 0.5
+    best = data["kinds"]["classical"]["best"]  # the validated winner, by seed mean
+    assert (best["trial"], best["ranked_by"], best["n_seeds"]) == (1, "validated", 5)
+    assert best["value"] == pytest.approx(np.mean([0.61, 0.70, 0.55, 0.66, 0.72]))
     assert (data["kinds"]["quantum"]["finished"], data["kinds"]["quantum"]["pruned"]) == (4, 1)
     assert data["validation"]["complete"] == 20
     assert [c["n_seeds"] for c in data["validation"]["configurations"]["classical"]] == [5, 5]

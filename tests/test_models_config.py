@@ -96,3 +96,17 @@ def test_build_generator_seed_fixes_weights_without_touching_global_rng() -> Non
     b = build_generator({"kind": "quantum", "n_qubits": 2}, seed=5)
     for (name, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(p, q), name
+
+
+@pytest.mark.parametrize(("head", "classical"), [
+    ("mlp", (5 * 32 + 32) + (32 * 2 + 2)),  # 5 -> 32 -> 2, weights and biases
+    ("linear", 5 * 2 + 2),
+])
+def test_parameters_split_into_circuit_and_classical(head: str, classical: int) -> None:
+    """The published quantum winner (5 qubits x 4 layers, strongly entangling, MLP head) had
+    318 parameters of which 258 were its head: the split is counted, not guessed."""
+    generator = build_generator({"kind": "quantum", "n_qubits": 5, "n_layers": 4,
+                                 "ansatz": "strongly_entangling", "head": head}, seed=0)
+    assert generator.n_parameters() - generator.n_circuit_parameters() == classical
+    assert generator.n_circuit_parameters() == 60  # 3 rotations x 5 qubits x 4 layers
+    assert build_generator({"kind": "classical"}, seed=0).n_circuit_parameters() == 0

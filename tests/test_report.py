@@ -20,6 +20,7 @@ from scipy import stats
 from hpo.group import load_group, validation_study_name
 from hpo.publish import write_report
 from hpo.report_content import build_report, metric_name
+from hpo.report_figures import anytime_figure
 from tests._verdict_fixtures import SIGMA, build_group, welch_reference
 from tests.conftest import run_hpo
 
@@ -140,10 +141,25 @@ def test_provenance_budget_seeds_and_anytime(published) -> None:
 
 
 @pytest.mark.unit
+def test_the_anytime_plot_has_a_log_axis_that_shows_both_ends(published) -> None:
+    """One early trial of tens of nats must not flatten the later improvements."""
+    _, _, result, _ = published
+    report = json.loads(json.dumps(result.report))
+    report["anytime"]["classical"]["best_so_far"][0] = 33.7
+    fig = anytime_figure(report)
+    for ax in fig.axes:
+        assert ax.get_yscale() == "log"
+        low, high = ax.get_ylim()
+        assert low <= 0.5 and high >= 33.7
+
+
+@pytest.mark.unit
 def test_html_is_one_self_contained_file(published) -> None:
     _, _, result, _ = published
     page = result.html.read_text()
     assert "verdict-table" in page and "classical is better than quantum" in page
+    assert "parameters (circuit + classical)" in page
+    assert "<td>40 (28 + 12)</td>" in page and "<td>100 (0 + 100)</td>" in page
     images = re.findall(r"<img[^>]*src='([^']*)'", page)
     assert len(images) >= 4 and all(src.startswith("data:image/png;base64,") for src in images)
     assert not re.search(r"(src|href)=['\"]https?://", page), "nothing loads from elsewhere"

@@ -33,6 +33,16 @@ def test_seed_summary_matches_scipy_one_sample_interval() -> None:
     assert (s.ci_low, s.ci_high) == pytest.approx((ci.low, ci.high), rel=1e-12)
 
 
+def test_a_divergence_interval_never_reaches_below_zero() -> None:
+    x = [0.1, 0.12, 3.0]  # one diverging seed: the t-interval of the mean reaches below 0
+    ci = stats.ttest_1samp(x, 0.0).confidence_interval(0.95)
+    assert ci.low < 0
+    plain, floored = seed_summary(x), seed_summary(x, floor=0.0)
+    assert (plain.ci_low, plain.ci_high) == pytest.approx((ci.low, ci.high), rel=1e-12)
+    assert floored.ci_low == 0.0 and floored.ci_high == pytest.approx(ci.high, rel=1e-12)
+    assert seed_summary([0.5, 0.6, 0.7], floor=0.0) == seed_summary([0.5, 0.6, 0.7])
+
+
 def test_one_seed_has_a_mean_and_no_interval() -> None:
     s = seed_summary([0.4])
     assert s.mean == 0.4 and s.n == 1

@@ -1,0 +1,64 @@
+"""The study file each stored study keeps: whole where every reader finds it, one line where
+optuna-dashboard shows it (its study page showed the whole file as one JSON attribute before)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+
+from hpo.study_file import StudySpec
+
+#: The study user attribute that names the study file: one short line on the dashboard's study
+#: page. Studies created before kept the whole file (a mapping) here; :func:`study_file_of`
+#: reads both.
+STUDY_FILE_ATTR = "study_file"
+#: The study system attribute holding the whole study file (JSON): every reader has it without
+#: an artifact store, and optuna-dashboard does not show system attributes.
+STUDY_FILE_SYSTEM_ATTR = "hpo:study_file"
+
+
+def study_file_line(study_file: Mapping[str, Any]) -> str:
+    """The short ``study_file`` attribute: the file's name, a hash of its content and where the
+    whole file is."""
+    text = json.dumps(study_file, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return (f"{study_file.get('name', '?')} | sha256 {digest} | whole file: study system "
+            f"attribute {STUDY_FILE_SYSTEM_ATTR}, report.json provenance.study_file")
+
+
+def study_file_of(storage: optuna.storages.BaseStorage, study_name: str) -> dict[str, Any]:
+    """The study file the stored study ``study_name`` keeps: the whole file in
+    :data:`STUDY_FILE_SYSTEM_ATTR`, else (studies created before) the mapping in the
+    ``study_file`` user attribute, else ``{}``."""
+    study_id = storage.get_study_id_from_name(study_name)
+    return stored_study_file(storage.get_study_system_attrs(study_id),
+                              storage.get_study_user_attrs(study_id))
+
+
+def stored_study_file(system_attrs: Mapping[str, Any], user_attrs: Mapping[str, Any]
+                       ) -> dict[str, Any]:
+    """:func:`study_file_of` from a study's attributes already read."""
+    for whole in (system_attrs.get(STUDY_FILE_SYSTEM_ATTR), user_attrs.get(STUDY_FILE_ATTR)):
+        if isinstance(whole, dict):
+            return dict(whole)
+    return {}
+
+
+def keep_study_file(storage: optuna.storages.BaseStorage, study: optuna.Study,
+                     spec: StudySpec) -> None:
+    """Keep the study file whole in :data:`STUDY_FILE_SYSTEM_ATTR` and name it in the user
+    attribute ``study_file`` by one line (:func:`study_file_line`), once; a whole file found in
+    the user attribute (a study created before) is moved so. The first writer's file stays: a
+    later edit of the file does not replace it."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    system_attrs, user_attrs = storage.get_study_system_attrs(study_id), study.user_attrs
+    whole = stored_study_file(system_attrs, user_attrs) or spec.model_dump(mode="json")
+    if STUDY_FILE_SYSTEM_ATTR not in system_attrs:
+        storage.set_study_system_attr(study_id, STUDY_FILE_SYSTEM_ATTR, whole)
+    line = study_file_line(whole)
+    if user_attrs.get(STUDY_FILE_ATTR) != line:
+        study.set_user_attr(STUDY_FILE_ATTR, line)
