@@ -193,6 +193,13 @@ def processes() -> Iterator[Processes]:
         started.kill_all()
 
 
+def retried_numbers(trials: list[FrozenTrial]) -> set[int]:
+    """Numbers of the failed trials that some trial retries, from Optuna's retry_history (every
+    trial of a series: "failed_trial" names only the first, and misses a retry that failed in
+    turn)."""
+    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+
+
 def retries_and_proposals(trials: list[FrozenTrial]
                           ) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
     """Retries, each checked to repeat its failed trial's parameters, and the trials whose
@@ -201,7 +208,9 @@ def retries_and_proposals(trials: list[FrozenTrial]
     by_number = {t.number: t for t in trials}
     retries, proposals = [], []
     for t in trials:
-        original = by_number.get(t.system_attrs.get("failed_trial", -1))
+        # Optuna's retry_history lists the series oldest first; its "failed_trial" names the
+        # series' first trial, not the one this retries (a retry inherits its parent's attrs)
+        original = by_number.get((t.system_attrs.get("retry_history") or [-1])[-1])
         if original is not None and original.params:
             # a worker frozen while it suggested leaves a partial set; its retry completes it
             assert original.params.items() <= t.params.items(), (t.number, original.number)

@@ -41,7 +41,7 @@ import optuna
 import pytest
 import yaml
 from _compose_helpers import COMPOSE_FILE, HOST_FILE, free_port, http_get, wait_http
-from _faults import retries_and_proposals
+from _faults import retried_numbers, retries_and_proposals
 from conftest import SMOKE, reading_storage
 from optuna.trial import TrialState
 
@@ -174,7 +174,7 @@ def surplus(trials) -> list:
 def budget_spent(trials) -> int:
     """Finished trials, a failed trial that was retried not counted, nor a surplus one (as the
     budget counts)."""
-    retried = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
+    retried = retried_numbers(trials)
     return (finished(trials) - sum(t.number in retried for t in trials)
             - sum(t.state == TrialState.FAIL for t in surplus(trials)))
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from _faults import retries_and_proposals
+from _faults import retried_numbers, retries_and_proposals
 from conftest import LIGHT_METRIC, SMOKE, hpo_cmd, hpo_env, journal_trials, study_variant
 
 from hpo.worker_identity import WORKER_STARTS_ATTR, claim_worker_number, new_worker_id
@@ -97,7 +97,7 @@ def test_lookalike_workers_run_distinct_parameter_sets(tmp_path):
     assert {(r.split(":")[0], r.split(":")[-1]) for r in recorded} == {(HOSTNAME, "1")}, recorded
     states = [t.state for t in trials]
     finished = [s for s in states if s.is_finished()]
-    retried = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
+    retried = retried_numbers(trials)
     failed_and_retried = [t for t in trials if t.number in retried]
     assert len(finished) - len(failed_and_retried) == TRIALS, states
     assert optuna.trial.TrialState.RUNNING not in states
