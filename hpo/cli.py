@@ -357,9 +357,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         export_documents,
         export_kinds,
         export_ranking,
-        one_search,
         write_export,
     )
+    from hpo.group import one_search
     from hpo.publish import load_named_group
     from hpo.storage import display_url, open_storage, storage_url
 

@@ -7,7 +7,6 @@ with ``hpo train`` on the same machine gives the same KL.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from hpo.errors import StudyFileError, UsageError
 from hpo.group import StudyGroup
 from hpo.study_file import Metric, one_line_error
 from hpo.trial_config import load_config
-from hpo.trials import KIND, VALIDATES
+from hpo.trials import KIND
 
 if TYPE_CHECKING:
     from hpo.evaluate import Score
@@ -73,18 +72,6 @@ def _seeds_of(by_kind: dict[str, list[dict[str, Any]]]) -> str:
     counts = sorted({c["n_seeds"] for cs in by_kind.values() for c in cs})
     n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
     return f"{n} seeds per configuration"
-
-
-def one_search(group: StudyGroup, study: str) -> StudyGroup:
-    """``group`` narrowed to its search study ``study`` (``NAME.<arm>.s<r>``): that search's
-    trials and the validation of its configurations only."""
-    arms = {k: {study: ts} for k, studies in group.searches.items()
-            for s, ts in studies.items() if s == study}
-    if not arms:
-        raise UsageError(f"study group {group.name!r} has no search study {study!r}")
-    validation = [t for t in group.validation
-                  if (t.user_attrs.get(VALIDATES) or {}).get("study") == study]
-    return dataclasses.replace(group, searches=arms, validation=validation)
 
 
 def export_kinds(group: StudyGroup, kind: str | None) -> list[str]:

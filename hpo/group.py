@@ -23,8 +23,10 @@ docs/verdict.md says why the layout is so.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import optuna
@@ -35,7 +37,7 @@ from hpo.quiet import quiet_experimental
 from hpo.stored_study_file import keep_study_file, study_file_of
 from hpo.study_exists import create_or_load_study
 from hpo.study_file import SEARCH_SEED_STRIDE, StudySpec
-from hpo.trials import KIND
+from hpo.trials import KIND, VALIDATES
 
 VALIDATION_SUFFIX = "validation"
 _KIND_ORDER = ("classical", "quantum")
@@ -75,22 +77,19 @@ def search_spec(spec: StudySpec, kind: str | None, search: int = 1) -> StudySpec
     ``random_searches`` of an arm sample at random (:func:`is_random_search`)."""
     out = kind_spec(spec, kind)
     offset = search_offset(search)
-    update: dict[str, Any] = {"seed": out.sampler.seed + offset}
-    if is_random_search(spec, search):
-        update["kind"] = "random"
-    if offset == 0 and len(update) == 1:
+    random = is_random_search(spec.searches, spec.random_searches, search)
+    if offset == 0 and not random:
         return out
+    update: dict[str, Any] = {"seed": out.sampler.seed + offset}
+    if random:
+        update["kind"] = "random"
     sampler = out.sampler.model_copy(update=update)
     return out.model_copy(update={"seed": out.seed + offset, "sampler": sampler})
 
 
-def is_random_search(spec: StudySpec | Mapping[str, Any], search: int) -> bool:
-    """Whether search ``search`` (1-based) of each arm is a random-search baseline: one of the
-    last ``random_searches`` of ``searches`` (a stored study file's mapping, or a spec)."""
-    get = spec.get if isinstance(spec, Mapping) else lambda key, default: getattr(
-        spec, key, default)
-    searches, random = int(get("searches", 1) or 1), int(get("random_searches", 0) or 0)
-    return search > searches - random
+def is_random_search(searches: int, random_searches: int, search: int) -> bool:
+    """Whether search ``search`` of ``searches`` is one of the last ``random_searches``."""
+    return search > searches - random_searches
 
 
 def validation_study_name(name: str) -> str:
@@ -180,13 +179,14 @@ class StudyGroup:
     study_user_attrs: dict[str, Any] = field(default_factory=dict)
     study_file: dict[str, Any] = field(default_factory=dict)  # :func:`study_file_of`
 
-    @property
+    # Computed once (the report reads them per arm and figure); ``searches`` is never changed.
+    @cached_property
     def search(self) -> dict[str, list[FrozenTrial]]:
         """Arm -> the trials of all its searches."""
         return {k: [t for ts in studies.values() for t in ts]
                 for k, studies in self.searches.items()}
 
-    @property
+    @cached_property
     def search_studies(self) -> dict[str, str]:
         """Arm -> its first search's study (every search's is in ``searches``)."""
         return {k: next(iter(studies)) for k, studies in self.searches.items()}
@@ -218,6 +218,18 @@ class StudyGroup:
                 if any(t is trial for t in trials):
                     return study
         return self.search_studies.get(kind or "", self.name)
+
+
+def one_search(group: StudyGroup, study: str) -> StudyGroup:
+    """``group`` narrowed to its search study ``study`` (``NAME.<arm>.s<r>``): that search's
+    trials and the validation of its configurations only."""
+    arms = {k: {study: ts} for k, studies in group.searches.items()
+            for s, ts in studies.items() if s == study}
+    if not arms:
+        raise UsageError(f"study group {group.name!r} has no search study {study!r}")
+    validation = [t for t in group.validation
+                  if (t.user_attrs.get(VALIDATES) or {}).get("study") == study]
+    return dataclasses.replace(group, searches=arms, validation=validation)
 
 
 def load_group(storage: optuna.storages.BaseStorage | str, name: str) -> StudyGroup:
@@ -287,12 +299,18 @@ def member_of(storage: optuna.storages.BaseStorage, name: str) -> tuple[str, str
     ``<arm>``) when a ``NAME.<arm>.s<r>`` is a member.
     """
     names = _study_names(storage)
-    if name not in names:
-        head, dot, arm = name.rpartition(".")
-        searches = [n for n in names if n.startswith(f"{name}.")
-                    and parse_search_part(n[len(head) + 1:]) is not None]
-        return (head, arm) if dot and any(member_of(storage, n) == (head, n[len(head) + 1:])
-                                          for n in searches) else None
+    if name in names:
+        return _stored_member_of(storage, names, name)
+    head, dot, arm = name.rpartition(".")
+    searches = [n for n in names if n.startswith(f"{name}.")
+                and parse_search_part(n[len(head) + 1:]) is not None]
+    return (head, arm) if dot and any(_stored_member_of(storage, names, n) == (
+        head, n[len(head) + 1:]) for n in searches) else None
+
+
+def _stored_member_of(storage: optuna.storages.BaseStorage, names: list[str], name: str
+                      ) -> tuple[str, str] | None:
+    """:func:`member_of` for a stored study ``name`` (``names``: every stored study)."""
     if any(n.startswith(f"{name}.") for n in names):
         return None
     stored_name = None

@@ -50,7 +50,7 @@ def arm_searches(group: StudyGroup, validated: Mapping[str, Sequence[dict[str, A
             number = _search_number(group, study, r)
             entry: dict[str, Any] = {
                 "search": number, "study": study,
-                "sampler": "random" if is_random_search(group.study_file, number) else "tpe",
+                "sampler": "random" if _is_random(group.study_file, number) else "tpe",
                 "validated_configurations": len(configs), "winner": None, "seeds": [],
                 "values": []}
             if winner is not None:
@@ -182,3 +182,10 @@ def random_baseline(kind: str, entries: Sequence[dict[str, Any]]) -> dict[str, A
                        f"[{over.ci_low:.3f}, {over.ci_high:.3f}]; one random search gives no "
                        "interval of its own.")
     return out
+
+
+def _is_random(study_file: Mapping[str, Any], search: int) -> bool:
+    """:func:`hpo.group.is_random_search` as the stored study file says (a file stored before
+    ``random_searches`` existed searched with its sampler alone)."""
+    return is_random_search(int(study_file.get("searches") or 1),
+                            int(study_file.get("random_searches") or 0), search)

@@ -212,28 +212,38 @@ def planned_trials(spec: StudySpec, studies: Mapping[str, optuna.Study]) -> int:
     return spec.budget.trials + v.top_k * v.seeds * len(search_studies(spec))
 
 
-def group_work(spec: StudySpec, studies: Mapping[str, optuna.Study]) -> Work:
+def group_work(spec: StudySpec, studies: Mapping[str, optuna.Study],
+               trials: Mapping[str, Sequence[FrozenTrial]] | None = None) -> Work:
     """The group's next :class:`Work` read from its ``studies`` (:func:`hpo.group.ensure_group`'s
-    mapping), without acting on it."""
-    search = {name: studies[name].get_trials(deepcopy=False) for name in search_studies(spec)}
+    mapping), without acting on it; ``trials`` (study name -> its trials), when the caller has
+    just read them, saves reading them again."""
+    def trials_of(study: optuna.Study) -> Sequence[FrozenTrial]:
+        if trials is not None and study.study_name in trials:
+            return trials[study.study_name]
+        return study.get_trials(deepcopy=False)
+
+    search = {name: trials_of(studies[name]) for name in search_studies(spec)}
     if not validates(spec):
         return next_work(study_budgets(spec), search, None, [], None)
     vstudy = studies[validation_study_name(spec.name)]
     return next_work(study_budgets(spec), search, vstudy.study_name,
-                     vstudy.get_trials(deepcopy=False), vstudy.user_attrs.get(ENQUEUED_ATTR))
+                     trials_of(vstudy), vstudy.user_attrs.get(ENQUEUED_ATTR))
 
 
-def decide(studies: Mapping[str, optuna.Study], spec: StudySpec) -> Work:
-    """The worker's next :class:`Work` for study file ``spec``.
+def decide(studies: Mapping[str, optuna.Study], spec: StudySpec,
+           trials: Mapping[str, Sequence[FrozenTrial]] | None = None) -> Work:
+    """The worker's next :class:`Work` for study file ``spec`` (``trials``: as
+    :func:`group_work`).
 
     Call it under the budget lock. When the search is over and the validation not yet enqueued,
     it enqueues it here (once, recorded in :data:`ENQUEUED_ATTR`) and decides again.
     """
-    work = group_work(spec, studies)
+    work = group_work(spec, studies, trials)
     if work.action != "enqueue":
         return work
     plan = search_plan(spec)
-    search = {name: studies[name].get_trials(deepcopy=False) for name in plan}
+    search = {name: (trials or {}).get(name) or studies[name].get_trials(deepcopy=False)
+              for name in plan}
     requests = validation_requests(search, {name: name for name in plan},
                                    top_k=spec.validation.top_k, seeds=spec.validation.seeds,
                                    base_seed=spec.seed,

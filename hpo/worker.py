@@ -148,21 +148,22 @@ def _claimer(url: str, spec: StudySpec, worker_seed: int, store: Any, worker_id:
         if not lock.acquire(stop):
             return None
 
-        def look() -> Work:
+        def look() -> tuple[Work, str | None]:
+            # One read of every study serves the decision and the systematic-failure check, and
+            # the whole look is retried: a dropped connection has cut off each of its reads in CI.
             for study in studies.values():
                 _recover_lost_trials(study, spec, say)
-            return decide(studies, spec)
+            trials = {name: s.get_trials(deepcopy=False) for name, s in studies.items()}
+            failing = next(filter(None, map(systematic_failure, trials.values())), None)
+            return decide(studies, spec, trials), failing
 
-        work = _retrying(look)
+        work, failing = _retrying(look)
         if work.action == "done" or stop():
             lock.release()
             return None
-        for study in studies.values():  # rather than spend the budget on failures
-            # retried like the look above: a dropped connection cut this read off in CI
-            stopped = systematic_failure(_retrying(lambda s=study: s.get_trials(deepcopy=False)))
-            if stopped is not None:
-                lock.release()
-                raise StudyStopped(stopped)
+        if failing is not None:  # rather than spend the budget on failures
+            lock.release()
+            raise StudyStopped(failing)
         if work.action == "wait":
             lock.release()
             return False
