@@ -206,11 +206,16 @@ def freeze(container: str) -> Callable[[], object]:
 def stack(engine) -> Iterator[Stack]:
     workdir = Path(tempfile.mkdtemp(prefix="qgan-hpo-compose-"))
     stack = Stack(workdir)
+    down = [*stack.base, "down", "-v", "--remove-orphans", "-t", "30"]
+    # A run killed before its own `down` (a session's end, a CI timeout) leaves the project's
+    # containers and its database volume in the cached engine; `up` would then recreate them
+    # over a database initialised with another password, and init fails to log in (seen in CI).
+    _run(down, timeout=300)
+    assert not stack.containers("db"), "an earlier run's containers survived `down`"
     try:
         yield stack
     finally:
-        subprocess.run([*stack.base, "down", "-v", "--remove-orphans", "-t", "30"], env=_env(),
-                       capture_output=True, timeout=300)
+        subprocess.run(down, env=_env(), capture_output=True, timeout=300)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
