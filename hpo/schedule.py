@@ -217,17 +217,23 @@ def group_work(spec: StudySpec, studies: Mapping[str, optuna.Study],
     """The group's next :class:`Work` read from its ``studies`` (:func:`hpo.group.ensure_group`'s
     mapping), without acting on it; ``trials`` (study name -> its trials), when the caller has
     just read them, saves reading them again."""
-    def trials_of(study: optuna.Study) -> Sequence[FrozenTrial]:
-        if trials is not None and study.study_name in trials:
-            return trials[study.study_name]
-        return study.get_trials(deepcopy=False)
-
-    search = {name: trials_of(studies[name]) for name in search_studies(spec)}
+    search = {name: trials_given_or_read(studies[name], trials)
+              for name in search_studies(spec)}
     if not validates(spec):
         return next_work(study_budgets(spec), search, None, [], None)
     vstudy = studies[validation_study_name(spec.name)]
     return next_work(study_budgets(spec), search, vstudy.study_name,
-                     trials_of(vstudy), vstudy.user_attrs.get(ENQUEUED_ATTR))
+                     trials_given_or_read(vstudy, trials), vstudy.user_attrs.get(ENQUEUED_ATTR))
+
+
+def trials_given_or_read(study: optuna.Study,
+                         trials: Mapping[str, Sequence[FrozenTrial]] | None
+                         ) -> Sequence[FrozenTrial]:
+    """``study``'s trials from ``trials`` when the caller read them (an empty list included),
+    else read from its storage."""
+    if trials is not None and study.study_name in trials:
+        return trials[study.study_name]
+    return study.get_trials(deepcopy=False)
 
 
 def decide(studies: Mapping[str, optuna.Study], spec: StudySpec,
@@ -242,8 +248,7 @@ def decide(studies: Mapping[str, optuna.Study], spec: StudySpec,
     if work.action != "enqueue":
         return work
     plan = search_plan(spec)
-    search = {name: (trials or {}).get(name) or studies[name].get_trials(deepcopy=False)
-              for name in plan}
+    search = {name: trials_given_or_read(studies[name], trials) for name in plan}
     requests = validation_requests(search, {name: name for name in plan},
                                    top_k=spec.validation.top_k, seeds=spec.validation.seeds,
                                    base_seed=spec.seed,
