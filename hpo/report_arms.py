@@ -37,6 +37,15 @@ def _search_number(group: StudyGroup, study: str, default: int) -> int:
     return part[1] if part is not None else default
 
 
+def random_search_studies(group: StudyGroup) -> frozenset[str]:
+    """The search studies that sample at random: the baseline, left out of an arm's score and of
+    the best-configuration comparison (which would otherwise pick among other winners than the
+    arms' comparison over searches does)."""
+    return frozenset(study for studies in group.searches.values()
+                     for r, study in enumerate(studies, start=1)
+                     if _is_random(group.study_file, _search_number(group, study, r)))
+
+
 def arm_searches(group: StudyGroup, validated: Mapping[str, Sequence[dict[str, Any]]]
                  ) -> dict[str, list[dict[str, Any]]]:
     """Per arm, one entry per search (in order): its study, its validated winner and the

@@ -19,7 +19,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.group import StudyGroup
-from hpo.report_arms import arms_section
+from hpo.report_arms import arms_section, random_search_studies
 from hpo.schedule import kind_budgets
 from hpo.trials import (
     ENDED,
@@ -270,7 +270,9 @@ def build_report(group: StudyGroup, *, storage: str = "",
     metric = study_file.get("metric") or {}
     sigma, sigmas_seen = study_sigma(group)
     validated = validated_configurations(group)
-    compared = comparisons(validated, sigma)
+    baseline = random_search_studies(group)
+    compared = comparisons({k: [c for c in cs if c["source_study"] not in baseline]
+                            for k, cs in validated.items()}, sigma)
     primary = compared["primary"]
     if primary is None:
         why = ("no seed validation has finished yet; run `hpo validate`" if not validated

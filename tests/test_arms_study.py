@@ -8,8 +8,6 @@ parameter split of each arm (the control's head count is the hybrid's, with 0 in
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
 import optuna
@@ -18,10 +16,11 @@ import yaml
 
 import models
 from hpo.errors import StudyFileError
-from hpo.group import group_study_names, load_group, search_studies
+from hpo.group import group_study_names, search_studies
 from hpo.schedule import study_budgets
 from hpo.space import load_spec, suggest_arm, training_config
 from hpo.study_file import arm_kind
+from tests._study_runs import publish, run_study, write_study
 from tests.conftest import LIGHT_METRIC, SMOKE
 
 pytestmark = pytest.mark.unit
@@ -29,12 +28,6 @@ pytestmark = pytest.mark.unit
 ARMS = ["classical", "quantum", "hybrid", "control"]
 KINDS = {"classical": "classical", "quantum": "quantum", "hybrid": "quantum",
          "control": "control"}
-
-
-def _write(tmp_path: Path, data: dict, name: str = "arms") -> Path:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 @pytest.mark.parametrize("path", ["studies/gaussgan.yaml", "studies/ring8.yaml"])
@@ -100,7 +93,7 @@ def test_a_file_without_generator_fields_names_parameters_as_before() -> None:
 
 
 def test_an_arm_names_its_parameters_and_trains_its_generator_kind(tmp_path: Path) -> None:
-    spec = load_spec(_write(tmp_path, _four_arms()))
+    spec = load_spec(write_study(tmp_path, _four_arms()))
     assert list(spec.search.generators) == ARMS  # the file's order
     names = {}
     for arm in ARMS:
@@ -131,7 +124,7 @@ def test_an_arm_names_its_parameters_and_trains_its_generator_kind(tmp_path: Pat
 def test_bad_arms_are_one_line_naming_the_key(tmp_path: Path, change, key, words) -> None:
     data = _four_arms()
     data["search"]["generators"].update(change)
-    path = _write(tmp_path, data)
+    path = write_study(tmp_path, data)
     with pytest.raises(StudyFileError) as err:
         load_spec(path)
     message = str(err.value)
@@ -165,18 +158,12 @@ def _four_arms(**changes) -> dict:
 @pytest.mark.slow
 def test_a_four_arm_study_searches_validates_and_reports(tmp_path: Path) -> None:
     from hpo.export import dump_documents, export_documents
-    from hpo.publish import note_markdown, write_report
+    from hpo.publish import note_markdown
     from hpo.report import group_summary
-    from hpo.storage import artifact_store, open_storage
     from hpo.trial_config import config_summary
-    from hpo.worker import run_worker
 
-    spec = load_spec(_write(tmp_path, _four_arms()))
-    url = str(tmp_path / "hpo.journal")
-    log = io.StringIO()
-    run_worker(spec, url, artifacts=str(tmp_path / "artifacts"), worker_id="w0", log=log)
-    storage = open_storage(url)
-    group = load_group(storage, "arms")
+    run = run_study(tmp_path, _four_arms())
+    spec, group, log = run.spec, run.group, run.log
 
     assert group.kinds == ARMS
     assert group.search_studies == {arm: f"arms.{arm}" for arm in ARMS}
@@ -200,10 +187,7 @@ def test_a_four_arm_study_searches_validates_and_reports(tmp_path: Path) -> None
         validated.setdefault(t.user_attrs["generator_kind"], []).append(t.user_attrs["seed"])
     assert sorted(validated) == sorted(ARMS) and all(len(s) == 2 for s in validated.values())
 
-    store = artifact_store(str(tmp_path / "artifacts"))
-    published = write_report(storage, "arms", tmp_path / "report", artifact_store=store,
-                             note=False)
-    report = json.loads(published.json.read_text())
+    published, report, store = publish(run, tmp_path / "report")
     assert list(report["kinds"]) == ARMS
     assert len(report["comparisons"]) == 6  # every pair of four arms
     assert report["comparisons"][0]["kinds"] == ["classical", "quantum"]

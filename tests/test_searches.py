@@ -8,8 +8,6 @@ tiny study of 2 arms x 2 searches run, validated and reported in process.
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
 import optuna
@@ -37,6 +35,7 @@ from hpo.schedule import (
 from hpo.space import load_spec
 from hpo.study_file import MAX_SEARCHES, MAX_TRIALS, SEARCH_SEED_STRIDE
 from hpo.trials import VALIDATES
+from tests._study_runs import publish, run_study, write_study
 from tests.conftest import LIGHT_METRIC, SMOKE
 
 pytestmark = pytest.mark.unit
@@ -63,14 +62,8 @@ def _two_arms(**changes) -> dict:
     return data
 
 
-def _write(tmp_path: Path, data: dict) -> Path:
-    path = tmp_path / f"{data['name']}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
 def test_one_search_keeps_todays_names_and_seeds(tmp_path: Path) -> None:
-    spec = load_spec(_write(tmp_path, _two_arms(searches=1, budget={
+    spec = load_spec(write_study(tmp_path, _two_arms(searches=1, budget={
         "trials": 6, "steps": 20, "eval_every": 10})))
     assert spec.searches == 1
     assert group_study_names(spec) == ["reps.classical", "reps.quantum", "reps.validation"]
@@ -84,7 +77,7 @@ def test_one_search_keeps_todays_names_and_seeds(tmp_path: Path) -> None:
 
 
 def test_repeated_searches_are_named_and_seeded_apart(tmp_path: Path) -> None:
-    spec = load_spec(_write(tmp_path, _two_arms()))
+    spec = load_spec(write_study(tmp_path, _two_arms()))
     assert group_study_names(spec) == ["reps.classical.s1", "reps.classical.s2",
                                        "reps.quantum.s1", "reps.quantum.s2", "reps.validation"]
     assert search_studies(spec) == {"reps.classical.s1": "classical",
@@ -128,7 +121,7 @@ def test_search_study_name_checks_its_search() -> None:
      "a multiple of 4"),
 ])
 def test_bad_searches_are_one_line_naming_the_key(tmp_path: Path, changes, key, words) -> None:
-    path = _write(tmp_path, _two_arms(**changes))
+    path = write_study(tmp_path, _two_arms(**changes))
     with pytest.raises(StudyFileError) as err:
         load_spec(path)
     message = str(err.value)
@@ -163,7 +156,7 @@ def test_each_search_validates_its_own_winners_and_says_so() -> None:
 def test_a_repeated_search_study_is_a_member_of_its_group(tmp_path: Path) -> None:
     from hpo.group import ensure_group
 
-    spec = load_spec(_write(tmp_path, _two_arms()))
+    spec = load_spec(write_study(tmp_path, _two_arms()))
     storage = optuna.storages.InMemoryStorage()
     ensure_group(storage, spec)
     assert member_of(storage, "reps.quantum.s2") == ("reps", "quantum.s2")
@@ -179,17 +172,11 @@ def test_a_repeated_search_study_is_a_member_of_its_group(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_two_arms_searched_twice_run_validate_and_report(tmp_path: Path) -> None:
     from hpo.export import export_documents
-    from hpo.publish import note_markdown, write_report
+    from hpo.publish import note_markdown
     from hpo.report import group_summary, status_data
-    from hpo.storage import artifact_store, open_storage
-    from hpo.worker import run_worker
 
-    spec = load_spec(_write(tmp_path, _two_arms()))
-    url = str(tmp_path / "hpo.journal")
-    log = io.StringIO()
-    run_worker(spec, url, artifacts=str(tmp_path / "artifacts"), worker_id="w0", log=log)
-    storage = open_storage(url)
-    group = load_group(storage, "reps")
+    run = run_study(tmp_path, _two_arms())
+    spec, storage, group, log = run.spec, run.storage, run.group, run.log
 
     studies = {s.study_name for s in storage.get_all_studies()}
     assert studies == set(group_study_names(spec))
@@ -217,10 +204,7 @@ def test_two_arms_searched_twice_run_validate_and_report(tmp_path: Path) -> None
     assert all(len(s) == 2 for s in covered.values())
     assert not set().union(*covered.values()) & set().union(*seeds.values())
 
-    store = artifact_store(str(tmp_path / "artifacts"))
-    published = write_report(storage, "reps", tmp_path / "report", artifact_store=store,
-                             note=False)
-    report = json.loads(published.json.read_text())
+    published, report, store = publish(run, tmp_path / "report")
     for arm in ARMS:
         searches = report["arms"][arm]["searches"]
         assert [s["search"] for s in searches] == [1, 2]
@@ -262,7 +246,7 @@ def test_one_search_per_arm_reports_no_interval_over_searches(tmp_path: Path) ->
     from hpo.report_content import build_report
     from hpo.schedule import decide
 
-    spec = load_spec(_write(tmp_path, _two_arms(searches=1, budget={
+    spec = load_spec(write_study(tmp_path, _two_arms(searches=1, budget={
         "trials": 2, "steps": 20, "eval_every": 10})))
     storage = optuna.storages.InMemoryStorage()
     studies = ensure_group(storage, spec)
@@ -292,7 +276,7 @@ def test_one_search_per_arm_reports_no_interval_over_searches(tmp_path: Path) ->
 def test_the_last_searches_of_each_arm_sample_at_random(tmp_path: Path) -> None:
     from hpo.strategy import make_sampler
 
-    spec = load_spec(_write(tmp_path, _two_arms(searches=3, random_searches=1, budget={
+    spec = load_spec(write_study(tmp_path, _two_arms(searches=3, random_searches=1, budget={
         "trials": 12, "steps": 20, "eval_every": 10})))
     kinds = {r: search_spec(spec, "quantum", r).sampler for r in (1, 2, 3)}
     assert [kinds[r].kind for r in (1, 2, 3)] == ["tpe", "tpe", "random"]
@@ -302,7 +286,7 @@ def test_the_last_searches_of_each_arm_sample_at_random(tmp_path: Path) -> None:
                       optuna.samplers.RandomSampler)
     assert isinstance(make_sampler(search_spec(spec, "quantum", 2)), optuna.samplers.TPESampler)
     with pytest.raises(StudyFileError, match="random_searches"):
-        load_spec(_write(tmp_path, _two_arms(searches=2, random_searches=2)))
+        load_spec(write_study(tmp_path, _two_arms(searches=2, random_searches=2)))
 
 
 def _stored_random_baseline(tmp_path: Path, random_values: dict[str, list[float]]):
@@ -314,7 +298,7 @@ def _stored_random_baseline(tmp_path: Path, random_values: dict[str, list[float]
 
     searches = 2 + len(next(iter(random_values.values())))
     tmp_path.mkdir(parents=True, exist_ok=True)
-    spec = load_spec(_write(tmp_path, _two_arms(
+    spec = load_spec(write_study(tmp_path, _two_arms(
         searches=searches, random_searches=searches - 2,
         budget={"trials": 2 * searches, "steps": 20, "eval_every": 10})))
     storage = optuna.storages.InMemoryStorage()
@@ -369,3 +353,19 @@ def test_the_report_compares_searched_winners_with_random_ones(tmp_path: Path) -
     assert b["comparison"]["difference"]["value"] == pytest.approx(0.45 - 1.0)
     assert b["comparison"]["difference"]["p"] == pytest.approx(ref.pvalue, rel=1e-6)
     assert b["sentence"].startswith("classical: searched winners 0.450 nats against random")
+
+
+def test_the_verdicts_best_configurations_leave_the_random_baseline_out(tmp_path: Path) -> None:
+    """A random search's winner better than every searched one: the verdict's best-configuration
+    comparison still picks among the searched winners, as the comparison over searches does, so
+    the page never states two different "best configuration" differences."""
+    from hpo.report_content import build_report
+
+    storage = _stored_random_baseline(tmp_path, {"classical": [0.1], "quantum": [0.65]})
+    report = build_report(load_group(storage, "reps"))
+    assert report["kinds"]["classical"]["validated"][0]["source_study"] == "reps.classical.s3"
+    primary = report["comparisons"][0]
+    assert primary["configs"] == [["reps.classical.s1", 0], ["reps.quantum.s1", 0]]
+    assert primary["at_s"]["difference"] == pytest.approx(0.40 - 0.60)
+    best = report["arms_comparisons"][0]["at_s"]["best_configuration"]
+    assert best["difference"] == pytest.approx(primary["at_s"]["difference"])
