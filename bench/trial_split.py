@@ -170,7 +170,10 @@ def warm_up(spec: Any) -> None:
 
     target = build_target(spec.target)
     metric = resolved_metric(spec.metric, target)
-    for kind in spec.search.generators:
+    from hpo.study_file import arm_kind
+
+    # An arm names its model kind (hybrid and control arms train quantum and control models).
+    for kind in dict.fromkeys(arm_kind(a, b) for a, b in spec.search.generators.items()):
         models.train({"generator": {"kind": kind}, "steps": 20, "eval_every": 20}, target.sample)
     draws = [target.sample(metric.eval_samples, rng=r) for r in range(2)]
     kl_divergence(target, draws, sigma=metric.sigma, seed=metric.seed, n_target=metric.n_report)
