@@ -165,13 +165,12 @@ def warm_up(spec: Any) -> None:
     kind's default configuration, each estimator once."""
     import models
     from hpo.metric import resolved_metric
+    from hpo.study_file import arm_kind
     from hpo.target import build_target
     from metrics import kl_divergence, wasserstein2
 
     target = build_target(spec.target)
     metric = resolved_metric(spec.metric, target)
-    from hpo.study_file import arm_kind
-
     # An arm names its model kind (hybrid and control arms train quantum and control models).
     for kind in dict.fromkeys(arm_kind(a, b) for a, b in spec.search.generators.items()):
         models.train({"generator": {"kind": kind}, "steps": 20, "eval_every": 20}, target.sample)

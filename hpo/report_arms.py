@@ -51,6 +51,7 @@ def arm_searches(group: StudyGroup, validated: Mapping[str, Sequence[dict[str, A
     """Per arm, one entry per search (in order): its study, its validated winner and the
     winner's seed values (``values``, by seed; empty when the search has none validated)."""
     out: dict[str, list[dict[str, Any]]] = {}
+    random = random_search_studies(group)
     for kind, studies in group.searches.items():
         entries = []
         for r, study in enumerate(studies, start=1):
@@ -59,7 +60,7 @@ def arm_searches(group: StudyGroup, validated: Mapping[str, Sequence[dict[str, A
             number = _search_number(group, study, r)
             entry: dict[str, Any] = {
                 "search": number, "study": study,
-                "sampler": "random" if _is_random(group.study_file, number) else "tpe",
+                "sampler": "random" if study in random else "tpe",
                 "validated_configurations": len(configs), "winner": None, "seeds": [],
                 "values": []}
             if winner is not None:
