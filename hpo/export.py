@@ -127,7 +127,8 @@ def _document(group: StudyGroup, t: optuna.trial.FrozenTrial, rank: int,
 def _validated_documents(group: StudyGroup, top: int, kinds: list[str],
                          artifact_store: Any) -> list[dict[str, Any]]:
     configs = [c for cs in validated_by_kind(group, kinds).values() for c in cs]
-    configs.sort(key=lambda c: (c["n_seeds"] < 2, c["mean"]))  # as the report ranks them
+    # As the report ranks them: a random-search baseline's after the searched configurations.
+    configs.sort(key=lambda c: (c["n_seeds"] < 2, bool(c.get("random_search")), c["mean"]))
     if not configs:
         raise UsageError(f"study {group.name!r} has no validated configuration"
                          f"{' of kind ' + repr(kinds[0]) if len(kinds) == 1 else ''} yet; "
@@ -143,7 +144,8 @@ def _validated_documents(group: StudyGroup, top: int, kinds: list[str],
                         artifact_store, "validated")
         doc["source"]["validated"] = {"n_seeds": c["n_seeds"], "mean": c["mean"],
                                       "ci": c["ci"], "sd": c["sd"], "seeds": c["seeds"],
-                                      "search_rank": c["rank"]}
+                                      "search_rank": c["rank"],
+                                      "random_search": bool(c.get("random_search"))}
         docs.append(doc)
     return docs
 

@@ -68,8 +68,12 @@ def _seconds_per_step(trial: FrozenTrial) -> float | None:
 def validated_configurations(group: StudyGroup) -> dict[str, list[dict[str, Any]]]:
     """Per kind, each validated configuration with its seed statistics, best (lowest mean) first.
 
-    Only COMPLETE validation trials give values; the others are counted in ``not_complete``.
+    A random-search baseline's configurations (``random_search``) come after the searched ones:
+    the kind's best is what its searches found, the one the verdict compares, so the page, the
+    note, ``hpo status`` and ``hpo export`` all name the same winner. Only COMPLETE validation
+    trials give values; the others are counted in ``not_complete``.
     """
+    baseline = random_search_studies(group)
     by_source: dict[tuple[str, str, int], list[FrozenTrial]] = defaultdict(list)
     for t in _finished(group.validation):
         v = t.user_attrs.get(VALIDATES) or {}
@@ -85,6 +89,7 @@ def validated_configurations(group: StudyGroup) -> dict[str, list[dict[str, Any]
             "source_study": study,
             "source_trial": number,
             "rank": validates.get("rank"),
+            "random_search": study in baseline,
             "search_value": validates.get("search_value"),
             "params": dict(trials[0].params),
             "validation_trials": [t.number for t in done],
@@ -107,7 +112,7 @@ def validated_configurations(group: StudyGroup) -> dict[str, list[dict[str, Any]
         )
         out.setdefault(kind, []).append(entry)
     for configs in out.values():
-        configs.sort(key=lambda c: (c["mean"] is None or c["n_seeds"] < 2,
+        configs.sort(key=lambda c: (c["mean"] is None or c["n_seeds"] < 2, c["random_search"],
                                     c["mean"] if c["mean"] is not None else math.inf))
     return {k: out[k] for k in group.kinds if k in out} | {k: v for k, v in out.items()
                                                            if k not in group.kinds}
@@ -270,8 +275,7 @@ def build_report(group: StudyGroup, *, storage: str = "",
     metric = study_file.get("metric") or {}
     sigma, sigmas_seen = study_sigma(group)
     validated = validated_configurations(group)
-    baseline = random_search_studies(group)
-    compared = comparisons({k: [c for c in cs if c["source_study"] not in baseline]
+    compared = comparisons({k: [c for c in cs if not c["random_search"]]
                             for k, cs in validated.items()}, sigma)
     primary = compared["primary"]
     if primary is None:

@@ -75,12 +75,15 @@ def parameter_split(total: int | None, circuit: int | None) -> str:
 
 
 def verdict_rows(report: dict[str, Any]) -> list[list[str]]:
-    """One row per validated configuration (best of each kind first): the verdict table."""
+    """One row per validated configuration (best of each kind first, a random-search baseline's
+    after the searched ones and said so): the verdict table."""
     rows = []
     for kind, k in report["kinds"].items():
         for i, c in enumerate(k["validated"]):
+            label = (" (random search)" if c.get("random_search")
+                     else " (best)" if i == 0 else "")
             rows.append([
-                html.escape(kind) + (" (best)" if i == 0 else ""),
+                html.escape(kind) + label,
                 f"{html.escape(str(c['source_study']))} #{c['source_trial']}",
                 str(c["n_seeds"]), _f(c["mean"]), _ci(c["ci"]), _f(c["sd"]),
                 _f(c["search_value"]), _f(c["w2_mean"]), _f(c["mode_coverage_mean"], 2),

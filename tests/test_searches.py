@@ -255,7 +255,7 @@ def test_one_search_per_arm_reports_no_interval_over_searches(tmp_path: Path) ->
         studies[name].add_trial(optuna.trial.create_trial(
             params={}, distributions={}, value=0.5,
             user_attrs={"seed": 7, "generator_kind": kind, "n_params": 10,
-                        "n_params_circuit": 0}))
+                        "n_params_circuit": 0, "config": {"search_study": name}}))
     assert decide(studies, spec).action == "validate"
     vstudy = studies["reps.validation"]
     for i, t in enumerate(vstudy.get_trials(states=(TrialState.WAITING,))):
@@ -307,7 +307,7 @@ def _stored_random_baseline(tmp_path: Path, random_values: dict[str, list[float]
         studies[name].add_trial(optuna.trial.create_trial(
             params={}, distributions={}, value=0.5,
             user_attrs={"seed": 7, "generator_kind": kind, "n_params": 10,
-                        "n_params_circuit": 0}))
+                        "n_params_circuit": 0, "config": {"search_study": name}}))
     assert decide(studies, spec).action == "validate"
     base = {"classical": [0.39, 0.41, 0.49, 0.51], "quantum": [0.59, 0.61, 0.69, 0.71]}
     vstudy = studies["reps.validation"]
@@ -363,9 +363,34 @@ def test_the_verdicts_best_configurations_leave_the_random_baseline_out(tmp_path
 
     storage = _stored_random_baseline(tmp_path, {"classical": [0.1], "quantum": [0.65]})
     report = build_report(load_group(storage, "reps"))
-    assert report["kinds"]["classical"]["validated"][0]["source_study"] == "reps.classical.s3"
     primary = report["comparisons"][0]
     assert primary["configs"] == [["reps.classical.s1", 0], ["reps.quantum.s1", 0]]
     assert primary["at_s"]["difference"] == pytest.approx(0.40 - 0.60)
     best = report["arms_comparisons"][0]["at_s"]["best_configuration"]
     assert best["difference"] == pytest.approx(primary["at_s"]["difference"])
+
+
+def test_every_tool_names_the_searched_winner_before_the_random_baseline(tmp_path: Path) -> None:
+    """A random search's winner better than every searched one is listed, labelled, after the
+    searched configurations: the page's "(best)" row, its sample figure, the dashboard note,
+    `hpo status` and `hpo export --top 1` name the winner the verdict compares."""
+    from hpo.export import export_documents
+    from hpo.publish import note_markdown
+    from hpo.report import status_data
+    from hpo.report_content import build_report
+    from hpo.report_html import verdict_rows
+
+    storage = _stored_random_baseline(tmp_path, {"classical": [0.1], "quantum": [0.65]})
+    group = load_group(storage, "reps")
+    report = build_report(group)
+    classical = report["kinds"]["classical"]["validated"]
+    assert [(c["source_study"], c["random_search"]) for c in classical] == [
+        ("reps.classical.s1", False), ("reps.classical.s2", False), ("reps.classical.s3", True)]
+    assert classical[2]["mean"] == pytest.approx(0.1)  # the best seed mean, ranked last
+    labels = [row[0] for row in verdict_rows(report)]
+    assert labels[:3] == ["classical (best)", "classical", "classical (random search)"]
+    assert status_data(group)["kinds"]["classical"]["best"]["value"] == pytest.approx(0.40)
+    (doc,) = export_documents(group, 1, validated=None)
+    assert (doc["source"]["study"], doc["source"]["validated"]["random_search"]) == (
+        "reps.classical.s1", False)
+    assert "| classical | reps.classical.s1 #0 |" in note_markdown(report, {})
