@@ -414,6 +414,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"wrote {done.html} and {done.json}"
           + (f"; dashboard notes on {', '.join(done.noted_studies)}" if done.noted_studies
              else ""))
+    copied = done.artifacts
+    if copied is not None and copied.copied + copied.present:
+        print(f"published {copied.copied + copied.present} artifacts (configs, score details, "
+              f"the sample figure's images) in {copied.store}"
+              + (f"; {copied.missing} named by trials are not in the store" if copied.missing
+                 else ""))
     return 0
 
 

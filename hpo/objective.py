@@ -36,6 +36,7 @@ from hpo.target import build_target
 from hpo.trial_config import store_config
 from hpo.trials import (
     KIND,
+    SAMPLES_PNG,
     SEED,
     SIGMA,
     VALIDATES,
@@ -168,4 +169,4 @@ class Objective:
             artifact_id = upload_artifact(artifact_store=self.artifact_store,
                                           file_path=str(path), study_or_trial=trial,
                                           mimetype="image/png")
-        trial.set_user_attr("samples_png", artifact_id)
+        trial.set_user_attr(SAMPLES_PNG, artifact_id)

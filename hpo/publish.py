@@ -1,4 +1,5 @@
-"""`hpo report`: write index.html and report.json, and put the verdict on the dashboard.
+"""`hpo report`: write index.html and report.json, copy the artifacts they rest on
+(hpo/published_artifacts.py), and put the verdict on the dashboard.
 
 The dashboard gets the same content: every study of the group is named
 ``D_s KL(Q||P) [nats], s = ...`` (``Study.set_metric_names``, so plots and tables say what the
@@ -19,6 +20,11 @@ from optuna.artifacts import upload_artifact
 
 from hpo.errors import UsageError
 from hpo.group import StudyGroup, load_group, member_of, set_objective_name
+from hpo.published_artifacts import (
+    CopiedArtifacts,
+    copy_published_artifacts,
+    published_artifact_ids,
+)
 from hpo.report_content import build_report
 from hpo.report_html import parameter_split, render_html
 
@@ -38,6 +44,7 @@ class Published:
     json: Path
     report: dict[str, Any]
     noted_studies: list[str]
+    artifacts: CopiedArtifacts | None  # what export and the figures need, beside the page
 
 
 def load_group_or_explain(storage: Any, name: str, where: str) -> StudyGroup:
@@ -92,10 +99,17 @@ def write_report(storage: Any, name: str, out_dir: str | Path, *, artifact_store
     html_path, json_path = out / "index.html", out / "report.json"
     html_path.write_text(render_html(report, figures))
     json_path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+    copied = None
+    if artifact_store is not None:  # before the notes add their figures to the run's store
+        from hpo.report_figures import sample_grid_rows
+
+        sample_trials = [t for _, ts in sample_grid_rows(group, report) for t in ts]
+        copied = copy_published_artifacts(
+            artifact_store, published_artifact_ids(group, sample_trials), out)
     noted: list[str] = []
     if note:
         noted = annotate_dashboard(storage, group, report, figures, artifact_store)
-    return Published(html_path, json_path, report, noted)
+    return Published(html_path, json_path, report, noted, copied)
 
 
 def name_objective(storage: Any, study_names: list[str], metric: str) -> None:

@@ -24,7 +24,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 from hpo.group import StudyGroup  # noqa: E402
-from hpo.trials import trial_seed  # noqa: E402
+from hpo.trials import SAMPLES_PNG, trial_seed  # noqa: E402
 
 KIND_COLOURS = {"classical": "tab:blue", "quantum": "tab:orange", "hybrid": "tab:green",
                 "control": "tab:red"}
@@ -186,13 +186,7 @@ def sample_grid_png(group: StudyGroup, report: dict[str, Any], artifact_store: A
                     max_seeds: int = 5) -> bytes | None:
     """Each kind's validated best, one sample image per seed (the trials' own PNG artifacts,
     which draw the samples over the target's contours); ``None`` when no image can be read."""
-    rows: list[tuple[str, list[FrozenTrial]]] = []
-    for kind, k in report["kinds"].items():
-        if not k["validated"]:
-            continue
-        numbers = set(k["validated"][0]["validation_trials"][:max_seeds])
-        rows.append((kind, sorted((t for t in group.validation if t.number in numbers),
-                                  key=lambda t: trial_seed(t) or 0)))
+    rows = sample_grid_rows(group, report, max_seeds)
     images = _download_images([t for _, ts in rows for t in ts], artifact_store)
     if not images:
         return None
@@ -215,13 +209,26 @@ def sample_grid_png(group: StudyGroup, report: dict[str, Any], artifact_store: A
     return _png(fig)
 
 
+def sample_grid_rows(group: StudyGroup, report: dict[str, Any], max_seeds: int = 5
+                     ) -> list[tuple[str, list[FrozenTrial]]]:
+    """The sample figure's rows: each kind with its validated best's seed trials, by seed."""
+    rows: list[tuple[str, list[FrozenTrial]]] = []
+    for kind, k in report["kinds"].items():
+        if not k["validated"]:
+            continue
+        numbers = set(k["validated"][0]["validation_trials"][:max_seeds])
+        rows.append((kind, sorted((t for t in group.validation if t.number in numbers),
+                                  key=lambda t: trial_seed(t) or 0)))
+    return rows
+
+
 def _download_images(trials: Sequence[FrozenTrial], artifact_store: Any) -> dict[int, Any]:
     images = {}
     if artifact_store is None:
         return images
     with tempfile.TemporaryDirectory() as tmp:
         for t in trials:
-            artifact_id = t.user_attrs.get("samples_png")
+            artifact_id = t.user_attrs.get(SAMPLES_PNG)
             if not artifact_id:
                 continue
             path = Path(tmp) / f"{t.number}.png"

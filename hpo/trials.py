@@ -39,6 +39,7 @@ WORKER = "worker"
 WORKER_PROCESS = "worker_process"  # host:pid-namespace:pid, for the launcher's orphan check
 VALIDATES = "validates"  # a seed validation: {study, trial, rank, search_value, arm, search}
 SIGMA = "sigma"
+SAMPLES_PNG = "samples_png"  # the artifact id of the trial's final samples over the target
 
 MAX_ENDED = 500  # characters of an error kept in ``ended``
 

@@ -227,3 +227,21 @@ def test_a_four_arm_study_searches_validates_and_reports(tmp_path: Path) -> None
     assert "gaussgan/mlp 8 |" in config_summary(hybrid["train"])
     (control,) = export_documents(group, 1, kind="control", artifact_store=store, validated=None)
     assert config_summary(control["train"]).startswith("control 3d noise/mlp 8 ")
+
+    # the published folder stands alone: with the run's store gone, its own artifacts export the
+    # same configurations and redraw the same page, sample images included
+    import shutil
+
+    from hpo.publish import write_report
+    from hpo.storage import artifact_store
+
+    assert published.artifacts is not None and published.artifacts.missing == 0
+    own = artifact_store(str(tmp_path / "report" / "artifacts"))
+    shutil.rmtree(run.artifacts)
+    assert export_documents(group, 4, artifact_store=own, validated=None) == docs
+    again = write_report(run.storage, spec.name, tmp_path / "again", artifact_store=own,
+                         note=False)
+    images = page.count("data:image/png;base64")
+    assert images >= 6 and again.html.read_text().count("data:image/png;base64") == images
+    assert "<figure id='fig-samples'>" in page and "<figure id='fig-samples'>" in \
+        again.html.read_text()
