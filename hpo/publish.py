@@ -20,11 +20,6 @@ from optuna.artifacts import upload_artifact
 
 from hpo.errors import UsageError
 from hpo.group import StudyGroup, load_group, member_of, set_objective_name
-from hpo.published_artifacts import (
-    CopiedArtifacts,
-    copy_published_artifacts,
-    published_artifact_ids,
-)
 from hpo.report_content import build_report
 from hpo.report_html import parameter_split, render_html
 
@@ -44,7 +39,7 @@ class Published:
     json: Path
     report: dict[str, Any]
     noted_studies: list[str]
-    artifacts: CopiedArtifacts | None  # what export and the figures need, beside the page
+    artifacts: Any  # CopiedArtifacts | None: what export and the figures need, beside the page
 
 
 def load_group_or_explain(storage: Any, name: str, where: str) -> StudyGroup:
@@ -101,6 +96,8 @@ def write_report(storage: Any, name: str, out_dir: str | Path, *, artifact_store
     json_path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
     copied = None
     if artifact_store is not None:  # before the notes add their figures to the run's store
+        # here, not at the top: score_details imports torch, which `hpo status` never loads
+        from hpo.published_artifacts import copy_published_artifacts, published_artifact_ids
         from hpo.report_figures import sample_grid_rows
 
         sample_trials = [t for _, ts in sample_grid_rows(group, report) for t in ts]
