@@ -13,7 +13,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.artifacts import upload_artifact
@@ -22,6 +22,9 @@ from hpo.errors import UsageError
 from hpo.group import StudyGroup, load_group, member_of, set_objective_name
 from hpo.report_content import build_report
 from hpo.report_html import parameter_split, render_html
+
+if TYPE_CHECKING:  # imported where it runs: score_details brings torch, `hpo status` must not
+    from hpo.published_artifacts import CopiedArtifacts
 
 FIGURE_CAPTIONS = {
     "validation": "Seed validation: seed values, mean and 95% CI per configuration",
@@ -39,7 +42,7 @@ class Published:
     json: Path
     report: dict[str, Any]
     noted_studies: list[str]
-    artifacts: Any  # CopiedArtifacts | None: what export and the figures need, beside the page
+    artifacts: CopiedArtifacts | None  # what export and the figures need, beside the page
 
 
 def load_group_or_explain(storage: Any, name: str, where: str) -> StudyGroup:
