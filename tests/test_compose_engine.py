@@ -16,6 +16,10 @@ and the lock's lease), the database restarted, then `stop` in the middle of the 
 sets except deliberate retries, every worker's exit status 0, nothing RUNNING after `stop`, no
 ERROR in the database's log, the dashboard answering and refusing writes. Pass or fail, the
 containers, volumes and the dockerd are gone at the end.
+
+It drives Debian's docker-compose 1.29 by default; ``QGAN_HPO_COMPOSE=v2`` drives Compose v2
+(`docker compose`, the plugin .ci/docker-engine unpacks from Debian trixie's package) instead,
+the same steps and checks: ``QGAN_HPO_COMPOSE=v2 make compose-test``.
 """
 
 from __future__ import annotations
@@ -62,10 +66,12 @@ STUDY_NAME = "compose_engine"
 PAUSE_S = 60            # `docker compose pause`: past the grace period (10 s) and the lease
 STEP_TIMEOUT_S = 420    # any one wait below; the machine is shared
 TOKEN_ID = re.compile(r"[^:]+:\d+:[0-9a-f]{8}")
+COMPOSE_V2 = os.environ.get("QGAN_HPO_COMPOSE", "v1") == "v2"
+_compose_env: dict[str, str] = {}  # DOCKER_CONFIG for Compose v2's plugin
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "DOCKER_HOST": DOCKER_HOST}
+    return {**os.environ, "DOCKER_HOST": DOCKER_HOST, **_compose_env}
 
 
 def _run(argv: list[str], timeout: float = STEP_TIMEOUT_S, check: bool = True
@@ -89,14 +95,20 @@ def engine() -> Iterator[None]:
         try:
             for step, timeout in (("install", 900), ("start", 120), ("images", 1800)):
                 _run([str(ENGINE), step], timeout=timeout)
+            if COMPOSE_V2:
+                key, _, value = _run([str(ENGINE), "compose-v2"], timeout=600
+                                     ).stdout.strip().partition("=")
+                _compose_env[key] = value
+                print(_run([DOCKER, "compose", "version"]).stdout.strip(), file=sys.stderr)
             yield
         finally:
             subprocess.run([str(ENGINE), "stop"], timeout=300, env=_env())
 
 
 class Stack:
-    """docker-compose (Debian's 1.29) on the base file and the host-network override, with a test
-    override that mounts the study; its variables in an env file (the password never in argv)."""
+    """docker-compose (Debian's 1.29; or `docker compose`, v2, with QGAN_HPO_COMPOSE=v2) on the
+    base file and the host-network override, with a test override that mounts the study; its
+    variables in an env file (the password never in argv)."""
 
     def __init__(self, workdir: Path) -> None:
         self.dir = workdir
@@ -125,7 +137,8 @@ class Stack:
         for path in (workdir, workdir / "study"):
             path.chmod(0o755)  # the image's user (uid 10001) reads the study
         (workdir / "study" / "study.yaml").chmod(0o644)
-        self.base = ["docker-compose", "-p", PROJECT, "--project-directory", str(REPO),
+        cli = [DOCKER, "compose"] if COMPOSE_V2 else ["docker-compose"]
+        self.base = [*cli, "-p", PROJECT, "--project-directory", str(REPO),
                      "-f", str(COMPOSE_FILE), "-f", str(HOST_FILE), "-f", str(workdir / "test.yml"),
                      "--env-file", str(env_file)]
         self.url = (f"postgresql+psycopg2://hpo:{self.password}@127.0.0.1:{self.db_port}/hpo")
