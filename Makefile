@@ -25,13 +25,16 @@ test: setup services
 	.ci/test-all
 
 # The inner loop: every test marked unit (in process: no server, no subprocess, no browser)
-# that is not slow; tests/conftest.py says how tests declare their tier.
+# that is not slow; tests/conftest.py says how tests declare their tier. Two processes, one per
+# core: each unit test computes (one BLAS thread each), so two halve the wall time less the
+# workers' start (README).
 test-quick: setup
-	$(BIN)/pytest -q -m "unit and not slow"
+	$(BIN)/pytest -q -n 2 -m "unit and not slow"
 
 # docker-compose.yml on a private Docker engine (root; .ci/docker-engine installs and starts it,
 # and builds stand-in base images from Debian packages once, cached in /var/cache/qgan-hpo-docker).
 # `make test` runs it too (.ci/test-all); cached it takes about 10 minutes, cold about 30 (README).
+# It drives Debian's docker-compose 1.29; QGAN_HPO_COMPOSE=v2 make compose-test drives Compose v2.
 compose-test: setup
 	$(BIN)/pytest -q -m docker -s
 

@@ -32,9 +32,13 @@ def journal(tmp_path: Path) -> tuple[str, JournalStorage]:
     return str(path), JournalStorage(JournalFileBackend(str(path)))
 
 
-@pytest.fixture
-def published(journal, tmp_path: Path):
-    url, storage = journal
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory):
+    """One published report for the module's read-only tests (building it is ~3 s of CPU)."""
+    tmp_path = tmp_path_factory.mktemp("published")
+    path = tmp_path / "runs" / "hpo.journal"
+    path.parent.mkdir(parents=True)
+    url, storage = str(path), JournalStorage(JournalFileBackend(str(path)))
     stored = build_group(storage)
     store = optuna.artifacts.FileSystemArtifactStore(str(_mkdir(tmp_path / "artifacts")))
     result = write_report(storage, "verdict", tmp_path / "report", artifact_store=store,

@@ -32,7 +32,7 @@ from hpo.trials import (
     this_process,
 )
 from hpo.worker import _run_one, run_worker
-from tests.conftest import study_variant
+from tests.conftest import LIGHT_METRIC, study_variant
 
 pytestmark = pytest.mark.unit
 
@@ -103,7 +103,7 @@ def _failing_study(tmp_path: Path, retry: dict | None) -> Path:
     """smoke.yaml, classical only, 2 trials; ``retry`` as the study file's section."""
     spec = yaml.safe_load(Path("studies/smoke.yaml").read_text())
     changes = {"budget": {"trials": 2, "steps": 10, "eval_every": 10},
-               "pruner": {"kind": "none"},
+               "pruner": {"kind": "none"}, "metric": LIGHT_METRIC,  # a trial's path, not its score
                "search": {"shared": spec["search"]["shared"],
                           "generators": {"classical": spec["search"]["generators"]["classical"]}}}
     if retry is not None:
