@@ -71,6 +71,18 @@ def exported_config(spec: StudySpec, target: GaussianMixture, metric: Metric,
     }
 
 
+def score_caption(score: Score) -> str:
+    """A complete trial's image caption: its D_s with interval and its W2."""
+    kl = score.kl
+    return (f"D_s {kl.value:.3f} [{kl.ci_low:.3f}, {kl.ci_high:.3f}] (s={kl.sigma:g})  "
+            f"W2 {score.w2:.2f}")
+
+
+def samples_title(study: str, number: int, attrs: dict[str, Any], caption: str) -> str:
+    """A trial's image title: every image names the kind, the seed and the value."""
+    return f"{study} trial {number}, {attrs.get(KIND, '?')} seed {attrs.get(SEED, '?')}\n{caption}"
+
+
 class Objective:
     """The function of a trial handed to ``study.optimize``: returns the final KL, or raises.
 
@@ -153,16 +165,10 @@ class Objective:
             trial.set_user_attr(key, details[key])
         store_score_details(trial, self.artifact_store, score)
         mark_ended(trial, Outcome.COMPLETE)
-        kl = score.kl
-        self._upload_plot(trial, score.samples,
-                          f"D_s {kl.value:.3f} [{kl.ci_low:.3f}, {kl.ci_high:.3f}] "
-                          f"(s={kl.sigma:g})  "
-                          f"W2 {score.w2:.2f}")
+        self._upload_plot(trial, score.samples, score_caption(score))
 
     def _upload_plot(self, trial: optuna.Trial, samples: np.ndarray, caption: str) -> None:
-        a = trial.user_attrs  # every image names the kind, the seed and the value
-        title = (f"{self.spec.name} trial {trial.number}, {a.get(KIND, '?')} "
-                 f"seed {a.get(SEED, '?')}\n{caption}")
+        title = samples_title(self.spec.name, trial.number, trial.user_attrs, caption)
         with tempfile.TemporaryDirectory() as tmp:
             path = plot_samples(self.target, samples, Path(tmp) / f"trial-{trial.number}.png",
                                 title=title)
