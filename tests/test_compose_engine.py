@@ -282,8 +282,7 @@ def test_compose_stack_on_a_real_engine(stack: Stack):
     stack.compose("stop", "-t", "120")  # the grace period, longer here: 2 shared cores
     for c in stack.containers("worker") + stack.containers("init"):
         assert not c["State"]["Running"] and c["State"]["ExitCode"] == 0, \
-            (c["Name"], c["State"]["ExitCode"], _run([DOCKER, "logs", "--tail", "20", c["Id"]],
-                                                     check=False).stderr)
+            (c["Name"], c["State"]["ExitCode"], c["RestartCount"], _container_log(c["Id"]))
     stack.compose("start", "db")
     stopped = stack.wait("the database back", stack.trials)
     assert not running(stopped), f"RUNNING after stop: {running(stopped)}"
@@ -296,7 +295,8 @@ def test_compose_stack_on_a_real_engine(stack: Stack):
     stack.wait("every worker done", lambda: (w := stack.containers("worker")) and all(
         not c["State"]["Running"] for c in w), timeout=2 * STEP_TIMEOUT_S, every=5)
     for c in stack.containers("worker"):
-        assert c["State"]["ExitCode"] == 0, (c["Name"], c["State"]["ExitCode"])
+        assert c["State"]["ExitCode"] == 0, \
+            (c["Name"], c["State"]["ExitCode"], _container_log(c["Id"]))
 
     trials = stack.trials()
     assert budget_spent(trials) == BUDGET, _states(trials)
@@ -329,6 +329,13 @@ def test_compose_stack_on_a_real_engine(stack: Stack):
     assert stack.password not in "".join(db_logs) + stack.compose("logs", "--no-color")
     print(f"compose test: {time.monotonic() - started:.0f} s after the engine was up",
           file=sys.stderr)
+
+
+def _container_log(container: str) -> str:
+    """The container's last lines, both streams (a worker logs on stderr, hpo's own on stdout):
+    what a failed exit status is read with."""
+    result = _run([DOCKER, "logs", "--timestamps", "--tail", "30", container], check=False)
+    return f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
 
 
 def _states(trials) -> dict[str, int]:
