@@ -25,20 +25,22 @@ from tests._verdict_fixtures import SIGMA, build_group, welch_reference
 from tests.conftest import run_hpo
 
 
-@pytest.fixture
-def journal(tmp_path: Path) -> tuple[str, JournalStorage]:
-    path = tmp_path / "runs" / "hpo.journal"
+def _journal_in(directory: Path) -> tuple[str, JournalStorage]:
+    path = directory / "runs" / "hpo.journal"
     path.parent.mkdir(parents=True)
     return str(path), JournalStorage(JournalFileBackend(str(path)))
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> tuple[str, JournalStorage]:
+    return _journal_in(tmp_path)
 
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory):
     """One published report for the module's read-only tests (building it is ~3 s of CPU)."""
     tmp_path = tmp_path_factory.mktemp("published")
-    path = tmp_path / "runs" / "hpo.journal"
-    path.parent.mkdir(parents=True)
-    url, storage = str(path), JournalStorage(JournalFileBackend(str(path)))
+    url, storage = _journal_in(tmp_path)
     stored = build_group(storage)
     store = optuna.artifacts.FileSystemArtifactStore(str(_mkdir(tmp_path / "artifacts")))
     result = write_report(storage, "verdict", tmp_path / "report", artifact_store=store,

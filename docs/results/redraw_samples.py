@@ -16,9 +16,9 @@ nothing is written for that trial and the script says so and exits 1.
 
 from __future__ import annotations
 
-import os
+from hpo.cli import limit_blas_threads
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as `hpo worker` runs, before numpy
+limit_blas_threads(1)  # one BLAS thread, as `hpo worker` runs: before numpy is imported
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
@@ -70,9 +70,11 @@ def main() -> None:
     jobs = [(args.study, t.number, dict(t.user_attrs), t.value,
              str(args.artifacts / t.user_attrs[CONFIG_ARTIFACT_ATTR]), args.artifacts)
             for _, trials in sample_grid_rows(group, build_report(group)) for t in trials]
+    failed = 0
     with ProcessPoolExecutor(args.processes) as pool:
-        lines = [print(line, flush=True) or line for line in pool.map(redraw, jobs)]
-    failed = sum("not drawn" in line for line in lines)
+        for line in pool.map(redraw, jobs):
+            print(line, flush=True)
+            failed += "not drawn" in line
     print(f"{len(jobs) - failed} of {len(jobs)} images redrawn into {args.artifacts}")
     sys.exit(1 if failed else 0)
 
