@@ -207,8 +207,9 @@ def _threads(flag: int | None) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from hpo.init_lock import ensure_group_studies
     from hpo.space import load_spec
-    from hpo.storage import display_url, ensure_group_studies, storage_url
+    from hpo.storage import display_url, storage_url
 
     spec = load_spec(args.study_file)
     url = storage_url(args.storage)
@@ -480,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except HpoError as err:
+        _traceback_if_asked()
         print(f"hpo {args.command}: {err}", file=sys.stderr)
         return err.exit_status
     except KeyboardInterrupt:
@@ -489,8 +491,18 @@ def main(argv: list[str] | None = None) -> int:
         message = _known_failure(err, args)
         if message is None:
             raise
+        _traceback_if_asked()
         print(f"hpo {args.command}: {message}", file=sys.stderr)
         return 1
+
+
+def _traceback_if_asked() -> None:
+    """With ``HPO_TRACEBACK=1``, the traceback behind a one-line failure (where in the code a
+    dropped connection struck, say), printed before that line; the line is unchanged."""
+    if os.environ.get("HPO_TRACEBACK", "") not in ("", "0"):
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
 
 
 def _stop_quietly_while_starting() -> None:

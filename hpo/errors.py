@@ -30,3 +30,8 @@ class StorageError(HpoError):
 
 class StudyStopped(HpoError):
     """The study's first trials all failed the same way (a systematic error). Exit status 1."""
+
+
+class Stopped(Exception):
+    """A worker asked to stop (SIGTERM, SIGINT) while it waited to start: it holds no trial, so
+    it ends as a stop does, status 0. Not an :class:`HpoError`: nothing failed."""

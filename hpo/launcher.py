@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from tqdm import tqdm
 
 from hpo.group import load_group
+from hpo.init_lock import ensure_group_studies
 from hpo.metric import objective_name
 from hpo.report import group_summary, summary
 from hpo.requeue import requeue
@@ -35,7 +36,6 @@ from hpo.storage import (
     DEFAULT_ARTIFACTS,
     DEFAULT_STORAGE,
     display_url,
-    ensure_group_studies,
     is_database_url,
     open_storage,
 )

@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import optuna
 import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalStorage
@@ -30,7 +29,6 @@ from optuna.storages.journal import JournalStorage
 # Artifact locations have their own module; re-exported for the callers that import them here.
 from hpo.artifacts import DEFAULT_ARTIFACTS, artifact_store  # noqa: F401
 from hpo.errors import StorageError, UsageError
-from hpo.group import ensure_group
 from hpo.journal import RepairingJournalBackend
 from hpo.locks import LEASE_S, ProcessLock, lease_option
 from hpo.quiet import quiet_experimental
@@ -129,6 +127,12 @@ def lease_seconds() -> float:
 
 _REACHED: set[str] = set()  # URLs this process has connected to once
 _GAVE_UP: dict[str, float] = {}  # URL -> seconds waited, when an outage outlasted patience
+
+
+def was_reached(url: str) -> bool:
+    """Whether this process has connected to ``url``'s server once: a failure after that is an
+    outage or a dropped connection, worth retrying; before, a wrong URL, reported at once."""
+    return url in _REACHED
 
 
 def patient_connect(url: str, patience_s: float, stop: Callable[[], bool] | None = None,
@@ -247,9 +251,19 @@ def open_storage(url: str, spec: StudySpec | None = None, *, patience_s: float =
         check_url(url)
     else:
         require_storage(url)
+    with reported(url):
+        return open_storage_unreported(url, spec, patience_s=patience_s, stop=stop,
+                                       create=create)
+
+
+def open_storage_unreported(url: str, spec: StudySpec | None = None, *, patience_s: float = 0.0,
+                            stop: Callable[[], bool] | None = None, create: bool = True
+                            ) -> BaseStorage:
+    """:func:`open_storage` without its checks of ``url`` and with SQLAlchemy's errors as they
+    are: for a caller that retries a dropped connection (:mod:`hpo.init_lock`)."""
     if not is_database_url(url):
         return JournalStorage(RepairingJournalBackend(url, repair=create))
-    with reported(url), quiet_experimental():
+    with quiet_experimental():
         kwargs: dict[str, Any] = {"skip_table_creation": not create}
         if spec is not None:
             kwargs.update(heartbeat_interval=spec.heartbeat.interval,
@@ -309,38 +323,3 @@ def _require_schema(url: str) -> None:
 def unreachable_message(url: str, err: Exception) -> str:
     reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
     return f"cannot reach the study database {display_url(url)}: {reason}"
-
-
-def ensure_group_studies(url: str, spec: StudySpec, *,
-                         sampler: Callable[[], optuna.samplers.BaseSampler] | None = None,
-                         pruner: Callable[[], optuna.pruners.BasePruner] | None = None,
-                         metric: str | None = None, patience_s: float = 0.0,
-                         stop: Callable[[], bool] | None = None) -> dict[str, optuna.Study]:
-    """Create schema and the study file's studies once, or load them: safe with many processes
-    starting together (:func:`hpo.group.ensure_group`, under the init lock).
-
-    Given ``metric`` (:func:`hpo.metric.objective_name`), each study names its objective so
-    (what the dashboard's plots show). ``patience_s`` and ``stop`` are :func:`open_storage`'s,
-    for the studies returned too.
-    """
-    return under_init_lock(
-        url, spec, lambda storage: ensure_group(storage, spec, sampler=sampler, pruner=pruner,
-                                                metric=metric), patience_s, stop)
-
-
-def under_init_lock(url: str, spec: StudySpec, create: Callable[[BaseStorage], Any],
-                    patience_s: float, stop: Callable[[], bool] | None) -> Any:
-    """``create(storage)`` under the init lock every process on ``url`` shares, its SQLAlchemy
-    errors as one line: what creates studies, or counts worker starts, never races."""
-    lock = process_lock(url, "hpo:init", patience_s=patience_s, stop=stop)
-    try:
-        with reported(url):
-            lock.acquire()
-        try:
-            storage = open_storage(url, spec, patience_s=patience_s, stop=stop)
-            with reported(url):
-                return create(storage)
-        finally:
-            lock.release()
-    finally:
-        lock.close()

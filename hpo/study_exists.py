@@ -3,7 +3,7 @@
 ``optuna.create_study(load_if_exists=True)`` inserts first and loads on the unique-key error, so
 on PostgreSQL every process that finds its study already there left ``ERROR: duplicate key value
 violates unique constraint "ix_studies_study_name"`` (with its DETAIL and STATEMENT) in the
-server's log. Callers hold the init lock (:func:`hpo.storage.under_init_lock`), so looking
+server's log. Callers hold the init lock (:func:`hpo.init_lock.under_init_lock`), so looking
 first, through Optuna's public API, is not a race between our processes; ``load_if_exists``
 stays as the fallback for anyone else's.
 """

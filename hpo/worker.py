@@ -12,7 +12,6 @@ re-queued by another worker) or to a storage fault costs that trial, never the w
 from __future__ import annotations
 
 import os
-import random
 import signal
 import sys
 import threading
@@ -22,12 +21,12 @@ from contextlib import contextmanager
 from typing import IO, Any
 
 import optuna
-import sqlalchemy
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.errors import StorageError, StudyStopped
+from hpo.errors import Stopped, StorageError, StudyStopped
 from hpo.group import search_plan, search_spec, validation_study_name
+from hpo.init_lock import ensure_group_studies
 from hpo.metric import objective_name
 from hpo.objective import Objective
 from hpo.requeue import recover_lost_trials, requeue
@@ -35,7 +34,6 @@ from hpo.schedule import Work, decide, surplus, validates
 from hpo.storage import (
     PATIENCE_S,
     artifact_store,
-    ensure_group_studies,
     lease_seconds,
     process_lock,
     seconds_from_env,
@@ -43,6 +41,7 @@ from hpo.storage import (
 from hpo.strategy import make_pruner, make_sampler
 from hpo.study_file import StudySpec
 from hpo.systematic import systematic_failure
+from hpo.transient import retrying
 from hpo.trials import KIND, Outcome, RetryPolicy, ended_line, mark_ended, retry_history
 from hpo.worker_identity import claim_worker_number, new_worker_id
 
@@ -100,21 +99,24 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one line per trial says it all
     patience = seconds_from_env("HPO_STORAGE_PATIENCE_S", PATIENCE_S)
     lease = lease_seconds()
+    ran = 0
     with stop.on_signals(), _one_line_thread_errors(say):
-        if worker_seed is None:
-            worker_seed = claim_worker_number(url, spec, patience_s=patience, stop=stop)
         lock = process_lock(url, f"hpo:budget:{spec.name}", lease_s=lease, patience_s=patience,
                             stop=stop)
-        claim = _claimer(url, spec, worker_seed, artifact_store(artifacts), worker_id, lock,
-                         stop, patience, say)
-        ran = 0
         try:
+            if worker_seed is None:
+                worker_seed = claim_worker_number(url, spec, patience_s=patience, stop=stop)
+            say(f"started on {spec.name} as worker number {worker_seed}")
+            claim = _claimer(url, spec, worker_seed, artifact_store(artifacts), worker_id, lock,
+                             stop, patience, say)
             while (claimed := claim()) is not None:
                 if claimed is False:
                     time.sleep(BUDGET_POLL_S)  # the others hold the remaining slots
                     continue
                 study, objective = claimed
                 ran += _run_one(study, spec, objective, lock, stop, say)
+        except Stopped:
+            pass  # asked to stop while it waited to start: it holds no trial
         finally:
             lock.close()
     say(f"stopped: {stop.reason}; ran {ran} trial(s)" if stop() else f"done: ran {ran} trial(s)")
@@ -157,7 +159,7 @@ def _claimer(url: str, spec: StudySpec, worker_seed: int, store: Any, worker_id:
             failing = next(filter(None, map(systematic_failure, trials.values())), None)
             return decide(studies, spec, trials), failing
 
-        work, failing = _retrying(look)
+        work, failing = retrying(look)
         if work.action == "done" or stop():
             lock.release()
             return None
@@ -174,26 +176,6 @@ def _claimer(url: str, spec: StudySpec, worker_seed: int, store: Any, worker_id:
 
 class SurplusTrial(Exception):
     """A trial created past the budget (:func:`hpo.schedule.surplus`): ended untrained."""
-
-
-TRANSIENT = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)
-"""A call cut off by a dropped connection; the next call re-connects (patiently)."""
-
-
-def _retrying(call: Callable[[], Any], tries: int = 5) -> Any:
-    """``call()``, again after a jittered pause when a dropped connection cut it off.
-
-    An unreachable server is waited for by the connection itself (``patient_connect``), which
-    raises :class:`~hpo.errors.StorageError` when its patience is spent; that is not retried.
-    """
-    for attempt in range(tries):
-        try:
-            return call()
-        except TRANSIENT:
-            if attempt == tries - 1:
-                raise
-            time.sleep(random.uniform(0.5, 1.5) * (attempt + 1))
-    return None
 
 
 def _recover_lost_trials(study: optuna.Study, spec: StudySpec, say: Callable[[str], None]
@@ -214,7 +196,7 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
 
     def claimed(trial: optuna.Trial) -> float:
         lock.release()  # the trial is RUNNING: every worker now counts it
-        trials = _retrying(lambda: study.get_trials(deepcopy=False))
+        trials = retrying(lambda: study.get_trials(deepcopy=False))
         if surplus(spec, study.study_name, trial.number, trial.user_attrs, trials):
             mark_ended(trial, Outcome.SURPLUS, "the budget was full when it was created (its "
                        "worker woke after losing the budget lock to its lease); not trained")
@@ -242,7 +224,7 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
             say(f"storage fault before a trial began ({_short(err)}); trying again")
             return 0
         cause = _short(err)
-        _retrying(lambda: _recover_lost(study, spec, started[0], cause, say))
+        retrying(lambda: _recover_lost(study, spec, started[0], cause, say))
     finally:
         lock.release()
     return 1 if started else 0

@@ -26,7 +26,7 @@ from typing import Any
 from optuna.storages import RDBStorage
 
 from hpo.group import ensure_group
-from hpo.storage import under_init_lock
+from hpo.init_lock import under_init_lock
 from hpo.study_file import StudySpec
 
 WORKER_STARTS_ATTR = "worker_starts"
@@ -46,8 +46,8 @@ def claim_worker_number(url: str, spec: StudySpec, *, patience_s: float = 0.0,
                         stop: Callable[[], bool] | None = None) -> int:
     """The number of this worker start on ``spec``'s study: 0, 1, 2, ... never given twice.
 
-    Under the init lock (:func:`hpo.storage.ensure_group_studies`'s, shared by every process on the
-    storage) it creates the study (or the per-kind group's studies) if need be, then reads and
+    Under the init lock (:func:`hpo.init_lock.ensure_group_studies`'s, shared by every process on
+    the storage) it creates the study (or the per-kind group's studies) if need be, then reads and
     increments the counter kept on the study (for a per-kind file, on the group's first study).
     The storage it opens is closed before it returns, so a worker still holds at most two
     connections. ``patience_s`` and ``stop`` are :func:`hpo.storage.open_storage`'s.

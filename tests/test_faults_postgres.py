@@ -155,6 +155,33 @@ def test_a_worker_waiting_for_the_lock_obeys_sigterm(pg_url: str, tmp_path: Path
     assert trials_of(pg_url, "waiting") == []
 
 
+def test_a_worker_waiting_to_start_obeys_sigterm(pg_url: str, tmp_path: Path,
+                                                 procs: Processes) -> None:
+    # The init lock (creating studies, counting worker starts) held elsewhere: a worker that
+    # waits for it stops at SIGTERM with status 0, holding nothing, rather than waiting on.
+    import zlib
+
+    import sqlalchemy
+
+    from hpo.init_lock import INIT_LOCK
+
+    study = fault_study(tmp_path, "starting", trials=2)
+    holder = sqlalchemy.create_engine(pg_url, poolclass=sqlalchemy.pool.NullPool).connect()
+    try:
+        holder.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"),
+                       {"k": zlib.crc32(INIT_LOCK.encode()) & 0x7FFFFFFF})
+        (worker,) = _workers(procs, study, pg_url, 1, tmp_path)
+        wait_for("the worker to poll the init lock", lambda: _lock_connections(pg_url) >= 1,
+                 timeout=STARTUP_S)
+        assert worker.poll() is None
+        os.kill(worker.pid, signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    finally:
+        holder.close()
+    log = assert_clean_log(worker.log_path)
+    assert "stopped: received SIGTERM; ran 0 trial(s)" in log and "started on" not in log
+
+
 def test_a_database_restart_is_ridden_through(private_pg: PrivatePostgres, tmp_path: Path,
                                               procs: Processes) -> None:
     url = private_pg.database()
@@ -168,6 +195,38 @@ def test_a_database_restart_is_ridden_through(private_pg: PrivatePostgres, tmp_p
     assert_exact_study(trials_of(url, "restart"), 6)
     for w in workers:
         assert_clean_log(w.log_path)
+
+
+def test_a_connection_dropped_while_a_worker_starts_is_ridden_through(
+        private_pg: PrivatePostgres, tmp_path: Path, procs: Processes) -> None:
+    # Seen in CI: compose brought a killed worker back while the database restarted, and the
+    # worker ended with status 1 ("server closed the connection unexpectedly") as it opened the
+    # storage under the init lock. Here its first read of the schema waits on a table lock the
+    # test holds; its connection is ended while it waits, then the lock is let go.
+    url = private_pg.database()
+    name = url.rsplit("/", 1)[1]
+    study = fault_study(tmp_path, "starting", trials=2, steps=20)
+    init = subprocess.run([sys.executable, "-m", "hpo", "init", str(study)], cwd=tmp_path,
+                          env=hpo_env(HPO_STORAGE=url), capture_output=True, text=True,
+                          timeout=STARTUP_S)
+    assert init.returncode == 0, init.stderr
+    import sqlalchemy
+
+    holder = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool).connect()
+    try:
+        with holder.begin():
+            holder.execute(sqlalchemy.text("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"))
+            [worker] = _workers(procs, study, url, 1, tmp_path)
+            waiting = wait_for("the starting worker waiting on the table lock", lambda: (
+                private_pg.execute(f"SELECT pid FROM pg_stat_activity WHERE datname = '{name}' "
+                                   "AND wait_event_type = 'Lock'")), timeout=STARTUP_S)
+            private_pg.execute(f"SELECT pg_terminate_backend({waiting[0][0]})")
+    finally:
+        holder.close()
+    assert wait_all([worker]) == [0]
+    log = assert_clean_log(worker.log_path)
+    assert "started on starting as worker number 0" in log and "done: ran 2 trial(s)" in log
+    assert_exact_study(trials_of(url, "starting"), 2)
 
 
 def test_dropped_connections_are_reopened(private_pg: PrivatePostgres, tmp_path: Path,

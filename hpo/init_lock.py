@@ -1,0 +1,64 @@
+"""Creating a study file's studies, or counting a worker's start, once: under the init lock that
+every process on a storage shares, so that many workers starting together never race.
+
+A connection dropped while a process starts (a database restarting as compose brings a worker
+back) is ridden through as a running worker rides through it: the whole locked step is tried
+again (:mod:`hpo.transient`), at most :data:`hpo.transient.TRIES` times, and only on a server
+this process has reached before (a wrong URL is reported at once). A worker asked to stop while
+it waits for the lock stops (:class:`~hpo.errors.Stopped`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+
+from hpo.errors import Stopped
+from hpo.group import ensure_group
+from hpo.storage import open_storage_unreported, process_lock, reported, was_reached
+from hpo.study_file import StudySpec
+from hpo.transient import retrying
+
+INIT_LOCK = "hpo:init"
+
+
+def ensure_group_studies(url: str, spec: StudySpec, *,
+                         sampler: Callable[[], optuna.samplers.BaseSampler] | None = None,
+                         pruner: Callable[[], optuna.pruners.BasePruner] | None = None,
+                         metric: str | None = None, patience_s: float = 0.0,
+                         stop: Callable[[], bool] | None = None) -> dict[str, optuna.Study]:
+    """Create schema and the study file's studies once, or load them: safe with many processes
+    starting together (:func:`hpo.group.ensure_group`, under the init lock).
+
+    Given ``metric`` (:func:`hpo.metric.objective_name`), each study names its objective so
+    (what the dashboard's plots show). ``patience_s`` and ``stop`` are
+    :func:`hpo.storage.open_storage`'s, for the studies returned too.
+    """
+    return under_init_lock(
+        url, spec, lambda storage: ensure_group(storage, spec, sampler=sampler, pruner=pruner,
+                                                metric=metric), patience_s, stop)
+
+
+def under_init_lock(url: str, spec: StudySpec, create: Callable[[BaseStorage], Any],
+                    patience_s: float, stop: Callable[[], bool] | None) -> Any:
+    """``create(storage)`` under the init lock, tried again from the start when a dropped
+    connection cuts it off; SQLAlchemy's errors as one line (:func:`hpo.storage.reported`).
+    ``create`` must be safe to repeat: it may have run in part, or whole, before the drop."""
+    def once() -> Any:
+        lock = process_lock(url, INIT_LOCK, patience_s=patience_s, stop=stop)
+        try:
+            if not lock.acquire(stop or (lambda: False)):
+                raise Stopped("while waiting for the init lock")
+            try:
+                return create(open_storage_unreported(url, spec, patience_s=patience_s,
+                                                      stop=stop))
+            finally:
+                lock.release()
+        finally:
+            lock.close()
+
+    with reported(url):
+        return retrying(once, retry_if=lambda err: was_reached(url))

@@ -1,0 +1,39 @@
+"""A storage call cut off by a dropped connection, and the retry that rides through it.
+
+A database restart, or a session the server ends, cuts off whatever call was under way; the next
+call re-connects (patiently: :func:`hpo.storage.patient_connect`). An unreachable server is
+waited for by the connection itself, which raises :class:`~hpo.errors.StorageError` when its
+patience is spent; that is not transient and never retried here.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import optuna
+import sqlalchemy
+
+T = TypeVar("T")
+
+TRANSIENT = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)
+"""What a dropped connection raises: SQLAlchemy's error, or Optuna's wrapping of it."""
+
+TRIES = 5
+"""Calls in all; the pauses between them (jittered) add up to about 10 s."""
+
+
+def retrying(call: Callable[[], T], tries: int = TRIES,
+             retry_if: Callable[[BaseException], bool] = lambda err: True) -> T:
+    """``call()``, again after a jittered pause (0.5-1.5 s times the attempt) when a transient
+    error cut it off and ``retry_if(err)`` agrees; the last attempt's error is raised."""
+    for attempt in range(tries):
+        try:
+            return call()
+        except TRANSIENT as err:
+            if attempt == tries - 1 or not retry_if(err):
+                raise
+            time.sleep(random.uniform(0.5, 1.5) * (attempt + 1))
+    raise AssertionError("unreachable: tries >= 1")
