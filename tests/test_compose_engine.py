@@ -11,7 +11,9 @@ network (docker-compose.host.yml): the database on a free port of 127.0.0.1, the
 
 One study, in order: a worker killed (SIGKILL; compose restarts it), a worker paused for a
 minute (`docker pause`, or SIGSTOP where the freezer refuses; past the heartbeat's grace period
-and the lock's lease), the database restarted, then `stop` in the middle of the study; then
+and the lock's lease) while the others are held to 5% of a core each (`docker update`), so that a
+fast host does not finish the study in that minute, the database restarted (which may catch the
+restarted worker as it starts), then `stop` in the middle of the study; then
 `down` and `up` again, which resumes it to its end. Checked: the exact budget, distinct parameter
 sets except deliberate retries, every worker's exit status 0, nothing RUNNING after `stop`, no
 ERROR in the database's log, the dashboard answering and refusing writes. Pass or fail, the
@@ -65,6 +67,7 @@ MARGIN = 2 * WORKERS   # trials left at `stop`: two per worker
 STUDY_NAME = "compose_engine"
 PAUSE_S = 60            # `docker compose pause`: past the grace period (10 s) and the lease
 STEP_TIMEOUT_S = 420    # any one wait below; the machine is shared
+THROTTLE_QUOTA = 5000   # CFS quota per 100 ms period, during the pause: 5% of a core per worker
 TOKEN_ID = re.compile(r"[^:]+:\d+:[0-9a-f]{8}")
 COMPOSE_V2 = os.environ.get("QGAN_HPO_COMPOSE", "v1") == "v2"
 _compose_env: dict[str, str] = {}  # DOCKER_CONFIG for Compose v2's plugin
@@ -130,7 +133,8 @@ class Stack:
                "DASHBOARD_PORT": str(self.dash_port),
                "PYTHON_IMAGE": "qgan-hpo-standin/python:3.11",
                "TORCH_INDEX_URL": "https://pypi.org/simple",
-               "POSTGRES_IMAGE": "qgan-hpo-standin/postgres:16", "HPO_CODE_VERSION": "test"}
+               "POSTGRES_IMAGE": "qgan-hpo-standin/postgres:16", "HPO_CODE_VERSION": "test",
+               "HPO_TRACEBACK": "1"}  # a worker's bad exit shows where it struck
         env_file = workdir / "env"
         env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         env_file.chmod(0o600)
@@ -253,7 +257,14 @@ def test_compose_stack_on_a_real_engine(stack: Stack):
     stack.wait(f"2 finished trials and all {WORKERS} workers busy",
                lambda: finished(t := stack.trials()) >= 2 and len(running(t)) >= WORKERS,
                every=0.5)
-    victim, frozen = stack.containers("worker")[:2]
+    workers = stack.containers("worker")
+    victim, frozen = workers[:2]
+    # The minute of the pause must not spend the budget on a fast host (seen on a quiet one: all
+    # 240 trials in it, and `stop` came after the end): the other workers run at THROTTLE of a
+    # core each until the thaw. Set before the kill, so that the restarted worker keeps it.
+    others = [c["Id"] for c in workers if c["Id"] != frozen["Id"]]
+    _run([DOCKER, "update", "--cpu-period", "100000", "--cpu-quota", str(THROTTLE_QUOTA),
+          *others])
     # A crash, not `docker kill`: Docker never restarts a container it was told to kill.
     tini = victim["State"]["Pid"]
     worker_pid = int(subprocess.run(["pgrep", "-P", str(tini)], capture_output=True, text=True,
@@ -264,6 +275,7 @@ def test_compose_stack_on_a_real_engine(stack: Stack):
     thaw = freeze(frozen)
     time.sleep(PAUSE_S)
     thaw()
+    _run([DOCKER, "update", "--cpu-quota", "-1", *others])
     stack.wait("the killed worker restarted", lambda: next(
         c for c in stack.containers("worker") if c["Id"] == victim)["RestartCount"] >= 1)
     # The database restarted under the workers: they ride through it.

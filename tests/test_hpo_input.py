@@ -121,6 +121,18 @@ def test_unreachable_database_is_clear_and_quick(tmp_path: Path, url: str) -> No
         assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.postgres
+def test_traceback_behind_a_one_line_failure_on_request(tmp_path: Path) -> None:
+    # HPO_TRACEBACK=1 (what the compose test sets) adds where the failure struck; the last line
+    # and the exit status are the same as without it.
+    url = "postgresql+psycopg2://postgres@127.0.0.1:1/hpo"
+    plain = run_hpo("status", "--storage", url, cwd=tmp_path, timeout=120)
+    traced = run_hpo("status", "--storage", url, cwd=tmp_path, timeout=120, HPO_TRACEBACK="1")
+    assert plain.returncode == traced.returncode == 1
+    assert "Traceback" not in plain.stderr and "Traceback" in traced.stderr
+    assert traced.stderr.strip().splitlines()[-1] == plain.stderr.strip()
+
+
 def test_unknown_storage_scheme(tmp_path: Path) -> None:
     result = run_hpo("status", "--storage", "nosuchdb://x/y", cwd=tmp_path, timeout=60)
     assert result.returncode == 2 and "not understood" in result.stderr
