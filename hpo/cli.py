@@ -502,6 +502,12 @@ def _traceback_if_asked() -> None:
     if os.environ.get("HPO_TRACEBACK", "") not in ("", "0"):
         import traceback
 
+        err = sys.exc_info()[1]
+        # One-line errors are raised `from None`; what they replaced is where it struck. Not for
+        # bad input (UsageError): what it replaced may quote the input.
+        if err is not None and err.__suppress_context__ and err.__context__ is not None \
+                and not isinstance(err, UsageError):
+            traceback.print_exception(err.__context__, file=sys.stderr)
         traceback.print_exc(file=sys.stderr)
 
 

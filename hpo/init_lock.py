@@ -4,8 +4,9 @@ every process on a storage shares, so that many workers starting together never 
 A connection dropped while a process starts (a database restarting as compose brings a worker
 back) is ridden through as a running worker rides through it: the whole locked step is tried
 again (:mod:`hpo.transient`), at most :data:`hpo.transient.TRIES` times, and only on a server
-this process has reached before (a wrong URL is reported at once). A worker asked to stop while
-it waits for the lock stops (:class:`~hpo.errors.Stopped`).
+this process has reached before (a wrong URL is reported at once); so is a step whose lock was
+lost under it (its connection gone at release: another process may have run beside it). A
+worker asked to stop while it waits for the lock stops (:class:`~hpo.errors.Stopped`).
 """
 
 from __future__ import annotations
@@ -14,13 +15,20 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RDBStorage
 
-from hpo.errors import Stopped
+from hpo.errors import Stopped, StorageError
 from hpo.group import ensure_group
-from hpo.storage import open_storage_unreported, process_lock, reported, was_reached
+from hpo.locks import LockLost
+from hpo.storage import (
+    display_url,
+    open_storage_unreported,
+    process_lock,
+    reported,
+    was_reached,
+)
 from hpo.study_file import StudySpec
-from hpo.transient import retrying
+from hpo.transient import TRIES, is_connection_error, retrying
 
 INIT_LOCK = "hpo:init"
 
@@ -52,13 +60,32 @@ def under_init_lock(url: str, spec: StudySpec, create: Callable[[BaseStorage], A
         try:
             if not lock.acquire(stop or (lambda: False)):
                 raise Stopped("while waiting for the init lock")
+            storage = None
             try:
-                return create(open_storage_unreported(url, spec, patience_s=patience_s,
-                                                      stop=stop))
+                storage = open_storage_unreported(url, spec, patience_s=patience_s, stop=stop)
+                result = create(storage)
+            except BaseException:
+                _dispose(storage)  # this try's connection, not left to the garbage collector
+                raise
             finally:
-                lock.release()
+                held = lock.release()
+            if not held:  # another process may have run `create` beside this one: again
+                _dispose(storage)
+                raise LockLost(INIT_LOCK)
+            return result
         finally:
             lock.close()
 
-    with reported(url):
-        return retrying(once, retry_if=lambda err: was_reached(url))
+    try:
+        with reported(url):
+            return retrying(once,
+                            retry_if=lambda err: was_reached(url) and is_connection_error(err))
+    except LockLost:
+        raise StorageError(f"lost the init lock on {display_url(url)} {TRIES} times: the "
+                           "database keeps ending connections") from None
+
+
+def _dispose(storage: BaseStorage | None) -> None:
+    if isinstance(storage, RDBStorage):
+        storage.remove_session()
+        storage.engine.dispose()

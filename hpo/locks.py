@@ -34,6 +34,10 @@ LOCK_RETRY_S = (0.05, 0.25)
 """Range of the jittered pause between two tries."""
 
 
+class LockLost(Exception):
+    """A lock's connection was gone when it was released: what it guarded may have raced."""
+
+
 def _never() -> bool:
     return False
 
@@ -94,9 +98,10 @@ class ProcessLock:
             time.sleep(random.uniform(*LOCK_RETRY_S))
         return False
 
-    def release(self) -> None:
-        """Give the lock back; does nothing when not held. A lock whose connection was lost
-        (the server ended a frozen session) is already free: the connection is dropped."""
+    def release(self) -> bool:
+        """Give the lock back; does nothing when not held. False when the lock was lost while
+        held: its connection was gone (the server ended a frozen session, or restarted), so
+        another process may have held it meanwhile; the connection is dropped."""
         if self._file is not None:
             fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
@@ -107,6 +112,8 @@ class ProcessLock:
                 txn.commit()
             except sqlalchemy.exc.SQLAlchemyError:
                 self._drop_connection()
+                return False
+        return True
 
     def close(self) -> None:
         self.release()

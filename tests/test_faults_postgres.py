@@ -34,7 +34,7 @@ from tests._faults import (
     wait_all,
     wait_for,
 )
-from tests.conftest import REPO, hpo_env
+from tests.conftest import REPO, SMOKE, hpo_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]  # a private cluster, or the shared server
 
@@ -321,3 +321,30 @@ def test_a_worker_frozen_in_trial_creation_at_the_last_slot_costs_only_its_lease
     # creation whose connection died), finds the budget full, and ends it untrained.
     assert surplus == [3], [(t.number, t.state.name, t.user_attrs) for t in trials]
     assert "trial 3 ?: surplus: the budget was full" in frozen_log, frozen_log
+
+
+def test_the_init_lock_lost_under_its_step_runs_the_step_again(pg_url: str) -> None:
+    # The lock's session ended while the step ran (a restart, its lease): another process may
+    # have run the step beside it (two workers counting the same start), so it runs again.
+    import sqlalchemy
+
+    from hpo.init_lock import under_init_lock
+    from hpo.space import load_spec
+
+    spec = load_spec(str(SMOKE))
+    admin = sqlalchemy.create_engine(pg_url, poolclass=sqlalchemy.pool.NullPool)
+    calls = []
+
+    def step(storage) -> int:
+        calls.append(storage)
+        if len(calls) == 1:
+            with admin.connect() as conn:
+                ended = conn.execute(sqlalchemy.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                    "application_name = :app AND datname = current_database()"),
+                    {"app": LOCK_APP}).all()
+            assert ended == [(True,)]
+        return len(calls)
+
+    assert under_init_lock(pg_url, spec, step, patience_s=30.0, stop=None) == 2
+    admin.dispose()

@@ -409,3 +409,24 @@ def test_training_commands_run_as_many_blas_threads_as_torch_threads(tmp_path: P
     monkeypatch.setattr(os, "environ", {**clean, "OMP_NUM_THREADS": "4"})
     limit_blas_threads(1)
     assert "OPENBLAS_NUM_THREADS" not in os.environ
+
+
+def test_only_a_dropped_connection_is_transient_for_the_init_lock() -> None:
+    # Optuna wraps every SQLAlchemy error in StorageInternalError: a denied permission must be
+    # reported at once, not retried as a dropped connection is.
+    import sqlalchemy
+
+    from hpo.locks import LockLost
+    from hpo.transient import is_connection_error
+
+    def wrapped(cause: BaseException) -> optuna.exceptions.StorageInternalError:
+        try:
+            raise optuna.exceptions.StorageInternalError("wrapped") from cause
+        except optuna.exceptions.StorageInternalError as err:
+            return err
+
+    dropped = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed"))
+    denied = sqlalchemy.exc.ProgrammingError("INSERT", {}, Exception("permission denied"))
+    assert is_connection_error(dropped) and is_connection_error(wrapped(dropped))
+    assert is_connection_error(LockLost("hpo:init"))
+    assert not is_connection_error(wrapped(denied)) and not is_connection_error(ValueError())

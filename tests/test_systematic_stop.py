@@ -111,10 +111,10 @@ def test_run_and_worker_stop_on_a_systematic_error(tmp_path: Path) -> None:
     assert 3 <= failed <= 4, states
     assert len(trials) == failed, "no other trial was started"
 
-    # A worker started later stops at once: one line, exit 1, no new trial.
+    # A worker started later stops at once: its start, one line, exit 1, no new trial.
     late = run_hpo("worker", str(study), cwd=tmp_path, timeout=120)
     assert late.returncode == 1, late.stderr
     lines = late.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("hpo worker: study stopped:"), late.stderr
-    assert "DeviceError" in lines[0]
+    assert len(lines) == 2 and "started on broken as worker number" in lines[0], late.stderr
+    assert lines[1].startswith("hpo worker: study stopped:") and "DeviceError" in lines[1]
     assert len(journal_trials(tmp_path, "broken")) == len(trials)
