@@ -119,15 +119,22 @@ def test_validation_on_postgres_survives_a_sigkilled_worker(pg_url: str, tmp_pat
                                   f"w{i}", cwd=tmp_path, log=tmp_path / f"w{i}.log")
                for i in range(2)}
     try:
-        deadline, victim = time.monotonic() + 600, None
-        while victim is None and time.monotonic() < deadline:
+        # Seen running, then frozen and seen running again: on a fast host a trial seen once
+        # had ended by the next look (CI, 2026-12-04), and the kill then hit no trial.
+        deadline, victim, killed_trial = time.monotonic() + 600, None, None
+        while killed_trial is None and time.monotonic() < deadline:
             for wid in workers:
-                if _running_validation(pg_url, name, wid):
-                    victim = wid
+                if not _running_validation(pg_url, name, wid):
+                    continue
+                os.kill(workers[wid].pid, signal.SIGSTOP)
+                running = _running_validation(pg_url, name, wid)
+                if running:
+                    victim, killed_trial = wid, running[0]
                     break
-            time.sleep(1)
-        assert victim is not None, "no validation trial was seen running"
-        killed_trial = _running_validation(pg_url, name, victim)[0]
+                os.kill(workers[wid].pid, signal.SIGCONT)  # it ended between the two looks
+            else:
+                time.sleep(0.5)
+        assert killed_trial is not None, "no validation trial was seen running"
         os.kill(workers[victim].pid, signal.SIGKILL)
         workers[victim].wait(timeout=30)
         # A fresh worker joins, as compose would restart one; the heartbeat re-queues the trial.
