@@ -160,7 +160,8 @@ def test_the_study_file_is_a_short_attribute_and_every_reader_still_has_it(tmp_p
 
 
 def test_a_journal_with_the_long_attribute_still_reads_and_is_moved_on_init(tmp_path) -> None:
-    """Journals written before (docs/results/gaussgan) hold the whole file as the attribute."""
+    """Journals written before (the first published gaussgan runs) hold the whole file as the
+    attribute."""
     from hpo.group import ensure_group, load_group
     from hpo.space import load_spec
 
