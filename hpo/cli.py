@@ -17,7 +17,7 @@ import typing
 from collections.abc import Callable
 from pathlib import Path
 
-from hpo.errors import HpoError, UsageError
+from hpo.errors import HpoError, UsageError, find_cause
 from hpo.names import STUDY_NAME, WORKER_ID
 
 EPILOG = ("storage: --storage URL, else $HPO_STORAGE, else runs/hpo.journal (embedded). "
@@ -530,15 +530,12 @@ def _known_failure(err: Exception, args: argparse.Namespace) -> str | None:
     import optuna
     import sqlalchemy
 
-    chain, cause = [], err
-    while cause is not None and len(chain) < 10:
-        chain.append(cause)
-        cause = cause.__cause__ or cause.__context__
-    for e in chain:  # Optuna wraps SQLAlchemy errors in StorageInternalError
-        if isinstance(e, sqlalchemy.exc.OperationalError):
-            from hpo.storage import storage_url, unreachable_message
+    # Optuna wraps SQLAlchemy errors in StorageInternalError
+    dropped = find_cause(err, sqlalchemy.exc.OperationalError)
+    if dropped is not None:
+        from hpo.storage import storage_url, unreachable_message
 
-            return unreachable_message(storage_url(getattr(args, "storage", None)), e)
+        return unreachable_message(storage_url(getattr(args, "storage", None)), dropped)
     if isinstance(err, optuna.exceptions.StorageInternalError):
         return f"the study storage failed: {err}"
     if type(err).__name__ == "TrainingDiverged":  # models is not imported for every command

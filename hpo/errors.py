@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+E = TypeVar("E", bound=BaseException)
+
 
 class HpoError(Exception):
     """A problem the user can fix; ``exit_status`` is what the CLI exits with."""
@@ -35,3 +39,16 @@ class StudyStopped(HpoError):
 class Stopped(Exception):
     """A worker asked to stop (SIGTERM, SIGINT) while it waited to start: it holds no trial, so
     it ends as a stop does, status 0. Not an :class:`HpoError`: nothing failed."""
+
+
+def find_cause(err: BaseException | None, kind: type[E] | tuple[type[E], ...], depth: int = 10
+               ) -> E | None:
+    """The first error of ``kind`` in ``err``'s chain (itself, then ``__cause__`` or
+    ``__context__``), looking ``depth`` errors deep: Optuna wraps SQLAlchemy's errors, and
+    handling one may raise another."""
+    seen = 0
+    while err is not None and seen < depth:
+        if isinstance(err, kind):
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None

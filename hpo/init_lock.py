@@ -15,12 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages import BaseStorage
 
 from hpo.errors import Stopped, StorageError
 from hpo.group import ensure_group
 from hpo.locks import LockLost
 from hpo.storage import (
+    close_storage,
     display_url,
     open_storage_unreported,
     process_lock,
@@ -56,25 +57,20 @@ def under_init_lock(url: str, spec: StudySpec, create: Callable[[BaseStorage], A
     connection cuts it off; SQLAlchemy's errors as one line (:func:`hpo.storage.reported`).
     ``create`` must be safe to repeat: it may have run in part, or whole, before the drop."""
     def once() -> Any:
-        lock = process_lock(url, INIT_LOCK, patience_s=patience_s, stop=stop)
+        lock, storage = process_lock(url, INIT_LOCK, patience_s=patience_s, stop=stop), None
         try:
-            if not lock.acquire(stop or (lambda: False)):
+            if not lock.acquire(stop):
                 raise Stopped("while waiting for the init lock")
-            storage = None
-            try:
-                storage = open_storage_unreported(url, spec, patience_s=patience_s, stop=stop)
-                result = create(storage)
-            except BaseException:
-                _dispose(storage)  # this try's connection, not left to the garbage collector
-                raise
-            finally:
-                held = lock.release()
-            if not held:  # another process may have run `create` beside this one: again
-                _dispose(storage)
+            storage = open_storage_unreported(url, spec, patience_s=patience_s, stop=stop)
+            result = create(storage)
+            if not lock.release():  # another process may have run `create` beside this one
                 raise LockLost(INIT_LOCK)
             return result
+        except BaseException:
+            close_storage(storage)  # this try's connection, not left to the garbage collector
+            raise
         finally:
-            lock.close()
+            lock.close()  # releases the lock if an error left it held
 
     try:
         with reported(url):
@@ -84,8 +80,3 @@ def under_init_lock(url: str, spec: StudySpec, create: Callable[[BaseStorage], A
         raise StorageError(f"lost the init lock on {display_url(url)} {TRIES} times: the "
                            "database keeps ending connections") from None
 
-
-def _dispose(storage: BaseStorage | None) -> None:
-    if isinstance(storage, RDBStorage):
-        storage.remove_session()
-        storage.engine.dispose()

@@ -82,13 +82,14 @@ class ProcessLock:
     def held(self) -> bool:
         return self._txn is not None or self._file is not None
 
-    def acquire(self, stop: Callable[[], bool] = _never, wait_s: float = WAIT_S) -> bool:
-        """Take the lock; False when ``stop()`` became True first. Raises StorageError after
-        ``wait_s`` seconds of waiting (a storage that stays unreachable raises from the
-        engine's connect instead)."""
+    def acquire(self, stop: Callable[[], bool] | None = None, wait_s: float = WAIT_S) -> bool:
+        """Take the lock; False when ``stop()`` (if given) became True first. Raises
+        StorageError after ``wait_s`` seconds of waiting (a storage that stays unreachable
+        raises from the engine's connect instead)."""
         if self.held:
             return True
         deadline = time.monotonic() + wait_s
+        stop = stop or _never
         while not stop():
             if self._try():
                 return True

@@ -16,26 +16,23 @@ from typing import TypeVar
 import optuna
 import sqlalchemy
 
+from hpo.errors import find_cause
 from hpo.locks import LockLost
 
 T = TypeVar("T")
 
 TRANSIENT = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError, LockLost)
-"""What a dropped connection raises: SQLAlchemy's error, or Optuna's wrapping of it."""
+"""What a dropped connection raises (SQLAlchemy's error, or Optuna's wrapping of it), and a lock
+found lost with its connection."""
+
+TRIES = 5
+"""Calls in all; the pauses between them (jittered) add up to about 10 s."""
+
 
 def is_connection_error(err: BaseException) -> bool:
     """A dropped connection, or a lock lost with it; not any error Optuna wraps (it wraps every
     SQLAlchemy error, a denied permission too, in ``StorageInternalError``)."""
-    seen = 0
-    while err is not None and seen < 10:
-        if isinstance(err, (sqlalchemy.exc.OperationalError, LockLost)):
-            return True
-        err, seen = err.__cause__ or err.__context__, seen + 1
-    return False
-
-
-TRIES = 5
-"""Calls in all; the pauses between them (jittered) add up to about 10 s."""
+    return find_cause(err, (sqlalchemy.exc.OperationalError, LockLost)) is not None
 
 
 def retrying(call: Callable[[], T], tries: int = TRIES,

@@ -24,7 +24,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.errors import Stopped, StorageError, StudyStopped
+from hpo.errors import Stopped, StorageError, StudyStopped, find_cause
 from hpo.group import search_plan, search_spec, validation_study_name
 from hpo.init_lock import ensure_group_studies
 from hpo.metric import objective_name
@@ -233,12 +233,7 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
 def _storage_gave_up(err: BaseException) -> StorageError | None:
     """The :class:`StorageError` (patience spent) behind ``err``, if any: Optuna may wrap it, or
     fail on its own while handling it."""
-    seen = 0
-    while err is not None and seen < 20:
-        if isinstance(err, StorageError):
-            return err
-        err, seen = err.__cause__ or err.__context__, seen + 1
-    return None
+    return find_cause(err, StorageError, depth=20)
 
 
 def _recover_lost(study: optuna.Study, spec: StudySpec, number: int, cause: str,

@@ -23,10 +23,9 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from optuna.storages import RDBStorage
-
 from hpo.group import ensure_group
 from hpo.init_lock import under_init_lock
+from hpo.storage import close_storage
 from hpo.study_file import StudySpec
 
 WORKER_STARTS_ATTR = "worker_starts"
@@ -59,8 +58,6 @@ def claim_worker_number(url: str, spec: StudySpec, *, patience_s: float = 0.0,
             study.set_user_attr(WORKER_STARTS_ATTR, number + 1)
             return number
         finally:
-            if isinstance(storage, RDBStorage):  # its pooled connection
-                storage.remove_session()
-                storage.engine.dispose()
+            close_storage(storage)
 
     return under_init_lock(url, spec, claim, patience_s, stop)

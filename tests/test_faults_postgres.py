@@ -100,9 +100,15 @@ def test_a_late_heartbeat_costs_only_that_trial(pg_url: str, tmp_path: Path,
 def _hold_budget_lock(url: str, study: str, lease_s: float, tmp_path: Path,
                       procs: Processes) -> subprocess.Popen:
     """A process that takes the study's budget lock, says so, and freezes itself."""
+    return _hold_lock(url, f"hpo:budget:{study}", lease_s, tmp_path, procs)
+
+
+def _hold_lock(url: str, purpose: str, lease_s: float, tmp_path: Path,
+               procs: Processes) -> subprocess.Popen:
+    """A process that takes the lock ``purpose``, says so, and freezes itself."""
     code = ("import os, signal, sys\n"
             "from hpo.storage import process_lock\n"
-            f"lock = process_lock({url!r}, 'hpo:budget:{study}', lease_s={lease_s})\n"
+            f"lock = process_lock({url!r}, {purpose!r}, lease_s={lease_s})\n"
             "assert lock.acquire()\n"
             "print('held', flush=True)\n"
             "os.kill(os.getpid(), signal.SIGSTOP)\n")
@@ -159,25 +165,16 @@ def test_a_worker_waiting_to_start_obeys_sigterm(pg_url: str, tmp_path: Path,
                                                  procs: Processes) -> None:
     # The init lock (creating studies, counting worker starts) held elsewhere: a worker that
     # waits for it stops at SIGTERM with status 0, holding nothing, rather than waiting on.
-    import zlib
-
-    import sqlalchemy
-
     from hpo.init_lock import INIT_LOCK
 
     study = fault_study(tmp_path, "starting", trials=2)
-    holder = sqlalchemy.create_engine(pg_url, poolclass=sqlalchemy.pool.NullPool).connect()
-    try:
-        holder.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"),
-                       {"k": zlib.crc32(INIT_LOCK.encode()) & 0x7FFFFFFF})
-        (worker,) = _workers(procs, study, pg_url, 1, tmp_path)
-        wait_for("the worker to poll the init lock", lambda: _lock_connections(pg_url) >= 1,
-                 timeout=STARTUP_S)
-        assert worker.poll() is None
-        os.kill(worker.pid, signal.SIGTERM)
-        assert worker.wait(timeout=60) == 0
-    finally:
-        holder.close()
+    _hold_lock(pg_url, INIT_LOCK, 2 * STARTUP_S, tmp_path, procs)  # a lease past any wait here
+    (worker,) = _workers(procs, study, pg_url, 1, tmp_path)
+    wait_for("the worker to poll the init lock", lambda: _lock_connections(pg_url) >= 2,
+             timeout=STARTUP_S)
+    assert worker.poll() is None
+    os.kill(worker.pid, signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
     log = assert_clean_log(worker.log_path)
     assert "stopped: received SIGTERM; ran 0 trial(s)" in log and "started on" not in log
 
