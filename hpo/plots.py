@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # workers and CI have no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+# A Figure of its own, not pyplot's: no display, no global figure list to leak into across a
+# worker's trials, and pyplot's import (0.2 s of every worker's start) is not needed.
+from matplotlib.figure import Figure
 
 
 def plot_samples(target, samples: np.ndarray, path: str | Path, *, title: str = "",
@@ -31,7 +31,8 @@ def plot_samples(target, samples: np.ndarray, path: str | Path, *, title: str = 
     grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
     log_q = target.log_prob(grid).reshape(len(ys), len(xs))
 
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    fig = Figure(figsize=(5, 5), dpi=100)
+    ax = fig.subplots()
     levels = np.linspace(log_q.max() - 12.0, log_q.max(), 9)
     ax.contour(xs, ys, log_q, levels=levels, cmap="Blues", linewidths=0.8)
     ax.scatter(finite[:, 0], finite[:, 1], s=3, alpha=0.4, color="tab:red", label="generator")
@@ -44,5 +45,4 @@ def plot_samples(target, samples: np.ndarray, path: str | Path, *, title: str = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    plt.close(fig)
     return path

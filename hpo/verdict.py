@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special  # t quantiles and tails: scipy.stats's own, without its import
 
 __all__ = [
     "CONFIDENCE", "Difference", "ProfileConclusion", "SeedSummary", "check_confidence",
@@ -94,7 +94,7 @@ def seed_summary(values: Sequence[float], confidence: float = CONFIDENCE,
     if x.size < 2:
         return SeedSummary(1, mean, math.nan, math.nan, math.nan)
     sd = float(x.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1)) * sd / math.sqrt(x.size)
+    half = float(special.stdtrit(x.size - 1, 0.5 + confidence / 2)) * sd / math.sqrt(x.size)
     low = mean - half if floor is None else max(mean - half, floor)
     return SeedSummary(int(x.size), mean, sd, low, mean + half)
 
@@ -174,8 +174,8 @@ def compare_kinds(a: Sequence[float], b: Sequence[float], kind_a: str = "a", kin
     else:
         df = float((va + vb) ** 2 / (va**2 / (x.size - 1) + vb**2 / (y.size - 1)))
         t = diff / se
-        p = float(2.0 * stats.t.sf(abs(t), df))
-        half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+        p = float(2.0 * special.stdtr(df, -abs(t)))
+        half = float(special.stdtrit(df, 0.5 + confidence / 2)) * se
         low, high = diff - half, diff + half
     established = bool(low > 0.0 or high < 0.0)
     winner = (kind_a if diff < 0 else kind_b) if established else None

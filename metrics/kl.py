@@ -39,7 +39,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special  # stdtrit(df, q) is scipy.stats.t.ppf(q, df), without its import
 
 from ._density import kde_log_density, knn_log_density
 from ._gauss_sum import gauss_sums
@@ -215,7 +215,7 @@ def _interval(values: np.ndarray, point_terms: np.ndarray, corr_se: float, corr_
     stderr = math.sqrt(var)
     denom = sum(v * v / df for v, df in parts)
     df = var * var / denom if denom > 0 else float(n - 1)
-    half = float(stats.t.ppf(0.975, df)) * stderr if stderr > 0 else 0.0
+    half = float(special.stdtrit(df, 0.975)) * stderr if stderr > 0 else 0.0
     value = float(values.mean())
     return stderr, value - half, value + half, se_reps, se_points, tuple(sources)
 
