@@ -74,7 +74,7 @@ class Table:
 class Strategy:
     """A sampler ("random" or "tpe") and a pruner: fields of the study file's ``pruner``
     section (every field the kind reads, so a row does not change with the study file) and,
-    for TPE, any ``sampler`` fields that differ from the study file's."""
+    for TPE, the ``sampler`` fields it sets (its start-up trials: not the study file's)."""
 
     sampler: str
     pruner: dict[str, Any]
@@ -84,31 +84,38 @@ class Strategy:
 _MEDIAN = {"kind": "median", "n_startup_trials": 5, "n_warmup_steps": 500}
 _PATIENT = {"patience": 2}
 _NONE = {"patience": None}
+#: TPE's random start-up trials, set on every TPE row: studies/gaussgan.yaml had 8 when the
+#: tables in docs/search-efficiency.md were made and has 2 since it searches 4 trials per search,
+#: so a row must not follow the file (as the pruner's fields don't).
+_TPE = {"n_startup_trials": 8}
 
-#: The strategies compared. "tpe + median (warmup 500, patience 2)" is studies/gaussgan.yaml's
-#: sampler and pruner (docs/search-efficiency.md says why it stays).
+
+def _tpe(pruner: dict[str, Any], **sampler: Any) -> Strategy:
+    return Strategy("tpe", pruner, {**_TPE, **sampler})
+
+
+_SH = {"kind": "successive_halving", "reduction_factor": 3, "min_early_stopping_rate": 0}
+_HB = {"kind": "hyperband", "reduction_factor": 3}
+
+#: The strategies compared. "tpe + median (warmup 500, patience 2)" was studies/gaussgan.yaml's
+#: sampler and pruner at 40 trials a search (docs/search-efficiency.md says why it stays).
 STRATEGIES: dict[str, Strategy] = {
     "random": Strategy("random", {"kind": "none"}),
     "random + median (warmup 500)": Strategy("random", {**_MEDIAN, **_NONE}),
-    "tpe": Strategy("tpe", {"kind": "none"}),
-    "tpe + median (warmup 500, patience 2)": Strategy("tpe", {**_MEDIAN, **_PATIENT}),
-    "tpe + median (warmup 500)": Strategy("tpe", {**_MEDIAN, **_NONE}),
-    "tpe + median (warmup 1000, patience 2)": Strategy(
-        "tpe", {**_MEDIAN, "n_warmup_steps": 1000, **_PATIENT}),
-    "tpe + median (warmup 1000)": Strategy("tpe", {**_MEDIAN, "n_warmup_steps": 1000, **_NONE}),
-    "tpe + 25th percentile (warmup 500, patience 2)": Strategy(
-        "tpe", {**_MEDIAN, "kind": "percentile", "percentile": 25.0, **_PATIENT}),
-    "tpe + successive halving": Strategy(
-        "tpe", {"kind": "successive_halving", "reduction_factor": 3,
-                "min_early_stopping_rate": 0, **_NONE}),
-    "tpe + successive halving, patience 2": Strategy(
-        "tpe", {"kind": "successive_halving", "reduction_factor": 3,
-                "min_early_stopping_rate": 0, **_PATIENT}),
-    "tpe + hyperband": Strategy("tpe", {"kind": "hyperband", "reduction_factor": 3, **_NONE}),
-    "tpe + hyperband, patience 2": Strategy(
-        "tpe", {"kind": "hyperband", "reduction_factor": 3, **_PATIENT}),
-    "tpe, 4 start-up trials + median (warmup 500, patience 2)": Strategy(
-        "tpe", {**_MEDIAN, **_PATIENT}, {"n_startup_trials": 4}),
+    "tpe": _tpe({"kind": "none"}),
+    "tpe + median (warmup 500, patience 2)": _tpe({**_MEDIAN, **_PATIENT}),
+    "tpe + median (warmup 500)": _tpe({**_MEDIAN, **_NONE}),
+    "tpe + median (warmup 1000, patience 2)": _tpe(
+        {**_MEDIAN, "n_warmup_steps": 1000, **_PATIENT}),
+    "tpe + median (warmup 1000)": _tpe({**_MEDIAN, "n_warmup_steps": 1000, **_NONE}),
+    "tpe + 25th percentile (warmup 500, patience 2)": _tpe(
+        {**_MEDIAN, "kind": "percentile", "percentile": 25.0, **_PATIENT}),
+    "tpe + successive halving": _tpe({**_SH, **_NONE}),
+    "tpe + successive halving, patience 2": _tpe({**_SH, **_PATIENT}),
+    "tpe + hyperband": _tpe({**_HB, **_NONE}),
+    "tpe + hyperband, patience 2": _tpe({**_HB, **_PATIENT}),
+    "tpe, 4 start-up trials + median (warmup 500, patience 2)": _tpe(
+        {**_MEDIAN, **_PATIENT}, n_startup_trials=4),
 }
 
 #: The strategies drawn in the figure (all of them crowd it).
@@ -230,9 +237,12 @@ def make_strategy(spec: StudySpec, strategy: Strategy, seed: int
 
 
 def run_search(table: Table, sampler: optuna.samplers.BaseSampler,
-               pruner: optuna.pruners.BasePruner, n_trials: int) -> Trace:
-    """One search of ``n_trials`` replayed trials."""
-    study = optuna.create_study(sampler=sampler, pruner=pruner)
+               pruner: optuna.pruners.BasePruner, n_trials: int,
+               study_name: str = "replay") -> Trace:
+    """One search of ``n_trials`` replayed trials, in a study named ``study_name``: Hyperband
+    assigns a trial to a bracket by a hash of the study's name and the trial's number, so an
+    unnamed study (a random name) would draw other brackets on every run."""
+    study = optuna.create_study(study_name=study_name, sampler=sampler, pruner=pruner)
     spent: list[float] = []
     study.optimize(replay_objective(table, spent), n_trials=n_trials,
                    catch=(FloatingPointError,))
@@ -247,10 +257,11 @@ def run_search(table: Table, sampler: optuna.samplers.BaseSampler,
 
 def run_strategy(spec: StudySpec, table: Table, strategy: Strategy, repeats: int,
                  n_trials: int, first_seed: int = 0) -> list[Trace]:
-    """``repeats`` searches, sampler seeds ``spec.sampler.seed + first_seed`` + 0, 1, ..."""
-    return [run_search(table, *make_strategy(spec, strategy, spec.sampler.seed + first_seed + r),
-                       n_trials)
-            for r in range(repeats)]
+    """``repeats`` searches, sampler seeds ``spec.sampler.seed + first_seed`` + 0, 1, ...; each
+    search's study is named by its seed, so it replays the same on every run."""
+    seeds = [spec.sampler.seed + first_seed + r for r in range(repeats)]
+    return [run_search(table, *make_strategy(spec, strategy, seed), n_trials, f"search-{seed}")
+            for seed in seeds]
 
 
 def median_interval(values: Iterable[float], confidence: float = 0.95
