@@ -206,7 +206,7 @@ def _simulated_worker(url: str, worker: int, trial_seconds: float, sync: Sync, a
     from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
     from hpo.space import load_spec
-    from hpo.storage import open_storage, process_lock
+    from hpo.storage import close_storage, open_storage, process_lock
     from hpo.strategy import make_pruner, make_sampler
     from hpo.worker import _claim_slot, _run_one  # the worker's own steps: the bench follows it
 
@@ -290,8 +290,7 @@ def _simulated_worker(url: str, worker: int, trial_seconds: float, sync: Sync, a
         finally:
             lock.release()
     lock.close()
-    storage.remove_session()
-    storage.engine.dispose()
+    close_storage(storage)
 
 
 @dataclass

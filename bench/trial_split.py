@@ -188,7 +188,7 @@ def run_kind(url: str, spec: Any, kind: str, args: argparse.Namespace, workdir: 
     from hpo.artifacts import artifact_store
     from hpo.group import kind_spec
     from hpo.objective import Objective
-    from hpo.storage import open_storage
+    from hpo.storage import close_storage, open_storage
     from hpo.strategy import make_pruner, make_sampler
 
     full = kind_spec(spec, kind)
@@ -219,9 +219,7 @@ def run_kind(url: str, spec: Any, kind: str, args: argparse.Namespace, workdir: 
                                 for (part, what), v in split.detail.items()}})
         print(f"  {kind} trial {trial.number} {trial.state.name.lower()}: {cpu:.1f} s CPU, "
               f"{wall:.1f} s wall; {trial.user_attrs.get('config', '')}", flush=True)
-    if hasattr(storage, "engine"):
-        storage.remove_session()
-        storage.engine.dispose()
+    close_storage(storage)
     return rows
 
 

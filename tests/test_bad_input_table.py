@@ -27,6 +27,7 @@ import pytest
 import sqlalchemy
 import yaml
 
+from hpo.storage import close_storage
 from tests.conftest import SMOKE, _drop_database, _new_database, run_hpo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -464,8 +465,7 @@ def world(tmp_path_factory, postgres):
                "pg_storage": pg_storage, "empty_engine": empty_engine,
                "journal_storage": optuna.storages.JournalStorage(
                    optuna.storages.journal.JournalFileBackend(str(journal)))}
-        pg_storage.remove_session()
-        pg_storage.engine.dispose()
+        close_storage(pg_storage)
     finally:
         os.chdir(old)
         _drop_database(postgres, pg_name)
