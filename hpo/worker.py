@@ -11,6 +11,7 @@ re-queued by another worker) or to a storage fault costs that trial, never the w
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import sys
@@ -214,6 +215,7 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
                 note = f"; re-queued (retry {spent + 1} of at most {policy.max_retries})"
         say(_trial_line(trial) + note)
 
+    asked = datetime.datetime.now()
     try:
         study.optimize(claimed, n_trials=1, catch=(Exception,), callbacks=[on_finished])
     except Exception as err:  # Optuna could not record the trial; see what it cost
@@ -222,12 +224,30 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
             raise gave_up from None  # a longer outage than our patience: one line, exit 1
         if not started:  # a storage fault before the trial began: the loop's calls retry
             say(f"storage fault before a trial began ({_short(err)}); trying again")
+            retrying(lambda: _fail_unbegun(study, policy, asked, say))
             return 0
         cause = _short(err)
         retrying(lambda: _recover_lost(study, spec, started[0], cause, say))
     finally:
         lock.release()
     return 1 if started else 0
+
+
+def _fail_unbegun(study: optuna.Study, policy: RetryPolicy, since: datetime.datetime,
+                  say: Callable[[str], None]) -> None:
+    """Fail and re-queue the trial a fault inside Optuna's ``study.ask()`` left RUNNING.
+
+    ``ask`` creates the trial (or takes it from the queue) and then reads the study for the
+    sampler; a fault there (a database restart) ends ``optimize`` before the trial's heartbeat
+    starts, and Optuna never judges a trial without a heartbeat stale: it would stay RUNNING,
+    holding its slot, and the study would never end. This worker has held the budget lock since
+    ``since``, so every trial started since then is the one it lost.
+    """
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.datetime_start is not None and trial.datetime_start >= since:
+            requeue(study, trial, policy)
+            say(f"trial {trial.number} was created but not begun (the fault cut off its "
+                "start); re-queued")
 
 
 def _storage_gave_up(err: BaseException) -> StorageError | None:

@@ -6,6 +6,11 @@ for a worker paused by `docker compose pause` at the worst moment, chosen determ
 ``row``: just after Optuna's trial creation has locked the study's row (``SELECT ... FROM
 studies ... FOR UPDATE``), idle inside that transaction; ``create``: as the creation begins,
 before any statement, holding only the budget lock. Prints ``frozen`` first.
+
+``drop`` does not freeze: once the Nth trial is created (RUNNING, committed), the server ends
+the worker's connection (``pg_terminate_backend``) just before its next statement on the trial
+tables, as a database restart would in the middle of ``study.ask()``, which reads the study
+for the sampler after creating the trial and before its heartbeat starts. Prints ``dropped``.
 """
 
 from __future__ import annotations
@@ -31,12 +36,15 @@ def _freeze() -> None:
 
 def create_new_trial(self, study_id, template_trial=None):  # noqa: ANN001, ANN201
     _calls["n"] += 1
-    if _calls["n"] == int(NTH):
-        if WHERE == "create":
-            _freeze()
-        else:
-            _calls["armed"] = True
-    return _create(self, study_id, template_trial)
+    nth = _calls["n"] == int(NTH)
+    if nth and WHERE == "create":
+        _freeze()
+    elif nth and WHERE == "row":
+        _calls["armed"] = True
+    created = _create(self, study_id, template_trial)
+    if nth and WHERE == "drop":
+        _calls["drop"] = True
+    return created
 
 
 def _after_statement(conn, cursor, statement, *args) -> None:  # noqa: ANN001
@@ -45,6 +53,19 @@ def _after_statement(conn, cursor, statement, *args) -> None:  # noqa: ANN001
         _freeze()
 
 
+def _before_statement(conn, cursor, statement, *args) -> None:  # noqa: ANN001
+    if _calls.get("drop") and "trial" in statement:
+        _calls["drop"] = False
+        pid = conn.connection.dbapi_connection.get_backend_pid()
+        admin = sqlalchemy.create_engine(os.environ["HPO_STORAGE"],
+                                         poolclass=sqlalchemy.pool.NullPool)
+        with admin.connect() as other:
+            other.execute(sqlalchemy.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        admin.dispose()
+        print("dropped", flush=True)
+
+
 RDBStorage._create_new_trial = create_new_trial
 sqlalchemy.event.listen(sqlalchemy.engine.Engine, "after_cursor_execute", _after_statement)
+sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", _before_statement)
 sys.exit(main(sys.argv[1:]))

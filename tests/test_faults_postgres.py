@@ -345,3 +345,23 @@ def test_the_init_lock_lost_under_its_step_runs_the_step_again(pg_url: str) -> N
 
     assert under_init_lock(pg_url, spec, step, patience_s=30.0, stop=None) == 2
     admin.dispose()
+
+
+def test_a_connection_lost_between_trial_creation_and_its_heartbeat_leaves_nothing_running(
+        pg_url: str, tmp_path: Path) -> None:
+    """The server ends the worker's connection just after trial 1 is created, while Optuna's
+    ``ask`` still reads the study for the sampler, before the trial's heartbeat starts (what a
+    database restart can catch; seen once in the compose test as a trial RUNNING after `stop`).
+    Optuna never judges such a trial stale (it has no heartbeat), so the worker must fail and
+    re-queue it itself: exactly the budget, nothing RUNNING."""
+    study = fault_study(tmp_path, "dropped", trials=3)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "_freeze_worker.py"), "worker", str(study),
+         "--worker-id", "w0"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=hpo_env(HPO_STORAGE=pg_url, FREEZE_AT="drop:2"))
+    log = result.stdout + result.stderr
+    assert result.returncode == 0 and "dropped" in log and "Traceback" not in log, log
+    trials = trials_of(pg_url, "dropped")
+    retried = assert_exact_study(trials, 3)
+    assert [t.number for t in retried] == [1], [(t.number, t.state.name) for t in trials]
+    assert "trial 1 was created but not begun" in log, log
