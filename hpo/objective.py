@@ -28,7 +28,6 @@ from hpo.errors import StorageError
 from hpo.evaluate import Score, train_and_score
 from hpo.group import kind_spec
 from hpo.metric import resolved_metric
-from hpo.plots import plot_samples
 from hpo.score_details import store_score_details
 from hpo.space import suggest_arm
 from hpo.study_file import Metric, StudySpec
@@ -168,6 +167,10 @@ class Objective:
         self._upload_plot(trial, score.samples, score_caption(score))
 
     def _upload_plot(self, trial: optuna.Trial, samples: np.ndarray, caption: str) -> None:
+        # matplotlib here, not at the top: 0.6 s of CPU that a worker whose trials are all pruned,
+        # stopped or failed never needs (the process-level tests start about a hundred workers).
+        from hpo.plots import plot_samples
+
         title = samples_title(self.spec.name, trial.number, trial.user_attrs, caption)
         with tempfile.TemporaryDirectory() as tmp:
             path = plot_samples(self.target, samples, Path(tmp) / f"trial-{trial.number}.png",

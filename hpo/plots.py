@@ -31,7 +31,10 @@ def plot_samples(target, samples: np.ndarray, path: str | Path, *, title: str = 
     grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
     log_q = target.log_prob(grid).reshape(len(ys), len(xs))
 
+    # Fixed margins that fit the two-line title and the tick labels: tight_layout measured every
+    # text to find them, about 40 ms of a PNG's 110-130 ms, paid at every completed trial.
     fig = Figure(figsize=(5, 5), dpi=100)
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.08, top=0.89)
     ax = fig.subplots()
     levels = np.linspace(log_q.max() - 12.0, log_q.max(), 9)
     ax.contour(xs, ys, log_q, levels=levels, cmap="Blues", linewidths=0.8)
@@ -41,7 +44,6 @@ def plot_samples(target, samples: np.ndarray, path: str | Path, *, title: str = 
     ax.set_aspect("equal")
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper right", fontsize=7)
-    fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

@@ -9,6 +9,9 @@
 Wire 0 is the most significant bit of a basis-state index, as in PennyLane. Latent noise is
 z ~ U(-1, 1)^latent_dim, encoded as rotation angles arcsin(z) (the research code's choice).
 Tests hold the two forms equal to 1e-8, values and gradients.
+
+PennyLane is imported only where a ``qfunc`` runs: its import costs about 1.4 s of CPU, which every
+worker process paid on its first quantum trial although the fast backend never calls it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import pennylane as qml
 import torch
 
 from .base import DTYPE
@@ -190,6 +192,8 @@ class GaussGAN(Ansatz):
         return Layers(gates=ry(params["ry"]), phase=phase)
 
     def qfunc(self, params: dict[str, torch.Tensor], z: torch.Tensor) -> None:
+        import pennylane as qml  # the reference only: see the module docstring
+
         wires = range(self.n_qubits)
         for layer in range(self.n_layers):
             if layer == 0 or self.reupload:
@@ -252,6 +256,8 @@ class StronglyEntangling(Ansatz):
                       rz_after=w[..., 2])
 
     def qfunc(self, params: dict[str, torch.Tensor], z: torch.Tensor) -> None:
+        import pennylane as qml  # the reference only: see the module docstring
+
         for i in range(self.n_qubits):
             qml.RY(torch.arcsin(z[..., i]), wires=i)
         qml.StronglyEntanglingLayers(params["weights"], wires=range(self.n_qubits))

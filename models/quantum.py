@@ -38,7 +38,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import pennylane as qml
 import torch
 from torch import nn
 
@@ -332,6 +331,7 @@ class PennyLaneBackend:
         self.ansatz, self.broadcast = ansatz, broadcast
         n = ansatz.n_qubits
         diff_method = "backprop" if device == "default.qubit" else "best"
+        import pennylane as qml  # here only: the fast backend never needs it (models/circuits.py)
 
         @qml.qnode(qml.device(device, wires=n), interface="torch", diff_method=diff_method)
         def circuit(z, names, *weights):
