@@ -16,7 +16,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.quiet import quiet_experimental
-from hpo.trials import RetryPolicy, retried_numbers
+from hpo.trials import RetryPolicy, retried_numbers, unbegun
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial, policy: RetryPolicy) -> bool:
@@ -85,3 +85,11 @@ def recover_lost_trials(study: optuna.Study, policy: RetryPolicy, older_than_s: 
     lost = unretried(study.get_trials(deepcopy=False), policy, older_than_s)
     return [t.number for t in lost if requeue(study, t, policy)]
 
+
+
+def recover_unbegun_trials(study: optuna.Study, policy: RetryPolicy, older_than_s: float
+                           ) -> list[int]:
+    """Fail and re-queue the trials no worker took (:func:`hpo.trials.unbegun`) that started more
+    than ``older_than_s`` seconds ago. Call it holding the budget lock. Returns their numbers."""
+    found = unbegun(study.get_trials(deepcopy=False), older_than_s)
+    return [t.number for t in found if requeue(study, t, policy)]

@@ -17,6 +17,7 @@ has a retry does not count against the budget: its retry holds the slot (:func:`
 
 from __future__ import annotations
 
+import datetime
 import enum
 import os
 import socket
@@ -40,6 +41,7 @@ WORKER_PROCESS = "worker_process"  # host:pid-namespace:pid, for the launcher's 
 VALIDATES = "validates"  # a seed validation: {study, trial, rank, search_value, arm, search}
 SIGMA = "sigma"
 SAMPLES_PNG = "samples_png"  # the artifact id of the trial's final samples over the target
+BEGUN = "begun"  # the trial's own number, written by the worker that takes it (see mark_begun)
 
 MAX_ENDED = 500  # characters of an error kept in ``ended``
 
@@ -78,6 +80,29 @@ def mark_ended(trial: optuna.Trial, outcome: Outcome, detail: str = "") -> None:
         line = f"{outcome.value}: {detail}"[:MAX_ENDED]
     trial.set_user_attr(OUTCOME, outcome.value)
     trial.set_user_attr(ENDED, line)
+
+
+def mark_begun(trial: optuna.Trial) -> None:
+    """Record that a worker took ``trial``, before it lets the budget lock go. The mark is the
+    trial's own number, not a flag: a retry inherits its original's attributes."""
+    trial.set_user_attr(BEGUN, trial.number)
+
+
+def unbegun(trials: Iterable[FrozenTrial], older_than_s: float,
+            now: datetime.datetime | None = None) -> list[FrozenTrial]:
+    """RUNNING trials that no worker took, started more than ``older_than_s`` seconds ago.
+
+    What a worker killed (or cut off by a fault) inside Optuna's ``ask`` leaves: ``ask`` creates
+    the trial, or takes a retry from the queue, and reads the study for the sampler before the
+    trial's heartbeat starts, so Optuna never judges such a trial stale. A worker marks its
+    trial (:func:`mark_begun`) before it releases the budget lock, so a process holding the lock
+    finds a trial unmarked only when its worker is gone or frozen past its lease.
+    """
+    now = now or datetime.datetime.now()
+    return [t for t in trials
+            if t.state == TrialState.RUNNING and t.user_attrs.get(BEGUN) != t.number
+            and t.datetime_start is not None
+            and (now - t.datetime_start).total_seconds() > older_than_s]
 
 
 def this_process() -> str:

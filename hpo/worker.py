@@ -30,7 +30,7 @@ from hpo.group import search_plan, search_spec, validation_study_name
 from hpo.init_lock import ensure_group_studies
 from hpo.metric import objective_name
 from hpo.objective import Objective
-from hpo.requeue import recover_lost_trials, requeue
+from hpo.requeue import recover_lost_trials, recover_unbegun_trials, requeue
 from hpo.schedule import Work, decide, surplus, validates
 from hpo.storage import (
     PATIENCE_S,
@@ -43,7 +43,15 @@ from hpo.strategy import make_pruner, make_sampler
 from hpo.study_file import StudySpec
 from hpo.systematic import systematic_failure
 from hpo.transient import retrying
-from hpo.trials import KIND, Outcome, RetryPolicy, ended_line, mark_ended, retry_history
+from hpo.trials import (
+    KIND,
+    Outcome,
+    RetryPolicy,
+    ended_line,
+    mark_begun,
+    mark_ended,
+    retry_history,
+)
 from hpo.worker_identity import claim_worker_number, new_worker_id
 
 BUDGET_POLL_S = 1.0
@@ -183,10 +191,13 @@ def _recover_lost_trials(study: optuna.Study, spec: StudySpec, say: Callable[[st
                          ) -> None:
     """:func:`hpo.budget.recover_lost_trials`; a failed trial found without its retry is one
     log line. It is given the heartbeat's grace period to be re-queued by its own worker."""
-    for number in recover_lost_trials(study, RetryPolicy.from_study_file(spec.retry),
-                                      spec.heartbeat.grace_period):
+    policy = RetryPolicy.from_study_file(spec.retry)
+    for number in recover_lost_trials(study, policy, spec.heartbeat.grace_period):
         say(f"trial {number} of {study.study_name} failed without its retry (its process was "
             "killed in between); re-queued")
+    for number in recover_unbegun_trials(study, policy, spec.heartbeat.grace_period):
+        say(f"trial {number} of {study.study_name} was created but never begun (its worker died "
+            "or lost the storage inside Optuna's ask); re-queued")
 
 
 def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: Any,
@@ -196,6 +207,7 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
     policy = RetryPolicy.from_study_file(spec.retry)
 
     def claimed(trial: optuna.Trial) -> float:
+        mark_begun(trial)  # under the lock: a worker holding it never sees a taken trial unmarked
         lock.release()  # the trial is RUNNING: every worker now counts it
         trials = retrying(lambda: study.get_trials(deepcopy=False))
         if surplus(spec, study.study_name, trial.number, trial.user_attrs, trials):

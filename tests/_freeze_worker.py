@@ -11,6 +11,7 @@ before any statement, holding only the budget lock. Prints ``frozen`` first.
 the worker's connection (``pg_terminate_backend``) just before its next statement on the trial
 tables, as a database restart would in the middle of ``study.ask()``, which reads the study
 for the sampler after creating the trial and before its heartbeat starts. Prints ``dropped``.
+``kill``: at the same moment the worker SIGKILLs itself instead (prints ``killed`` first).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def create_new_trial(self, study_id, template_trial=None):  # noqa: ANN001, ANN2
     elif nth and WHERE == "row":
         _calls["armed"] = True
     created = _create(self, study_id, template_trial)
-    if nth and WHERE == "drop":
+    if nth and WHERE in ("drop", "kill"):
         _calls["drop"] = True
     return created
 
@@ -56,6 +57,9 @@ def _after_statement(conn, cursor, statement, *args) -> None:  # noqa: ANN001
 def _before_statement(conn, cursor, statement, *args) -> None:  # noqa: ANN001
     if _calls.get("drop") and "trial" in statement:
         _calls["drop"] = False
+        if WHERE == "kill":
+            print("killed", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
         pid = conn.connection.dbapi_connection.get_backend_pid()
         admin = sqlalchemy.create_engine(os.environ["HPO_STORAGE"],
                                          poolclass=sqlalchemy.pool.NullPool)

@@ -30,11 +30,20 @@ from hpo.group import load_group
 from hpo.journal import RepairingJournalBackend, StaleBreakingLock, repair_journal
 from hpo.locks import ProcessLock
 from hpo.quiet import quiet_experimental
-from hpo.requeue import recover_lost_trials, requeue, unretried
+from hpo.requeue import recover_lost_trials, recover_unbegun_trials, requeue, unretried
 from hpo.space import load_spec, suggest, training_config
 from hpo.storage import open_storage, seconds_from_env
 from hpo.study_file import read_study_file
-from hpo.trials import Outcome, RetryPolicy, budget_counts, mark_ended, original_number
+from hpo.trials import (
+    BEGUN,
+    Outcome,
+    RetryPolicy,
+    budget_counts,
+    mark_begun,
+    mark_ended,
+    original_number,
+    unbegun,
+)
 from tests.conftest import SMOKE
 
 pytestmark = pytest.mark.unit
@@ -174,6 +183,28 @@ def test_a_failure_that_lost_its_retry_is_requeued_once_when_old_enough() -> Non
     assert [original_number(t) for t in retries] == [stopped, stale]
     assert [t.params for t in retries] == [study.get_trials()[n].params for n in (stopped, stale)]
     assert budget_counts(study.get_trials()).claimed == 4
+
+
+def test_a_trial_no_worker_took_is_failed_and_requeued_once_when_old_enough() -> None:
+    """What a worker killed inside Optuna's ask leaves: a RUNNING trial without the mark a
+    worker writes as it takes a trial (its own number; a retry inherits its original's)."""
+    study = _study()
+    taken = study.ask({"x": FloatDistribution(0, 1)})
+    mark_begun(taken)
+    orphan = study.ask({"x": FloatDistribution(0, 1)}).number
+    stopped = _failed(study, Outcome.STOPPED, "SIGTERM")
+    assert requeue(study, study.get_trials()[stopped], POLICY)
+    retry = study.ask()  # the retry, taken from the queue, inherits no mark of its own
+    assert retry.user_attrs.get(BEGUN) is None and original_number(study.get_trials()[-1]) == 2
+    trials = study.get_trials()
+    later = datetime.datetime.now() + datetime.timedelta(seconds=61)
+    assert unbegun(trials, older_than_s=60) == []  # its worker may be about to mark it
+    assert [t.number for t in unbegun(trials, 60, now=later)] == [orphan, retry.number]
+    assert recover_unbegun_trials(study, POLICY, older_than_s=-1) == [orphan, retry.number]
+    assert recover_unbegun_trials(study, POLICY, older_than_s=-1) == []  # once only
+    assert study.get_trials()[taken.number].state == TrialState.RUNNING
+    assert [original_number(t) for t in study.get_trials() if t.state == TrialState.WAITING] \
+        == [orphan, stopped]
 
 
 # --- export ----------------------------------------------------------------------------------
