@@ -187,8 +187,9 @@ def test_commands_that_train_nothing_never_import_torch(tmp_path: Path) -> None:
 
 def test_classical_training_never_imports_pennylane(tmp_path: Path) -> None:
     """A worker that trains classical or control generators does not pay for PennyLane (about
-    2 CPU-s a process here); a quantum one does (models.generator imports each kind's class
-    on first use)."""
+    1.4 CPU-s a process here), nor one that builds a quantum generator on the fast backend (the
+    default: PennyLane defines its circuits but never runs them); the pennylane backend does
+    (models.generator imports each kind's class on first use)."""
     import sys
 
     code = ("import sys, models\n"
@@ -198,8 +199,10 @@ def test_classical_training_never_imports_pennylane(tmp_path: Path) -> None:
             "kind}}, GaussianMixture.preset('gaussgan').sample, lambda *a, **k: None)\n"
             "print('pennylane' in sys.modules)\n"
             "models.build_generator({'kind': 'quantum', 'n_qubits': 2})\n"
+            "print('pennylane' in sys.modules)\n"
+            "models.build_generator({'kind': 'quantum', 'n_qubits': 2, 'backend': 'pennylane'})\n"
             "print('pennylane' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["False", "True"], result.stdout
+    assert result.stdout.split() == ["False", "False", "True"], result.stdout
