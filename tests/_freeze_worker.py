@@ -11,7 +11,9 @@ before any statement, holding only the budget lock. Prints ``frozen`` first.
 the worker's connection (``pg_terminate_backend``) just before its next statement on the trial
 tables, as a database restart would in the middle of ``study.ask()``, which reads the study
 for the sampler after creating the trial and before its heartbeat starts. Prints ``dropped``.
-``kill``: at the same moment the worker SIGKILLs itself instead (prints ``killed`` first).
+``kill`` (any storage): the worker SIGKILLs itself as ``ask`` builds its Nth trial object,
+after the trial was created or taken from the queue, before the heartbeat starts (prints
+``killed`` first).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import signal
 import sys
 
+import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage
 
@@ -43,7 +46,7 @@ def create_new_trial(self, study_id, template_trial=None):  # noqa: ANN001, ANN2
     elif nth and WHERE == "row":
         _calls["armed"] = True
     created = _create(self, study_id, template_trial)
-    if nth and WHERE in ("drop", "kill"):
+    if nth and WHERE == "drop":
         _calls["drop"] = True
     return created
 
@@ -57,9 +60,6 @@ def _after_statement(conn, cursor, statement, *args) -> None:  # noqa: ANN001
 def _before_statement(conn, cursor, statement, *args) -> None:  # noqa: ANN001
     if _calls.get("drop") and "trial" in statement:
         _calls["drop"] = False
-        if WHERE == "kill":
-            print("killed", flush=True)
-            os.kill(os.getpid(), signal.SIGKILL)
         pid = conn.connection.dbapi_connection.get_backend_pid()
         admin = sqlalchemy.create_engine(os.environ["HPO_STORAGE"],
                                          poolclass=sqlalchemy.pool.NullPool)
@@ -69,6 +69,19 @@ def _before_statement(conn, cursor, statement, *args) -> None:  # noqa: ANN001
         print("dropped", flush=True)
 
 
+_trial_init = optuna.trial.Trial.__init__
+_trials = {"n": 0}
+
+
+def trial_init(self, study, trial_id):  # noqa: ANN001, ANN201
+    _trials["n"] += 1
+    if WHERE == "kill" and _trials["n"] == int(NTH):
+        print("killed", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    _trial_init(self, study, trial_id)
+
+
+optuna.trial.Trial.__init__ = trial_init
 RDBStorage._create_new_trial = create_new_trial
 sqlalchemy.event.listen(sqlalchemy.engine.Engine, "after_cursor_execute", _after_statement)
 sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", _before_statement)

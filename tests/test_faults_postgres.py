@@ -366,24 +366,3 @@ def test_a_connection_lost_between_trial_creation_and_its_heartbeat_leaves_nothi
     assert [t.number for t in retried] == [1], [(t.number, t.state.name) for t in trials]
     assert "trial 1 was created but not begun" in log, log
 
-
-def test_a_worker_killed_between_trial_creation_and_its_heartbeat_costs_only_that_trial(
-        pg_url: str, tmp_path: Path, procs: Processes) -> None:
-    """The same moment, but the worker is SIGKILLed there: nobody marked trial 1 as taken and it
-    has no heartbeat, so the next worker, under the budget lock, fails and re-queues it once the
-    grace period has passed: exactly the budget, nothing RUNNING."""
-    study = fault_study(tmp_path, "killed-in-ask", trials=3)
-    killed = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "_freeze_worker.py"), "worker", str(study),
-         "--worker-id", "w0"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        env=hpo_env(HPO_STORAGE=pg_url, FREEZE_AT="kill:2"))
-    assert killed.returncode == -signal.SIGKILL and "killed" in killed.stdout, killed.stderr
-    assert [t.state for t in trials_of(pg_url, "killed-in-ask")] == [
-        TrialState.COMPLETE, TrialState.RUNNING]
-    (runner,) = _workers(procs, study, pg_url, 1, tmp_path, first=1)
-    assert wait_all([runner]) == [0]
-    trials = trials_of(pg_url, "killed-in-ask")
-    retried = assert_exact_study(trials, 3)
-    assert [t.number for t in retried] == [1], [(t.number, t.state.name) for t in trials]
-    assert "trial 1 of killed-in-ask was created but never begun" in assert_clean_log(
-        runner.log_path)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from tests._faults import (
     wait_all,
     wait_for,
 )
+from tests.conftest import REPO, hpo_env
 
 pytestmark = pytest.mark.e2e
 
@@ -58,3 +61,27 @@ def test_sigterm_while_training_stops_at_the_next_step_and_requeues_once(
     assert wait_all([again]) == [0], (tmp_path / "next.log").read_text()
     failed = assert_exact_study(trials_of(storage_url, "sigterm"), 2)
     assert [t.number for t in failed] == [stopped.number]
+
+
+def test_a_worker_killed_between_trial_creation_and_its_heartbeat_costs_only_that_trial(
+        storage_url: str, tmp_path: Path, procs: Processes) -> None:
+    """A worker SIGKILLed inside Optuna's ask, after trial 1 is created and before its heartbeat
+    starts: nobody marked trial 1 as taken and it has no heartbeat (Optuna never judges it
+    stale), so the next worker, under the budget lock, fails and re-queues it once the grace
+    period has passed: exactly the budget, nothing RUNNING."""
+    study = fault_study(tmp_path, "killed-in-ask", trials=3)
+    killed = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "_freeze_worker.py"), "worker", str(study),
+         "--worker-id", "w0"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=hpo_env(HPO_STORAGE=storage_url, FREEZE_AT="kill:2"))
+    assert killed.returncode == -signal.SIGKILL and "killed" in killed.stdout, killed.stderr
+    assert [t.state for t in trials_of(storage_url, "killed-in-ask")] == [
+        TrialState.COMPLETE, TrialState.RUNNING]
+    runner = procs.start("worker", str(study), "--worker-id", "w1", cwd=tmp_path,
+                         log=tmp_path / "w1.log", HPO_STORAGE=storage_url)
+    assert wait_all([runner]) == [0]
+    trials = trials_of(storage_url, "killed-in-ask")
+    retried = assert_exact_study(trials, 3)
+    assert [t.number for t in retried] == [1], [(t.number, t.state.name) for t in trials]
+    assert "trial 1 of killed-in-ask was created but never begun" in assert_clean_log(
+        runner.log_path)
