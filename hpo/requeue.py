@@ -1,7 +1,8 @@
 """The one way an ended trial runs again: fail it if it still runs, then queue its retry.
 
 Serves the worker (a trial it stopped, or one its retry policy repeats), the launcher (a dead
-worker's trial) and the recovery of trials that lost their retry. Which trials retry, and how
+worker's trial), the recovery of trials that lost their retry and of trials no worker took (a
+worker killed inside Optuna's ``ask``). Which trials retry, and how
 often, is :class:`hpo.trials.RetryPolicy`; everything here goes through Optuna's public API:
 ``study.tell`` and ``RetryHeartbeatStaleTrialCallback`` (docs/design.md, "A trial's life").
 """
@@ -84,7 +85,6 @@ def recover_lost_trials(study: optuna.Study, policy: RetryPolicy, older_than_s: 
         optuna.storages.fail_stale_trials(study)
     lost = unretried(study.get_trials(deepcopy=False), policy, older_than_s)
     return [t.number for t in lost if requeue(study, t, policy)]
-
 
 
 def recover_unbegun_trials(study: optuna.Study, policy: RetryPolicy, older_than_s: float
