@@ -88,6 +88,11 @@ def mark_begun(trial: optuna.Trial) -> None:
     trial.set_user_attr(BEGUN, trial.number)
 
 
+def is_begun(trial: FrozenTrial) -> bool:
+    """Whether a worker took ``trial`` (:func:`mark_begun`): its own number, not an inherited."""
+    return trial.user_attrs.get(BEGUN) == trial.number
+
+
 def unbegun(trials: Iterable[FrozenTrial], older_than_s: float,
             now: datetime.datetime | None = None) -> list[FrozenTrial]:
     """RUNNING trials that no worker took, started more than ``older_than_s`` seconds ago.
@@ -100,7 +105,7 @@ def unbegun(trials: Iterable[FrozenTrial], older_than_s: float,
     """
     now = now or datetime.datetime.now()
     return [t for t in trials
-            if t.state == TrialState.RUNNING and t.user_attrs.get(BEGUN) != t.number
+            if t.state == TrialState.RUNNING and not is_begun(t)
             and t.datetime_start is not None
             and (now - t.datetime_start).total_seconds() > older_than_s]
 

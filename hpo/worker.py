@@ -48,6 +48,7 @@ from hpo.trials import (
     Outcome,
     RetryPolicy,
     ended_line,
+    is_begun,
     mark_begun,
     mark_ended,
     retry_history,
@@ -189,8 +190,9 @@ class SurplusTrial(Exception):
 
 def _recover_lost_trials(study: optuna.Study, spec: StudySpec, say: Callable[[str], None]
                          ) -> None:
-    """:func:`hpo.budget.recover_lost_trials`; a failed trial found without its retry is one
-    log line. It is given the heartbeat's grace period to be re-queued by its own worker."""
+    """:func:`hpo.requeue.recover_lost_trials` and :func:`hpo.requeue.recover_unbegun_trials`:
+    a failed trial found without its retry, or a RUNNING one no worker took, is one log line
+    each. Both are given the heartbeat's grace period to be re-queued by their own worker."""
     policy = RetryPolicy.from_study_file(spec.retry)
     for number in recover_lost_trials(study, policy, spec.heartbeat.grace_period):
         say(f"trial {number} of {study.study_name} failed without its retry (its process was "
@@ -253,10 +255,12 @@ def _fail_unbegun(study: optuna.Study, policy: RetryPolicy, since: datetime.date
     sampler; a fault there (a database restart) ends ``optimize`` before the trial's heartbeat
     starts, and Optuna never judges a trial without a heartbeat stale: it would stay RUNNING,
     holding its slot, and the study would never end. This worker has held the budget lock since
-    ``since``, so every trial started since then is the one it lost.
+    ``since``, so every unmarked trial started since then is the one it lost (a marked one was
+    taken: by another worker, should this one have lost the lock to its lease meanwhile).
     """
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.datetime_start is not None and trial.datetime_start >= since:
+        if (trial.datetime_start is not None and trial.datetime_start >= since
+                and not is_begun(trial)):
             requeue(study, trial, policy)
             say(f"trial {trial.number} was created but not begun (the fault cut off its "
                 "start); re-queued")

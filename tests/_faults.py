@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from tests.conftest import SMOKE, hpo_cmd, hpo_env, reading_storage
+from tests.conftest import REPO, SMOKE, hpo_cmd, hpo_env, reading_storage
 
 # How long a test waits for workers to get a trial under way: on a shared 2-core machine under
 # heavy load (two copies of the suite and others' work) importing torch alone can take minutes.
@@ -29,6 +30,13 @@ STARTUP_S = 300.0
 
 # Fault tests run on heartbeats this short so that a stale trial is noticed in seconds.
 FAST_HEARTBEAT = {"interval": 1, "grace_period": 4}
+
+
+def freeze_worker_cmd(study: Path, worker_id: str) -> list[str]:
+    """``hpo worker STUDY --worker-id ID`` through tests/_freeze_worker.py, which freezes, drops
+    its connection or kills itself where its ``FREEZE_AT`` environment variable says."""
+    return [sys.executable, str(REPO / "tests" / "_freeze_worker.py"), "worker", str(study),
+            "--worker-id", worker_id]
 
 
 def fault_study(tmp_path: Path, name: str, trials: int, steps: int = 30,

@@ -28,6 +28,7 @@ from tests._faults import (
     assert_clean_log,
     assert_exact_study,
     fault_study,
+    freeze_worker_cmd,
     private_postgres,
     running_with_report,
     trials_of,
@@ -286,8 +287,7 @@ def test_a_worker_frozen_in_trial_creation_at_the_last_slot_costs_only_its_lease
     log = tmp_path / "w0.log"
     with open(log, "w") as out:
         freezer = subprocess.Popen(
-            [sys.executable, str(REPO / "tests" / "_freeze_worker.py"), "worker", str(study),
-             "--worker-id", "w0"], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+            freeze_worker_cmd(study, "w0"), cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
             env=hpo_env(HPO_STORAGE=pg_url, HPO_LOCK_LEASE_S=lease, FREEZE_AT=f"{where}:3"),
             start_new_session=True)
     freezer.log_path = log  # type: ignore[attr-defined]
@@ -356,8 +356,7 @@ def test_a_connection_lost_between_trial_creation_and_its_heartbeat_leaves_nothi
     re-queue it itself: exactly the budget, nothing RUNNING."""
     study = fault_study(tmp_path, "dropped", trials=3)
     result = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "_freeze_worker.py"), "worker", str(study),
-         "--worker-id", "w0"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        freeze_worker_cmd(study, "w0"), cwd=tmp_path, capture_output=True, text=True, timeout=300,
         env=hpo_env(HPO_STORAGE=pg_url, FREEZE_AT="drop:2"))
     log = result.stdout + result.stderr
     assert result.returncode == 0 and "dropped" in log and "Traceback" not in log, log

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,13 @@ from tests._faults import (
     assert_clean_log,
     assert_exact_study,
     fault_study,
+    freeze_worker_cmd,
     running_with_report,
     trials_of,
     wait_all,
     wait_for,
 )
-from tests.conftest import REPO, hpo_env
+from tests.conftest import hpo_env
 
 pytestmark = pytest.mark.e2e
 
@@ -71,8 +71,7 @@ def test_a_worker_killed_between_trial_creation_and_its_heartbeat_costs_only_tha
     period has passed: exactly the budget, nothing RUNNING."""
     study = fault_study(tmp_path, "killed-in-ask", trials=3)
     killed = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "_freeze_worker.py"), "worker", str(study),
-         "--worker-id", "w0"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        freeze_worker_cmd(study, "w0"), cwd=tmp_path, capture_output=True, text=True, timeout=300,
         env=hpo_env(HPO_STORAGE=storage_url, FREEZE_AT="kill:2"))
     assert killed.returncode == -signal.SIGKILL and "killed" in killed.stdout, killed.stderr
     assert [t.state for t in trials_of(storage_url, "killed-in-ask")] == [

@@ -44,6 +44,7 @@ from hpo.trials import (
     original_number,
     unbegun,
 )
+from hpo.worker import _fail_unbegun
 from tests.conftest import SMOKE
 
 pytestmark = pytest.mark.unit
@@ -205,6 +206,26 @@ def test_a_trial_no_worker_took_is_failed_and_requeued_once_when_old_enough() ->
     assert study.get_trials()[taken.number].state == TrialState.RUNNING
     assert [original_number(t) for t in study.get_trials() if t.state == TrialState.WAITING] \
         == [orphan, stopped]
+
+
+def test_a_worker_cut_off_inside_ask_requeues_only_the_unmarked_trial_it_started() -> None:
+    """After a fault inside Optuna's ask the worker fails and re-queues the trial it created, but
+    not a trial started before its ``optimize`` began, nor one another worker took and marked."""
+    study = _study()
+    earlier = study.ask({"x": FloatDistribution(0, 1)}).number
+    since = datetime.datetime.now()
+    taken = study.ask({"x": FloatDistribution(0, 1)})
+    mark_begun(taken)  # another worker's, should this one have lost the lock to its lease
+    cut_off = study.ask({"x": FloatDistribution(0, 1)}).number
+    said: list[str] = []
+    _fail_unbegun(study, POLICY, since, said.append)
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[earlier] == states[taken.number] == TrialState.RUNNING
+    assert states[cut_off] == TrialState.FAIL
+    assert [original_number(t) for t in study.get_trials() if t.state == TrialState.WAITING] \
+        == [cut_off]
+    assert said == [f"trial {cut_off} was created but not begun (the fault cut off its start); "
+                    "re-queued"]
 
 
 # --- export ----------------------------------------------------------------------------------
