@@ -5,7 +5,9 @@ A connection dropped while a process starts (a database restarting as compose br
 back) is ridden through as a running worker rides through it: the whole locked step is tried
 again (:mod:`hpo.transient`), at most :data:`hpo.transient.TRIES` times, and only on a server
 this process has reached before (a wrong URL is reported at once); so is a step whose lock was
-lost under it (its connection gone at release: another process may have run beside it). A
+lost under it (its connection gone at release: another process may have run beside it), and one
+that lost a race to create Optuna's schema with a process outside the lock (optuna-dashboard or
+Optuna's CLI opened a new database at the same moment: Optuna creates what it finds missing). A
 worker asked to stop while it waits for the lock stops (:class:`~hpo.errors.Stopped`).
 """
 
@@ -29,7 +31,14 @@ from hpo.storage import (
     was_reached,
 )
 from hpo.study_file import StudySpec
-from hpo.transient import TRIES, is_connection_error, retrying
+from hpo.transient import (
+    SCHEMA_RACE,
+    TRANSIENT,
+    TRIES,
+    is_connection_error,
+    is_schema_race,
+    retrying,
+)
 
 INIT_LOCK = "hpo:init"
 
@@ -74,8 +83,8 @@ def under_init_lock(url: str, spec: StudySpec, create: Callable[[BaseStorage], A
 
     try:
         with reported(url):
-            return retrying(once,
-                            retry_if=lambda err: was_reached(url) and is_connection_error(err))
+            return retrying(once, errors=TRANSIENT + SCHEMA_RACE, retry_if=lambda err: was_reached(
+                url) and (is_connection_error(err) or is_schema_race(err)))
     except LockLost:
         raise StorageError(f"lost the init lock on {display_url(url)} {TRIES} times: the "
                            "database keeps ending connections") from None

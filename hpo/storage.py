@@ -293,7 +293,7 @@ def reported(url: str) -> Iterator[None]:
     except (sqlalchemy.exc.ArgumentError, ImportError) as err:
         raise UsageError(f"storage URL {display_url(url)} is not understood: {err}") from None
     except sqlalchemy.exc.SQLAlchemyError as err:
-        raise StorageError(unreachable_message(url, err)) from None
+        raise StorageError(database_error_message(url, err)) from None
 
 
 def process_lock(url: str, purpose: str, *, lease_s: float = LEASE_S, patience_s: float = 0.0,
@@ -329,5 +329,18 @@ def _require_schema(url: str) -> None:
 
 
 def unreachable_message(url: str, err: Exception) -> str:
-    reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
-    return f"cannot reach the study database {display_url(url)}: {reason}"
+    return f"cannot reach the study database {display_url(url)}: {_first_line(err)}"
+
+
+def database_error_message(url: str, err: Exception) -> str:
+    """One line for ``err`` from the database at ``url``: "cannot reach" where the connection
+    failed, else the statement the server refused (a permission, a constraint)."""
+    answered = isinstance(err, sqlalchemy.exc.DBAPIError) and not isinstance(
+        err, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError)
+    if answered:
+        return f"the study database {display_url(url)} refused a statement: {_first_line(err)}"
+    return unreachable_message(url, err)
+
+
+def _first_line(err: Exception) -> str:
+    return str(getattr(err, "orig", None) or err).strip().splitlines()[0]

@@ -35,14 +35,32 @@ def is_connection_error(err: BaseException) -> bool:
     return find_cause(err, (sqlalchemy.exc.OperationalError, LockLost)) is not None
 
 
+# PostgreSQL's codes for an object another session created first: unique_violation (two
+# CREATE TABLEs of one name collide on the catalogue's index), duplicate_table, duplicate_object.
+_CREATED_BESIDE = frozenset({"23505", "42P07", "42710"})
+
+SCHEMA_RACE = (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)
+"""What SQLAlchemy raises when another session created the same schema object first."""
+
+
+def is_schema_race(err: BaseException) -> bool:
+    """Another session created a table or type this one was creating: a process outside the
+    init lock (optuna-dashboard, Optuna's CLI, a script) opened Optuna's storage on a new database
+    and Optuna created the schema there as well. Trying again finds it made."""
+    cause = find_cause(err, SCHEMA_RACE)
+    return getattr(getattr(cause, "orig", None), "pgcode", None) in _CREATED_BESIDE
+
+
 def retrying(call: Callable[[], T], tries: int = TRIES,
-             retry_if: Callable[[BaseException], bool] = lambda err: True) -> T:
+             retry_if: Callable[[BaseException], bool] = lambda err: True,
+             errors: tuple[type[BaseException], ...] = TRANSIENT) -> T:
     """``call()``, again after a jittered pause (0.5-1.5 s times the attempt) when a transient
-    error cut it off and ``retry_if(err)`` agrees; the last attempt's error is raised."""
+    error (one of ``errors``) cut it off and ``retry_if(err)`` agrees; the last attempt's error
+    is raised."""
     for attempt in range(tries):
         try:
             return call()
-        except TRANSIENT as err:
+        except errors as err:
             if attempt == tries - 1 or not retry_if(err):
                 raise
             time.sleep(random.uniform(0.5, 1.5) * (attempt + 1))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import subprocess
 import sys
@@ -169,9 +168,28 @@ def journal_trials(cwd: Path, name: str) -> list[optuna.trial.FrozenTrial]:
     return journal_study(cwd, name).get_trials()
 
 
-@functools.cache
+_READERS: dict[str, optuna.storages.RDBStorage] = {}
+
+
 def _unpooled(url: str) -> optuna.storages.RDBStorage:
-    return optuna.storages.RDBStorage(url, engine_kwargs={"poolclass": sqlalchemy.pool.NullPool})
+    """A storage that reads ``url``, built once its schema is complete: Optuna's RDBStorage
+    creates whatever schema it finds missing, so one built while workers create theirs would
+    race them, a race a worker lost once in CI (the worker now rides it through; a test must
+    not provoke it). Before then, KeyError: what ``wait_for`` reads as "not there yet"."""
+    if url not in _READERS:
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                stamped = sqlalchemy.inspect(conn).has_table("alembic_version") and bool(
+                    conn.execute(sqlalchemy.text("SELECT count(*) FROM alembic_version"))
+                    .scalar_one())
+        finally:
+            engine.dispose()
+        if not stamped:
+            raise KeyError(f"no complete Optuna schema at {url} yet")
+        _READERS[url] = optuna.storages.RDBStorage(
+            url, engine_kwargs={"poolclass": sqlalchemy.pool.NullPool}, skip_table_creation=True)
+    return _READERS[url]
 
 
 def reading_storage(storage: Any) -> Any:

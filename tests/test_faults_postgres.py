@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from optuna.trial import TrialState
@@ -133,6 +134,44 @@ def test_a_frozen_lock_holder_is_cut_off_after_its_lease(pg_url: str, tmp_path: 
     workers = _workers(procs, study, pg_url, 2, tmp_path)
     assert wait_all(workers) == [0, 0]  # the holder never wakes: only its lease frees the lock
     assert_exact_study(trials_of(pg_url, "frozen-lock"), 3)
+
+
+def test_a_schema_created_beside_the_init_lock_is_ridden_through(pg_url: str,
+                                                                   tmp_path: Path) -> None:
+    """A process outside hpo's init lock (optuna-dashboard, Optuna's CLI, a script) opening a new
+    database creates Optuna's schema itself. Its CREATE TABLEs held open in a transaction, `hpo
+    init` creating the same tables waits on them and, when they commit, loses the race (a
+    unique violation on the catalogue: what a worker met once in CI, beside a test's reader). It
+    tries again, finds the schema made, and creates its study: exit 0, no traceback."""
+    import sqlalchemy
+    from optuna.storages._rdb import models  # Optuna's tables, as any process would create them
+
+    study = fault_study(tmp_path, "beside", trials=1)
+    engine = sqlalchemy.create_engine(pg_url, poolclass=sqlalchemy.pool.NullPool)
+    with engine.connect() as conn:
+        txn = conn.begin()
+        models.BaseModel.metadata.create_all(conn)
+        init = subprocess.Popen([sys.executable, "-m", "hpo", "init", str(study)], cwd=tmp_path,
+                                env=hpo_env(HPO_STORAGE=pg_url), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        try:
+            wait_for("hpo init to wait on the uncommitted tables",
+                     lambda: _sessions_waiting_on_a_lock(engine), timeout=STARTUP_S)
+        finally:
+            txn.commit()
+    out, _ = init.communicate(timeout=300)
+    assert init.returncode == 0 and "Traceback" not in out, out
+    assert trials_of(pg_url, "beside") == []  # created, on the schema made beside it
+    engine.dispose()
+
+
+def _sessions_waiting_on_a_lock(engine: Any) -> int:
+    import sqlalchemy
+
+    with engine.connect() as conn:
+        return conn.execute(sqlalchemy.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'")).scalar()
 
 
 def _lock_connections(url: str) -> int:

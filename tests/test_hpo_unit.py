@@ -482,3 +482,37 @@ def test_only_a_dropped_connection_is_transient_for_the_init_lock() -> None:
     assert is_connection_error(dropped) and is_connection_error(wrapped(dropped))
     assert is_connection_error(LockLost("hpo:init"))
     assert not is_connection_error(wrapped(denied)) and not is_connection_error(ValueError())
+
+
+def test_a_schema_object_created_beside_is_a_race_to_retry_and_other_refusals_are_not() -> None:
+    """PostgreSQL's codes for an object another session made first (unique_violation,
+    duplicate_table, duplicate_object) are a lost race; a denied permission or a dropped
+    connection is not. A refusal is reported as one, not as an unreachable server."""
+    import sqlalchemy
+
+    from hpo.storage import database_error_message
+    from hpo.transient import is_schema_race
+
+    class Orig(Exception):
+        def __init__(self, pgcode: str) -> None:
+            super().__init__(f"code {pgcode}")
+            self.pgcode = pgcode
+
+    def failed(kind: type[sqlalchemy.exc.DBAPIError], pgcode: str) -> BaseException:
+        return kind("CREATE TABLE studies", {}, Orig(pgcode))
+
+    raced = [failed(sqlalchemy.exc.IntegrityError, "23505"),
+             failed(sqlalchemy.exc.ProgrammingError, "42P07"),
+             failed(sqlalchemy.exc.ProgrammingError, "42710")]
+    assert all(is_schema_race(err) for err in raced)
+    try:
+        raise optuna.exceptions.StorageInternalError("wrapped") from raced[0]
+    except optuna.exceptions.StorageInternalError as wrapped_race:
+        assert is_schema_race(wrapped_race)
+    assert not is_schema_race(failed(sqlalchemy.exc.ProgrammingError, "42501"))  # permission
+    assert not is_schema_race(failed(sqlalchemy.exc.OperationalError, "57P01"))  # shut down
+    url = "postgresql+psycopg2://u:secret@127.0.0.1:5432/db"
+    assert database_error_message(url, raced[0]).startswith(
+        "the study database postgresql+psycopg2://u:***@127.0.0.1:5432/db refused a statement: ")
+    assert database_error_message(url, failed(sqlalchemy.exc.OperationalError, "08006")) \
+        .startswith("cannot reach the study database")
