@@ -16,10 +16,12 @@ $(BIN)/hpo: pyproject.toml
 services:
 	.ci/services
 
-# Two test processes (pytest-xdist): most slow tests wait on workers, heartbeats and servers,
-# so two share this 2-core machine well (measured: 14 min against 29 min for one). The compose
-# test (a real Docker engine) runs beside them: .ci/test-all.
-# The 25 slowest tests are listed at the end, so a slow CI run says where its time went.
+# Three test processes (pytest-xdist) on two cores: most slow tests wait on workers, heartbeats
+# and servers, so with three the cores stay busy (.ci/test-all says what was measured). The
+# compose test (a real Docker engine) runs beside them.
+# The 25 slowest tests and the 25 that used the most CPU (own and child processes: CI here is
+# CPU-bound, so that is what it pays) are listed at the end, so a slow CI run says where its
+# time went.
 test: setup services
 	$(BIN)/ruff check .
 	.ci/test-all

@@ -22,7 +22,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from tests.conftest import REPO, SMOKE, hpo_cmd, hpo_env, reading_storage
+from tests.conftest import LIGHT_METRIC, REPO, SMOKE, hpo_cmd, hpo_env, reading_storage
 
 # How long a test waits for workers to get a trial under way: on a shared 2-core machine under
 # heavy load (two copies of the suite and others' work) importing torch alone can take minutes.
@@ -41,11 +41,13 @@ def freeze_worker_cmd(study: Path, worker_id: str) -> list[str]:
 
 def fault_study(tmp_path: Path, name: str, trials: int, steps: int = 30,
                 heartbeat: dict | None = None, metric: dict | None = None) -> Path:
-    """Classical only, no pruning, tiny trials (``steps`` generator steps, KL every 10);
-    ``metric`` replaces the smoke study's scoring settings."""
+    """Classical only, no pruning, tiny trials (``steps`` generator steps, KL every 10), scored
+    cheaply (``LIGHT_METRIC`` unless ``metric`` says otherwise): a fault test checks a trial's
+    life, not its score, and the smoke study's fuller scoring cost about 0.65 s of CPU more per
+    trial, over some 130 trials here."""
     spec = yaml.safe_load(SMOKE.read_text())
     spec.update(name=name, budget={"trials": trials, "steps": steps, "eval_every": 10},
-                metric=metric or spec["metric"],
+                metric=metric or LIGHT_METRIC,
                 pruner={"kind": "none"}, heartbeat=heartbeat or FAST_HEARTBEAT,
                 search={"shared": spec["search"]["shared"],
                         "generators": {"classical": spec["search"]["generators"]["classical"]}})

@@ -28,6 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "studies" / "smoke.yaml"
 PG_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
+pytest_plugins = ("tests._cpu_accounting",)  # --cpu-top N: where CI's CPU goes
+
 
 # Every test declares its tier where it is written (a module's ``pytestmark`` or the test's own
 # decorator): ``unit`` runs in this process (``make test-quick``: ``-m "unit and not slow"``),

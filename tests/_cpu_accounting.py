@@ -1,0 +1,58 @@
+"""CPU seconds per test: its own and its child processes', listed by ``--cpu-top N``.
+
+CI on this machine is CPU-bound (two cores, three pytest processes and the compose test), so a
+test's wall time says more about the load than about its cost; its CPU is what CI pays. Child
+processes (workers, launchers, the processes they waited for) count once they are waited for;
+a database server's or a container's CPU does not.
+"""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+_KEY = "cpu_s"
+_START = pytest.StashKey[float]()
+
+
+def _cpu_seconds() -> float:
+    own, children = (resource.getrusage(who) for who in
+                     (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--cpu-top", type=int, default=0, metavar="N",
+                     help="list the N tests that used the most CPU (own and child processes)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_START] = _cpu_seconds()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    if call.when == "teardown" and _START in item.stash:
+        outcome.get_result().user_properties.append(
+            (_KEY, _cpu_seconds() - item.stash[_START]))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    top = terminalreporter.config.getoption("--cpu-top")
+    if top <= 0:
+        return
+    spent = [(dict(report.user_properties)[_KEY], report.nodeid)
+             for reports in terminalreporter.stats.values() for report in reports
+             if _KEY in dict(getattr(report, "user_properties", ()))]
+    if not spent:
+        return
+    spent.sort(reverse=True)
+    terminalreporter.write_sep("=", f"most CPU: {top} of {len(spent)} tests, "
+                                    f"{sum(s for s, _ in spent):.0f} CPU-s in all")
+    for seconds, nodeid in spent[:top]:
+        terminalreporter.write_line(f"{seconds:8.1f} CPU-s  {nodeid}")
