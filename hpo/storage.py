@@ -207,8 +207,7 @@ def _rdb_storage(url: str, patience_s: float = 0.0, stop: Callable[[], bool] | N
     """
     engine = sqlalchemy.create_engine(url, **_engine_kwargs(url, patience_s, stop))
     with engine.connect() as conn:
-        ready = sqlalchemy.inspect(conn).has_table("alembic_version") and bool(
-            conn.execute(sqlalchemy.text("SELECT count(*) FROM alembic_version")).scalar_one())
+        ready = schema_stamped(conn)
     if not ready:
         RDBStorage(url, engine_kwargs={"poolclass": sqlalchemy.pool.StaticPool, "connect_args": {
             "connect_timeout": CONNECT_TIMEOUT_S}}).engine.dispose()
@@ -220,6 +219,13 @@ def _rdb_storage(url: str, patience_s: float = 0.0, stop: Callable[[], bool] | N
                            f"this Optuna needs {head}: run `optuna storage upgrade --storage "
                            "URL` with the newer of the two Optunas")
     return storage
+
+
+def schema_stamped(conn: sqlalchemy.Connection) -> bool:
+    """Whether the database behind ``conn`` holds Optuna's whole schema: its last step, the
+    alembic stamp, is written. Opening an RDBStorage before then creates what is missing."""
+    return sqlalchemy.inspect(conn).has_table("alembic_version") and bool(
+        conn.execute(sqlalchemy.text("SELECT count(*) FROM alembic_version")).scalar_one())
 
 
 def require_storage(url: str) -> None:

@@ -12,6 +12,7 @@ re-queued by another worker) or to a storage fault costs that trial, never the w
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import signal
 import sys
@@ -48,10 +49,10 @@ from hpo.trials import (
     Outcome,
     RetryPolicy,
     ended_line,
-    is_begun,
     mark_begun,
     mark_ended,
     retry_history,
+    unbegun,
 )
 from hpo.worker_identity import claim_worker_number, new_worker_id
 
@@ -258,9 +259,9 @@ def _fail_unbegun(study: optuna.Study, policy: RetryPolicy, since: datetime.date
     ``since``, so every unmarked trial started since then is the one it lost (a marked one was
     taken: by another worker, should this one have lost the lock to its lease meanwhile).
     """
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if (trial.datetime_start is not None and trial.datetime_start >= since
-                and not is_begun(trial)):
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in unbegun(running, older_than_s=-math.inf):
+        if trial.datetime_start >= since:
             requeue(study, trial, policy)
             say(f"trial {trial.number} was created but not begun (the fault cut off its "
                 "start); re-queued")

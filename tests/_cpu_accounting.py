@@ -46,9 +46,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     top = terminalreporter.config.getoption("--cpu-top")
     if top <= 0:
         return
-    spent = [(dict(report.user_properties)[_KEY], report.nodeid)
+    spent = [(seconds, report.nodeid)
              for reports in terminalreporter.stats.values() for report in reports
-             if _KEY in dict(getattr(report, "user_properties", ()))]
+             for key, seconds in getattr(report, "user_properties", ()) if key == _KEY]
     if not spent:
         return
     spent.sort(reverse=True)

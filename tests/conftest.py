@@ -24,6 +24,8 @@ import sqlalchemy  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+from hpo.storage import schema_stamped  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "studies" / "smoke.yaml"
 PG_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -182,9 +184,7 @@ def _unpooled(url: str) -> optuna.storages.RDBStorage:
         engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
         try:
             with engine.connect() as conn:
-                stamped = sqlalchemy.inspect(conn).has_table("alembic_version") and bool(
-                    conn.execute(sqlalchemy.text("SELECT count(*) FROM alembic_version"))
-                    .scalar_one())
+                stamped = schema_stamped(conn)
         finally:
             engine.dispose()
         if not stamped:
