@@ -222,8 +222,7 @@ def _rdb_storage(url: str, patience_s: float = 0.0, stop: Callable[[], bool] | N
 
 
 def schema_stamped(conn: sqlalchemy.Connection) -> bool:
-    """Whether the database behind ``conn`` holds Optuna's whole schema: its last step, the
-    alembic stamp, is written. Opening an RDBStorage before then creates what is missing."""
+    """Whether ``conn``'s database holds Optuna's whole schema (its last step, the stamp)."""
     return sqlalchemy.inspect(conn).has_table("alembic_version") and bool(
         conn.execute(sqlalchemy.text("SELECT count(*) FROM alembic_version")).scalar_one())
 
@@ -341,9 +340,8 @@ def unreachable_message(url: str, err: Exception) -> str:
 def database_error_message(url: str, err: Exception) -> str:
     """One line for ``err`` from the database at ``url``: "cannot reach" where the connection
     failed, else the statement the server refused (a permission, a constraint)."""
-    answered = isinstance(err, sqlalchemy.exc.DBAPIError) and not isinstance(
-        err, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError)
-    if answered:
+    if isinstance(err, sqlalchemy.exc.DBAPIError) and not isinstance(  # the server answered
+            err, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
         return f"the study database {display_url(url)} refused a statement: {_first_line(err)}"
     return unreachable_message(url, err)
 
