@@ -45,6 +45,7 @@ from hpo.trials import (
     unbegun,
 )
 from hpo.worker import _fail_unbegun
+from tests._faults import assert_exact_study
 from tests.conftest import SMOKE
 
 pytestmark = pytest.mark.unit
@@ -184,6 +185,27 @@ def test_a_failure_that_lost_its_retry_is_requeued_once_when_old_enough() -> Non
     assert [original_number(t) for t in retries] == [stopped, stale]
     assert [t.params for t in retries] == [study.get_trials()[n].params for n in (stopped, stale)]
     assert budget_counts(study.get_trials()).claimed == 4
+
+
+def test_a_retry_keeps_what_its_original_drew_and_draws_what_a_fault_cut_off() -> None:
+    """A storage fault inside one of a trial's suggestions (a dropped connection) fails it before
+    it trained, holding part of its configuration: its retry keeps those values and draws the
+    rest, which the fault tests' check (``tests._faults.assert_exact_study``) accepts."""
+    study = _study()
+    cut_off = study.ask()
+    drawn = cut_off.suggest_float("a", 0, 1)  # then "b"'s suggestion raised
+    study.tell(cut_off, state=TrialState.FAIL)  # no outcome: the policy reads it as lost
+    assert requeue(study, study.get_trials()[cut_off.number], POLICY)
+    retry = study.ask()
+    assert retry.suggest_float("a", 0, 1) == drawn  # stored with the retry, not drawn again
+    retry.suggest_float("b", 0, 1)
+    study.tell(retry, 1.0)
+    trials = study.get_trials()
+    assert trials[0].params == {"a": drawn} and set(trials[1].params) == {"a", "b"}
+    assert assert_exact_study(trials, budget=1) == [trials[0]]
+    trials[1].params["a"] = 1 - drawn  # a retry that changed a drawn value fails the check
+    with pytest.raises(AssertionError):
+        assert_exact_study(trials, budget=1)
 
 
 def test_a_trial_no_worker_took_is_failed_and_requeued_once_when_old_enough() -> None:
