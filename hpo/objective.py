@@ -32,9 +32,11 @@ from hpo.score_details import store_score_details
 from hpo.space import suggest_arm
 from hpo.study_file import Metric, StudySpec
 from hpo.target import build_target
+from hpo.transient import dropped_connection_line
 from hpo.trial_config import store_config
 from hpo.trials import (
     KIND,
+    OUTCOME,
     SAMPLES_PNG,
     SEED,
     SIGMA,
@@ -102,6 +104,20 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         begin(trial)
+        try:
+            return self._run(trial)
+        except (optuna.TrialPruned, StorageError):
+            raise  # a storage whose outage outlasted the worker's patience takes no more writes
+        except Exception as err:
+            if trial.user_attrs.get(OUTCOME) is None:  # not said already (diverged, stopped)
+                dropped = dropped_connection_line(err)
+                if dropped:  # not the configuration's fault: lost, and retried
+                    mark_ended(trial, Outcome.LOST, f"{dropped} cut it off")
+                else:
+                    mark_ended(trial, Outcome.FAILED, f"{type(err).__name__}: {err}")
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float:
         trial.set_user_attr(WORKER, self.worker_id)
         trial.set_user_attr(WORKER_PROCESS, this_process())
         if self.should_stop():
@@ -145,11 +161,6 @@ class Objective:
             raise
         except models.TrainingStopped:
             mark_ended(trial, Outcome.STOPPED, self._stop_reason())
-            raise
-        except (optuna.TrialPruned, StorageError):
-            raise  # a storage whose outage outlasted the worker's patience takes no more writes
-        except Exception as err:
-            mark_ended(trial, Outcome.FAILED, f"{type(err).__name__}: {err}")
             raise
         self._record(trial, score)
         return score.kl.value

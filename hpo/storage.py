@@ -5,11 +5,11 @@ journal file under ``runs/`` that many local processes append to safely and optu
 as a plain path. (``bench/embedded_storage.py`` measures it against SQLite; see docs/storage.md.)
 
 Postgres gets pre-ping, a pool of one connection (a worker holds at most two, with its budget
-lock's), a connect timeout (an unreachable server is reported in seconds, not hung on), heartbeats
-and retry of trials whose worker died. Workers open it with
-patience: a call retries an unreachable server with backoff and jitter, so a database restart
-costs at most the trials that were running. Two locks (:mod:`hpo.locks`) serialise what must not
-race: creating schema and study, and claiming a slot of the trial budget.
+lock's), a connect timeout (an unreachable server is reported in seconds, not hung on), heartbeats,
+retry of trials whose worker died, and of a running trial's calls a dropped connection cut off
+(:mod:`hpo.riding_storage`). Workers open it with patience: a call retries an unreachable server
+with backoff and jitter, so a database restart costs at most the trials that were running. Two
+locks (:mod:`hpo.locks`) serialise what must not race: schema and study, and the trial budget.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalStorage
 
-# Artifact locations have their own module; re-exported for the callers that import them here.
-from hpo.artifacts import DEFAULT_ARTIFACTS, artifact_store  # noqa: F401
+from hpo.artifacts import DEFAULT_ARTIFACTS, artifact_store  # noqa: F401 (re-exported)
 from hpo.errors import StorageError, UsageError
 from hpo.journal import RepairingJournalBackend
 from hpo.locks import LEASE_S, ProcessLock, lease_option
 from hpo.quiet import quiet_experimental
+from hpo.riding_storage import RidingRDBStorage
 from hpo.study_file import StudySpec
 from hpo.trials import RetryPolicy
 
@@ -211,8 +211,8 @@ def _rdb_storage(url: str, patience_s: float = 0.0, stop: Callable[[], bool] | N
     if not ready:
         RDBStorage(url, engine_kwargs={"poolclass": sqlalchemy.pool.StaticPool, "connect_args": {
             "connect_timeout": CONNECT_TIMEOUT_S}}).engine.dispose()
-    storage = RDBStorage(url, engine_kwargs={"pool": engine.pool}, skip_table_creation=True,
-                         skip_compatibility_check=True, **kwargs)
+    storage = RidingRDBStorage(url, engine_kwargs={"pool": engine.pool},
+                               skip_table_creation=True, skip_compatibility_check=True, **kwargs)
     current, head = storage.get_current_version(), storage.get_head_version()
     if current != head:
         raise StorageError(f"the study database {display_url(url)} has Optuna schema {current}, "

@@ -35,6 +35,16 @@ def is_connection_error(err: BaseException) -> bool:
     return find_cause(err, (sqlalchemy.exc.OperationalError, LockLost)) is not None
 
 
+def dropped_connection_line(err: BaseException) -> str | None:
+    """The dropped connection behind ``err`` in a few words (Optuna's wrapping says only that a
+    commit failed, and blames the data), or None when ``err`` is not one."""
+    cause = find_cause(err, (sqlalchemy.exc.OperationalError, LockLost))
+    if cause is None:
+        return None
+    text = str(getattr(cause, "orig", None) or cause).strip() or type(cause).__name__
+    return f"a dropped database connection ({text.splitlines()[0]})"
+
+
 # PostgreSQL's codes for an object another session created first: unique_violation (two
 # CREATE TABLEs of one name collide on the catalogue's index), duplicate_table, duplicate_object.
 _CREATED_BESIDE = frozenset({"23505", "42P07", "42710"})

@@ -8,11 +8,12 @@ parses the ``ended`` line, which is for people (the dashboard, the worker log).
 A trial ends in one :class:`Outcome`. COMPLETE and PRUNED are Optuna's states; a FAIL says why in
 its ``outcome`` attribute: DIVERGED (non-finite training, a property of the hyperparameters),
 FAILED (an error of code or machine), STOPPED (its worker was told to stop), LOST (its process
-died, its heartbeat went stale, or a storage fault cut it off: another process failed it, so it
-wrote no outcome) or SURPLUS (created past the budget by a worker that woke from a freeze after
-its budget lock's lease ran out: ended untrained, it holds no slot). Which of those run again,
-and how often, is the study file's ``retry`` section (:class:`RetryPolicy`). A failed trial that
-has a retry does not count against the budget: its retry holds the slot (:func:`budget_counts`).
+died or its heartbeat went stale, and another process failed it, so it wrote no outcome; or a
+dropped database connection cut off one of its storage calls) or SURPLUS (created past the
+budget by a worker that woke from a freeze after its budget lock's lease ran out: ended
+untrained, it holds no slot). Which of those run again, and how often, is the study file's
+``retry`` section (:class:`RetryPolicy`). A failed trial that has a retry does not count against
+the budget: its retry holds the slot (:func:`budget_counts`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import IO, Any
 
 import optuna
@@ -43,7 +43,7 @@ from hpo.storage import (
 from hpo.strategy import make_pruner, make_sampler
 from hpo.study_file import StudySpec
 from hpo.systematic import systematic_failure
-from hpo.transient import retrying
+from hpo.transient import dropped_connection_line, retrying
 from hpo.trials import (
     KIND,
     Outcome,
@@ -207,6 +207,7 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
              stop: Callable[[], bool], say: Callable[[str], None]) -> int:
     """One trial under the held lock, released as soon as the trial is RUNNING; 1 if it ran."""
     started: list[int] = []
+    ended: list[tuple[TrialState, float | None]] = []  # how the objective ended, to tell again
     policy = RetryPolicy.from_study_file(spec.retry)
 
     def claimed(trial: optuna.Trial) -> float:
@@ -218,7 +219,13 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
                        "worker woke after losing the budget lock to its lease); not trained")
             raise SurplusTrial(trial.number)
         started.append(trial.number)
-        return objective(trial)
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned:
+            ended.append((TrialState.PRUNED, None))
+            raise
+        ended.append((TrialState.COMPLETE, value))
+        return value
 
     def on_finished(study: optuna.Study, trial: FrozenTrial) -> None:
         note = ""
@@ -241,8 +248,8 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
             say(f"storage fault before a trial began ({_short(err)}); trying again")
             retrying(lambda: _fail_unbegun(study, policy, asked, say))
             return 0
-        cause = _short(err)
-        retrying(lambda: _recover_lost(study, spec, started[0], cause, say))
+        cause = dropped_connection_line(err) or _short(err)
+        retrying(lambda: _recover_lost(study, spec, started[0], ended, cause, say))
     finally:
         lock.release()
     return 1 if started else 0
@@ -273,17 +280,30 @@ def _storage_gave_up(err: BaseException) -> StorageError | None:
     return find_cause(err, StorageError, depth=20)
 
 
-def _recover_lost(study: optuna.Study, spec: StudySpec, number: int, cause: str,
+def _recover_lost(study: optuna.Study, spec: StudySpec, number: int,
+                  ended: list[tuple[TrialState, float | None]], cause: str,
                   say: Callable[[str], None]) -> None:
-    """After ``optimize`` failed to record trial ``number``: if another worker already judged
-    it stale (a late heartbeat) its retry exists; else re-queue it here."""
+    """After ``optimize`` failed to record trial ``number``: tell its end again when the
+    objective ended (the fault cut off Optuna's tell: a trained trial keeps its result); if
+    another worker already judged it stale (a late heartbeat) its retry exists; else re-queue."""
     trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    if trial.state == TrialState.RUNNING and ended:
+        state, value = ended[0]
+        with suppress(ValueError, optuna.exceptions.UpdateFinishedTrialError):  # judged stale
+            study.tell(number, value, state=state)
+            say(f"trial {number}: {cause} cut off the record of its end; told again: "
+                f"{state.name.lower()}")
+            return
+        trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
     if trial.state != TrialState.RUNNING:
-        say(f"trial {number} was judged stale while it ran here (late heartbeat) and was "
-            f"re-queued by another worker; its result is dropped")
-        return
-    requeue(study, trial, RetryPolicy.from_study_file(spec.retry))
-    say(f"trial {number} was lost to a storage fault ({cause}); re-queued")
+        if ended and trial.state == ended[0][0]:
+            say(f"trial {number}: its end was recorded before {cause}")
+        else:
+            say(f"trial {number} was judged stale while it ran here (late heartbeat) and was "
+                f"re-queued by another worker; its result is dropped")
+    else:
+        requeue(study, trial, RetryPolicy.from_study_file(spec.retry))
+        say(f"trial {number} was lost to a storage fault ({cause}); re-queued")
 
 
 @contextmanager

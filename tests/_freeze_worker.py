@@ -8,9 +8,10 @@ studies ... FOR UPDATE``), idle inside that transaction; ``create``: as the crea
 before any statement, holding only the budget lock. Prints ``frozen`` first.
 
 ``drop`` does not freeze: once the Nth trial is created (RUNNING, committed), the server ends
-the worker's connection (``pg_terminate_backend``) just before its next statement on the trial
-tables, as a database restart would in the middle of ``study.ask()``, which reads the study
-for the sampler after creating the trial and before its heartbeat starts. Prints ``dropped``.
+the worker's connection (``pg_terminate_backend``) just before each of its next
+:data:`hpo.transient.TRIES` statements on the trial tables, as a database restart would in the
+middle of ``study.ask()``, which reads the trial back after creating it and before its heartbeat
+starts: every try of that read is cut off (:mod:`hpo.riding_storage`). Prints ``dropped``.
 ``kill`` (any storage): the worker SIGKILLs itself as ``ask`` builds its Nth trial object,
 after the trial was created or taken from the queue, before the heartbeat starts (prints
 ``killed`` first).
@@ -27,6 +28,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 
 from hpo.cli import main
+from hpo.transient import TRIES
 
 WHERE, NTH = os.environ.pop("FREEZE_AT").split(":")
 _calls = {"n": 0, "armed": False}
@@ -47,7 +49,7 @@ def create_new_trial(self, study_id, template_trial=None):  # noqa: ANN001, ANN2
         _calls["armed"] = True
     created = _create(self, study_id, template_trial)
     if nth and WHERE == "drop":
-        _calls["drop"] = True
+        _calls["drop"] = TRIES
     return created
 
 
@@ -59,14 +61,15 @@ def _after_statement(conn, cursor, statement, *args) -> None:  # noqa: ANN001
 
 def _before_statement(conn, cursor, statement, *args) -> None:  # noqa: ANN001
     if _calls.get("drop") and "trial" in statement:
-        _calls["drop"] = False
+        _calls["drop"] -= 1
         pid = conn.connection.dbapi_connection.get_backend_pid()
         admin = sqlalchemy.create_engine(os.environ["HPO_STORAGE"],
                                          poolclass=sqlalchemy.pool.NullPool)
         with admin.connect() as other:
             other.execute(sqlalchemy.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         admin.dispose()
-        print("dropped", flush=True)
+        if not _calls["drop"]:
+            print("dropped", flush=True)
 
 
 _trial_init = optuna.trial.Trial.__init__

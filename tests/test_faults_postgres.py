@@ -21,6 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo.storage import LOCK_APP
+from hpo.trials import Outcome, outcome_of
 from tests._faults import (
     FAST_HEARTBEAT,
     STARTUP_S,
@@ -274,14 +275,17 @@ def test_dropped_connections_are_reopened(private_pg: PrivatePostgres, tmp_path:
     workers = _workers(procs, study, url, 2, tmp_path)
     wait_for("a trial under way", lambda: running_with_report(url, "dropped"), timeout=STARTUP_S)
     dropped = 0
-    for _ in range(3):  # every connection of the study's database, the locks' included
+    for _ in range(20):  # every connection of the study's database, the locks' included
         dropped += len(private_pg.execute(
             f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "
             "AND pid <> pg_backend_pid()"))
-        time.sleep(2)
-    assert dropped >= 2
+        time.sleep(0.3)  # often enough that statements under way are cut off, not only idle ones
+    assert dropped >= 20
     assert wait_all(workers) == [0, 0]
-    assert_exact_study(trials_of(url, "dropped"), 6)
+    trials = trials_of(url, "dropped")
+    assert_exact_study(trials, 6)
+    # a cut-off storage call is never recorded as the configuration's failure
+    assert not [t.number for t in trials if outcome_of(t) is Outcome.FAILED], trials
     for w in workers:
         assert_clean_log(w.log_path)
 

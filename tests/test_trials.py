@@ -9,6 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 import yaml
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
@@ -141,6 +142,32 @@ def test_the_retry_policy_is_the_study_files(tmp_path, monkeypatch, retry, attem
     if retry is not None:
         assert "re-queued (retry 1 of at most" in log.getvalue()
     assert hpo.evaluate.train_and_score is not broken  # only the objective's name was replaced
+
+
+def test_a_dropped_connection_in_a_trial_is_lost_and_retried_not_a_result(tmp_path, monkeypatch
+                                                                          ) -> None:
+    """A storage call cut off inside training (Optuna wraps the server's closed connection) is
+    not the configuration's failure: each attempt ends ``lost``, which the default policy runs
+    again up to 3 times, where a code error (above) ends ``failed`` and stays."""
+    def cut_off(*args: object, **kwargs: object) -> None:
+        closed = sqlalchemy.exc.OperationalError("UPDATE ...", {}, Exception(
+            "server closed the connection unexpectedly\n\tThis probably means ..."))
+        raise optuna.exceptions.StorageInternalError("An exception is raised during the "
+                                                     "commit.") from closed
+
+    monkeypatch.setattr(hpo.objective, "train_and_score", cut_off)
+    spec = load_spec(_failing_study(tmp_path, None))
+    log = io.StringIO()
+    run_worker(spec, str(tmp_path / "hpo.journal"), artifacts=str(tmp_path / "artifacts"),
+               worker_seed=0, worker_id="w", log=log)
+    study = optuna.load_study(study_name="retries", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "hpo.journal"))))
+    trials = study.get_trials()
+    assert len(trials) == 8 and all(outcome_of(t) is Outcome.LOST for t in trials)
+    assert {t.user_attrs["ended"] for t in trials} == {
+        "lost: a dropped database connection (server closed the connection unexpectedly) cut "
+        "it off"}
+    assert budget_counts(trials).finished == 2
 
 
 def _running(number: int) -> optuna.trial.FrozenTrial:
