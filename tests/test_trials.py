@@ -112,6 +112,17 @@ def _failing_study(tmp_path: Path, retry: dict | None) -> Path:
     return study_variant(tmp_path, "retries", **changes)
 
 
+def _worker_trials(tmp_path: Path, retry: dict | None, log: io.StringIO
+                   ) -> list[optuna.trial.FrozenTrial]:
+    """The trials one worker leaves on :func:`_failing_study` (``retry`` as its section)."""
+    spec = load_spec(_failing_study(tmp_path, retry))
+    run_worker(spec, str(tmp_path / "hpo.journal"), artifacts=str(tmp_path / "artifacts"),
+               worker_seed=0, worker_id="w", log=log)
+    study = optuna.load_study(study_name="retries", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "hpo.journal"))))
+    return study.get_trials()
+
+
 @pytest.mark.parametrize(("retry", "attempts"), [
     (None, [1, 1]),                                              # the default: failures stay
     ({"outcomes": ["stopped", "lost", "failed"], "max_retries": 1}, [2, 2]),  # once more each
@@ -124,13 +135,8 @@ def test_the_retry_policy_is_the_study_files(tmp_path, monkeypatch, retry, attem
         raise RuntimeError("the device is gone")
 
     monkeypatch.setattr(hpo.objective, "train_and_score", broken)
-    spec = load_spec(_failing_study(tmp_path, retry))
     log = io.StringIO()
-    run_worker(spec, str(tmp_path / "hpo.journal"), artifacts=str(tmp_path / "artifacts"),
-               worker_seed=0, worker_id="w", log=log)
-    study = optuna.load_study(study_name="retries", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(tmp_path / "hpo.journal"))))
-    trials = study.get_trials()
+    trials = _worker_trials(tmp_path, retry, log)
     assert all(t.state == TrialState.FAIL for t in trials)
     assert all(outcome_of(t) is Outcome.FAILED for t in trials)
     series: dict[int, int] = {}
@@ -156,13 +162,7 @@ def test_a_dropped_connection_in_a_trial_is_lost_and_retried_not_a_result(tmp_pa
                                                      "commit.") from closed
 
     monkeypatch.setattr(hpo.objective, "train_and_score", cut_off)
-    spec = load_spec(_failing_study(tmp_path, None))
-    log = io.StringIO()
-    run_worker(spec, str(tmp_path / "hpo.journal"), artifacts=str(tmp_path / "artifacts"),
-               worker_seed=0, worker_id="w", log=log)
-    study = optuna.load_study(study_name="retries", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(tmp_path / "hpo.journal"))))
-    trials = study.get_trials()
+    trials = _worker_trials(tmp_path, None, io.StringIO())
     assert len(trials) == 8 and all(outcome_of(t) is Outcome.LOST for t in trials)
     assert {t.user_attrs["ended"] for t in trials} == {
         "lost: a dropped database connection (server closed the connection unexpectedly) cut "
