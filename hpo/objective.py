@@ -109,7 +109,9 @@ class Objective:
         except (optuna.TrialPruned, StorageError):
             raise  # a storage whose outage outlasted the worker's patience takes no more writes
         except Exception as err:
-            if trial.user_attrs.get(OUTCOME) is None:  # not said already (diverged, stopped)
+            # A trial pruned or complete whose last writes (its picture) failed ends FAIL: its
+            # outcome must say why. Diverged and stopped trials have said it already.
+            if trial.user_attrs.get(OUTCOME) not in (Outcome.DIVERGED, Outcome.STOPPED):
                 dropped = dropped_connection_line(err)
                 if dropped:  # not the configuration's fault: lost, and retried
                     mark_ended(trial, Outcome.LOST, f"{dropped} cut it off")

@@ -27,9 +27,10 @@ class RidingRDBStorage(RDBStorage):
     def record_heartbeat(self, trial_id: int) -> None:
         _ride(lambda: super(RidingRDBStorage, self).record_heartbeat(trial_id))
 
-    def set_trial_intermediate_value(self, trial_id: int, step: int, value: float) -> None:
+    def set_trial_intermediate_value(self, trial_id: int, step: int,
+                                     intermediate_value: float) -> None:
         _ride(lambda: super(RidingRDBStorage, self).set_trial_intermediate_value(
-            trial_id, step, value))
+            trial_id, step, intermediate_value))
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
         _ride(lambda: super(RidingRDBStorage, self).set_trial_user_attr(trial_id, key, value))

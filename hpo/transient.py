@@ -36,13 +36,18 @@ def is_connection_error(err: BaseException) -> bool:
 
 
 def dropped_connection_line(err: BaseException) -> str | None:
-    """The dropped connection behind ``err`` in a few words (Optuna's wrapping says only that a
-    commit failed, and blames the data), or None when ``err`` is not one."""
+    """The connection error behind ``err`` in a few words (Optuna's wrapping says only that a
+    commit failed, and blames the data), or None when ``err`` is not one
+    (:func:`is_connection_error`). A connection SQLAlchemy found closed is "a dropped database
+    connection"; the rest of what the server's driver calls operational (a statement timeout,
+    too many clients) is "a database fault"."""
     cause = find_cause(err, (sqlalchemy.exc.OperationalError, LockLost))
     if cause is None:
         return None
+    dropped = isinstance(cause, LockLost) or getattr(cause, "connection_invalidated", False)
     text = str(getattr(cause, "orig", None) or cause).strip() or type(cause).__name__
-    return f"a dropped database connection ({text.splitlines()[0]})"
+    return (f"a dropped database connection ({text.splitlines()[0]})" if dropped
+            else f"a database fault ({text.splitlines()[0]})")
 
 
 # PostgreSQL's codes for an object another session created first: unique_violation (two

@@ -51,6 +51,7 @@ from hpo.trials import (
     ended_line,
     mark_begun,
     mark_ended,
+    retried_numbers,
     retry_history,
     unbegun,
 )
@@ -285,7 +286,9 @@ def _recover_lost(study: optuna.Study, spec: StudySpec, number: int,
                   say: Callable[[str], None]) -> None:
     """After ``optimize`` failed to record trial ``number``: tell its end again when the
     objective ended (the fault cut off Optuna's tell: a trained trial keeps its result); if
-    another worker already judged it stale (a late heartbeat) its retry exists; else re-queue."""
+    another worker already judged it stale (a late heartbeat) its retry exists; else re-queue
+    it (a FAIL that Optuna's cut-off tell did record included)."""
+    policy = RetryPolicy.from_study_file(spec.retry)
     trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
     if trial.state == TrialState.RUNNING and ended:
         state, value = ended[0]
@@ -295,15 +298,18 @@ def _recover_lost(study: optuna.Study, spec: StudySpec, number: int,
                 f"{state.name.lower()}")
             return
         trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
-    if trial.state != TrialState.RUNNING:
-        if ended and trial.state == ended[0][0]:
-            say(f"trial {number}: its end was recorded before {cause}")
-        else:
-            say(f"trial {number} was judged stale while it ran here (late heartbeat) and was "
-                f"re-queued by another worker; its result is dropped")
-    else:
-        requeue(study, trial, RetryPolicy.from_study_file(spec.retry))
+    if trial.state == TrialState.RUNNING:
+        requeue(study, trial, policy)
         say(f"trial {number} was lost to a storage fault ({cause}); re-queued")
+    elif trial.state != TrialState.FAIL:
+        say(f"trial {number}: its end was recorded before {cause}")
+    elif number in retried_numbers(study.get_trials(deepcopy=False)):
+        say(f"trial {number} was judged stale while it ran here (late heartbeat) and was "
+            f"re-queued by another worker; its result is dropped")
+    else:
+        requeued = requeue(study, trial, policy)
+        say(f"trial {number}: its failure was recorded before {cause}"
+            + ("; re-queued" if requeued else ""))
 
 
 @contextmanager

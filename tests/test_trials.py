@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import io
 import os
+import types
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import sqlalchemy
 import yaml
 from optuna.distributions import FloatDistribution
+from optuna.storages import JournalStorage
 from optuna.trial import TrialState, create_trial
 
 import hpo.evaluate
 import hpo.objective
 from hpo.artifacts import artifact_store
 from hpo.group import kind_spec
+from hpo.schedule import study_budgets
 from hpo.space import load_spec
+from hpo.storage import open_storage
 from hpo.trials import (
     WORKER_PROCESS,
     Outcome,
@@ -33,7 +38,7 @@ from hpo.trials import (
     this_process,
 )
 from hpo.worker import _run_one, run_worker
-from tests.conftest import LIGHT_METRIC, study_variant
+from tests.conftest import LIGHT_METRIC, SMOKE, study_variant
 
 pytestmark = pytest.mark.unit
 
@@ -156,10 +161,7 @@ def test_a_dropped_connection_in_a_trial_is_lost_and_retried_not_a_result(tmp_pa
     not the configuration's failure: each attempt ends ``lost``, which the default policy runs
     again up to 3 times, where a code error (above) ends ``failed`` and stays."""
     def cut_off(*args: object, **kwargs: object) -> None:
-        closed = sqlalchemy.exc.OperationalError("UPDATE ...", {}, Exception(
-            "server closed the connection unexpectedly\n\tThis probably means ..."))
-        raise optuna.exceptions.StorageInternalError("An exception is raised during the "
-                                                     "commit.") from closed
+        raise _cut_off("INSERT INTO trial_intermediate_values")
 
     monkeypatch.setattr(hpo.objective, "train_and_score", cut_off)
     trials = _worker_trials(tmp_path, None, io.StringIO())
@@ -168,6 +170,81 @@ def test_a_dropped_connection_in_a_trial_is_lost_and_retried_not_a_result(tmp_pa
         "lost: a dropped database connection (server closed the connection unexpectedly) cut "
         "it off"}
     assert budget_counts(trials).finished == 2
+
+
+def _cut_off(statement: str) -> optuna.exceptions.StorageInternalError:
+    """What Optuna raises when the server closed the connection under ``statement``."""
+    closed = sqlalchemy.exc.OperationalError(statement, {}, Exception(
+        "server closed the connection unexpectedly\n\tThis probably means ..."),
+        connection_invalidated=True)
+    error = optuna.exceptions.StorageInternalError("An exception is raised during the commit.")
+    error.__cause__ = closed
+    return error
+
+
+def test_a_pruned_trial_whose_picture_fails_ends_failed_not_pruned(tmp_path, monkeypatch
+                                                                   ) -> None:
+    """The objective marks a trial pruned, then uploads its picture; when that raises, the trial
+    ends FAIL, and its outcome must say why (not "pruned", which is never retried or counted as
+    a failure)."""
+    class AlwaysPrune(optuna.pruners.BasePruner):
+        def prune(self, study: optuna.Study, trial: object) -> bool:
+            return True
+
+    def one_report(config, target, metric, report, should_stop):  # noqa: ANN001, ANN202
+        report(1, types.SimpleNamespace(value=0.3), np.zeros((4, 2)))
+        raise AssertionError("pruned at the first report")
+
+    def full_disk(*args: object) -> None:
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(hpo.objective, "train_and_score", one_report)
+    monkeypatch.setattr(hpo.objective.Objective, "_upload_plot", full_disk)
+    study = optuna.create_study(storage=open_storage(str(tmp_path / "hpo.journal")),
+                                pruner=AlwaysPrune())
+    objective = hpo.objective.Objective(load_spec(SMOKE), artifact_store(str(tmp_path / "a")), "w0")
+    study.optimize(objective, n_trials=1, catch=(Exception,))
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.FAIL and outcome_of(trial) is Outcome.FAILED
+    assert trial.user_attrs["ended"] == "failed: OSError: no space left on device"
+
+
+@pytest.mark.parametrize("ends", ["complete", "failed"])
+def test_an_end_recorded_before_its_tell_was_cut_off_is_kept_or_requeued_at_once(
+        tmp_path, monkeypatch, ends: str) -> None:
+    """Optuna's tell commits, then the connection drops before the answer: a complete trial is
+    left as it is; a failed one is re-queued now (not a grace period later), once."""
+    tell = JournalStorage.set_trial_state_values
+
+    def committed_then_cut(self, trial_id, state, values=None):  # noqa: ANN001, ANN202
+        tell(self, trial_id, state, values)
+        raise _cut_off("UPDATE trials SET state")
+
+    def objective(trial: optuna.Trial) -> float:
+        monkeypatch.setattr(JournalStorage, "set_trial_state_values", committed_then_cut)
+        if ends == "failed":
+            raise _cut_off("INSERT INTO trial_intermediate_values")
+        return 0.5
+
+    class HeldLock:
+        def release(self) -> None:
+            pass
+
+    spec = load_spec(SMOKE)
+    study = optuna.create_study(storage=open_storage(str(tmp_path / "hpo.journal")),
+                                study_name=next(iter(study_budgets(spec))))
+    said: list[str] = []
+    assert _run_one(study, spec, objective, HeldLock(), lambda: False, said.append) == 1
+    monkeypatch.undo()
+    trials = study.get_trials()
+    dropped = "a dropped database connection (server closed the connection unexpectedly)"
+    if ends == "complete":
+        assert [(t.state, t.value) for t in trials] == [(TrialState.COMPLETE, 0.5)]
+        assert said == [f"trial 0: its end was recorded before {dropped}"]
+    else:
+        assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+        assert retry_history(trials[1]) == [0]
+        assert said == [f"trial 0: its failure was recorded before {dropped}; re-queued"]
 
 
 def _running(number: int) -> optuna.trial.FrozenTrial:
