@@ -292,12 +292,15 @@ def test_compose_stack_on_a_real_engine(stack: Stack):
     stack.wait("a trial finished after the database restart",
                lambda: budget_spent(stack.trials()) > done_before)
 
-    print(f"compose: {budget_spent(stack.trials())} of {BUDGET} trials spent at `stop`",
-          file=sys.stderr)
-    # `stop` in the middle of the study: the database stops last; every worker re-queues its
-    # trial and exits 0, and no trial is left RUNNING.
-    trials = stack.trials()
-    assert running(trials) and budget_spent(trials) <= BUDGET - MARGIN, \
+    # `stop` in the middle of the study, with a trial under way: the database stops last; every
+    # worker re-queues its trial and exits 0, and no trial is left RUNNING. (Right after the
+    # trial above, every worker was once seen between trials, 2026-12-05: wait for one.)
+    trials = stack.wait("a trial under way before `stop`",
+                        lambda: t if running(t := stack.trials()) else None, every=0.5)
+    print(f"compose: {budget_spent(trials)} of {BUDGET} trials spent at `stop`; trials "
+          f"{_states(trials)}; worker restarts "
+          f"{sorted(c['RestartCount'] for c in stack.containers('worker'))}", file=sys.stderr)
+    assert budget_spent(trials) <= BUDGET - MARGIN, \
         f"fewer than {MARGIN} trials left before `stop`: raise BUDGET"
     # Full speed to wind down: a worker scoring at THROTTLE might overrun the grace period.
     _run([DOCKER, "update", "--cpu-quota", "-1", *(c["Id"] for c in workers)])
