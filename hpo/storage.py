@@ -182,9 +182,8 @@ def _engine_kwargs(url: str, patience_s: float = 0.0,
                    stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("postgresql"):
-        # One pooled connection per process (Optuna's heartbeat thread waits its turn on it), plus
-        # the budget lock's own: at most 2 per worker, so hundreds of workers fit one server
-        # (docs/scaling.md measures it).
+        # One pooled connection (the heartbeat thread waits its turn, as long as an outage may
+        # last) and the budget lock's: at most 2 per worker, hundreds per server (docs/scaling.md).
         # The lease covers this connection too: a process frozen inside one of Optuna's
         # transactions (trial creation holds the study's row FOR UPDATE) has its session ended,
         # and the row freed, as its budget lock is (docs/design.md, "Locks and leases").
@@ -192,7 +191,8 @@ def _engine_kwargs(url: str, patience_s: float = 0.0,
         kwargs.update(pool_size=1, max_overflow=0, pool_recycle=1800,
                       connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "options": options})
         if patience_s > 0:
-            kwargs["creator"] = patient_connect(url, patience_s, stop, options=options)
+            kwargs.update(creator=patient_connect(url, patience_s, stop, options=options),
+                          pool_timeout=patience_s + 2 * CONNECT_TIMEOUT_S)  # not SQLAlchemy's 30
     return kwargs
 
 

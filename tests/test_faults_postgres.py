@@ -235,6 +235,29 @@ def test_a_database_restart_is_ridden_through(private_pg: PrivatePostgres, tmp_p
         assert_clean_log(w.log_path)
 
 
+def test_an_outage_longer_than_the_pool_timeout_keeps_the_heartbeat(
+        private_pg: PrivatePostgres, tmp_path: Path, procs: Processes) -> None:
+    """A worker's two threads share its one pooled connection: while one waits out an outage
+    reconnecting, the other waits for the pool. SQLAlchemy's pool gives up after 30 s, which
+    ended the heartbeat's thread in a 45 s outage (its trial would then be judged stale and run
+    twice); the pool now waits as long as the worker's patience."""
+    url = private_pg.database()
+    study = fault_study(tmp_path, "outage40", trials=1, steps=300,
+                        heartbeat={"interval": 1, "grace_period": 90})
+    (worker,) = _workers(procs, study, url, 1, tmp_path)
+    wait_for("a trial under way", lambda: running_with_report(url, "outage40"),
+             timeout=STARTUP_S)
+    private_pg.stop("fast")
+    time.sleep(40)
+    private_pg.start()
+    assert wait_all([worker]) == [0]
+    trials = trials_of(url, "outage40")
+    assert_exact_study(trials, 1)
+    assert [t.state for t in trials] == [TrialState.COMPLETE]
+    log = assert_clean_log(worker.log_path)
+    assert " ended: " not in log, log  # no thread ended
+
+
 def test_a_connection_dropped_while_a_worker_starts_is_ridden_through(
         private_pg: PrivatePostgres, tmp_path: Path, procs: Processes) -> None:
     # Seen in CI: compose brought a killed worker back while the database restarted, and the
