@@ -154,6 +154,8 @@ def outcome_of(trial: FrozenTrial) -> Outcome | None:
     if trial.state != TrialState.FAIL:
         return None
     stored = trial.user_attrs.get(OUTCOME)
+    if stored in (Outcome.COMPLETE, Outcome.PRUNED):  # written, then its tell never came:
+        return Outcome.LOST  # its process died or it was judged stale before telling
     if stored in Outcome.__members__.values():
         return Outcome(stored)
     ended = trial.user_attrs.get(ENDED)

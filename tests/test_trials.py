@@ -247,6 +247,16 @@ def test_an_end_recorded_before_its_tell_was_cut_off_is_kept_or_requeued_at_once
         assert said == [f"trial 0: its failure was recorded before {dropped}; re-queued"]
 
 
+def test_a_fail_whose_record_says_complete_or_pruned_reads_lost_and_is_retried() -> None:
+    """The objective writes ``complete`` (or ``pruned``) and then Optuna tells the state: a worker
+    killed, or judged stale, in between leaves a FAIL whose record says otherwise (seen in the
+    compose test: 'FAIL complete'). It ended without its result: lost, and retried."""
+    for written in ("complete", "pruned"):
+        trial = create_trial(state=TrialState.FAIL, user_attrs={"outcome": written})
+        assert outcome_of(trial) is Outcome.LOST
+        assert RetryPolicy.from_study_file().retries(trial)
+
+
 def _running(number: int) -> optuna.trial.FrozenTrial:
     trial = create_trial(state=TrialState.RUNNING, params={}, distributions={})
     trial.number = number
