@@ -32,7 +32,7 @@ TRIES = 5
 def is_connection_error(err: BaseException) -> bool:
     """A dropped connection, or a lock lost with it; not any error Optuna wraps (it wraps every
     SQLAlchemy error, a denied permission too, in ``StorageInternalError``)."""
-    return find_cause(err, (sqlalchemy.exc.OperationalError, LockLost)) is not None
+    return dropped_connection_line(err) is not None
 
 
 def dropped_connection_line(err: BaseException) -> str | None:

@@ -250,7 +250,7 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
             retrying(lambda: _fail_unbegun(study, policy, asked, say))
             return 0
         cause = dropped_connection_line(err) or _short(err)
-        retrying(lambda: _recover_lost(study, spec, started[0], ended, cause, say))
+        retrying(lambda: _recover_lost(study, policy, started[0], ended, cause, say))
     finally:
         lock.release()
     return 1 if started else 0
@@ -281,15 +281,14 @@ def _storage_gave_up(err: BaseException) -> StorageError | None:
     return find_cause(err, StorageError, depth=20)
 
 
-def _recover_lost(study: optuna.Study, spec: StudySpec, number: int,
+def _recover_lost(study: optuna.Study, policy: RetryPolicy, number: int,
                   ended: list[tuple[TrialState, float | None]], cause: str,
                   say: Callable[[str], None]) -> None:
     """After ``optimize`` failed to record trial ``number``: tell its end again when the
     objective ended (the fault cut off Optuna's tell: a trained trial keeps its result); if
     another worker already judged it stale (a late heartbeat) its retry exists; else re-queue
     it (a FAIL that Optuna's cut-off tell did record included)."""
-    policy = RetryPolicy.from_study_file(spec.retry)
-    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    trial = _trial_numbered(study, number)
     if trial.state == TrialState.RUNNING and ended:
         state, value = ended[0]
         with suppress(ValueError, optuna.exceptions.UpdateFinishedTrialError):  # judged stale
@@ -297,7 +296,7 @@ def _recover_lost(study: optuna.Study, spec: StudySpec, number: int,
             say(f"trial {number}: {cause} cut off the record of its end; told again: "
                 f"{state.name.lower()}")
             return
-        trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+        trial = _trial_numbered(study, number)
     if trial.state == TrialState.RUNNING:
         requeue(study, trial, policy)
         say(f"trial {number} was lost to a storage fault ({cause}); re-queued")
@@ -310,6 +309,10 @@ def _recover_lost(study: optuna.Study, spec: StudySpec, number: int,
         requeued = requeue(study, trial, policy)
         say(f"trial {number}: its failure was recorded before {cause}"
             + ("; re-queued" if requeued else ""))
+
+
+def _trial_numbered(study: optuna.Study, number: int) -> FrozenTrial:
+    return next(t for t in study.get_trials(deepcopy=False) if t.number == number)
 
 
 @contextmanager
