@@ -32,77 +32,21 @@ from hpo.journal import RepairingJournalBackend
 from hpo.locks import LEASE_S, ProcessLock, lease_option
 from hpo.quiet import quiet_experimental
 from hpo.riding_storage import RidingRDBStorage
+from hpo.storage_url import (  # noqa: F401 (re-exported)
+    DEFAULT_STORAGE,
+    check_url,
+    display_url,
+    is_database_url,
+    storage_url,
+)
 from hpo.study_file import StudySpec
 from hpo.trials import RetryPolicy
 
-DEFAULT_STORAGE = "runs/hpo.journal"
 CONNECT_TIMEOUT_S = 5
 LOCK_APP = "hpo-lock"
 """``application_name`` of the lock connections, as ``pg_stat_activity`` shows them."""
 PATIENCE_S = 75.0
 """Seconds a worker's storage calls retry an unreachable database: rides through a 60 s outage."""
-
-
-def storage_url(flag: str | None = None) -> str:
-    """``--storage``, else ``HPO_STORAGE``, else the embedded journal file; checked."""
-    url = flag or os.environ.get("HPO_STORAGE") or DEFAULT_STORAGE
-    check_url(url)
-    return url
-
-
-def is_database_url(url: str) -> bool:
-    return "://" in url
-
-
-# Database URLs whose server has default databases: one without a name would land in them.
-_SERVER_BACKENDS = ("postgresql", "mysql", "mariadb", "oracle", "mssql")
-
-
-def check_url(url: str) -> None:
-    """Raise :class:`UsageError` for a storage URL that cannot mean what the user wants.
-
-    A database URL must parse (a numeric port included) and name its database: without one,
-    PostgreSQL connects to a default database and Optuna would create its schema there. A journal
-    path must not contain ``:`` (``::::`` or ``postgresql:/db`` is a mistyped URL, not a file).
-    """
-    if not is_database_url(url):
-        if ":" in url:
-            raise UsageError(f"storage {url!r} is not understood: a database URL looks like "
-                             "postgresql+psycopg2://user@host:5432/dbname, a journal file is a "
-                             "path without ':'")
-        return
-    try:
-        parsed = sqlalchemy.engine.make_url(url)
-        parsed.port  # noqa: B018 - parsing the port is what raises for "host:abc"
-        parsed.get_dialect().import_dbapi()  # an unknown scheme, or a driver not installed
-    except (sqlalchemy.exc.ArgumentError, ValueError, ImportError) as err:
-        raise UsageError(f"storage URL {_hide_password_text(url)} is not understood: "
-                         f"{str(err).splitlines()[0]}") from None
-    backend = parsed.get_backend_name()
-    if not parsed.database or (backend == "sqlite" and parsed.database == ":memory:"):
-        where = "a database name (.../dbname)" if backend != "sqlite" else "a database file"
-        raise UsageError(f"storage URL {display_url(url)} names no database; give {where}"
-                         + (" (a default database is never used)"
-                            if backend.startswith(_SERVER_BACKENDS) else ""))
-
-
-def _hide_password_text(url: str) -> str:
-    """``scheme://user:***@host``: for URLs SQLAlchemy cannot parse, hide what may be a password."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
-
-
-def display_url(url: str) -> str:
-    """The URL with its password hidden, for messages."""
-    if not is_database_url(url):
-        return str(Path(url).resolve())
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except (sqlalchemy.exc.ArgumentError, ValueError):
-        return _hide_password_text(url)
 
 
 def seconds_from_env(name: str, default: float) -> float:

@@ -538,3 +538,19 @@ def test_a_schema_object_created_beside_is_a_race_to_retry_and_other_refusals_ar
         "the study database postgresql+psycopg2://u:***@127.0.0.1:5432/db refused a statement: ")
     assert database_error_message(url, failed(sqlalchemy.exc.OperationalError, "08006")) \
         .startswith("cannot reach the study database")
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql+psycopg2://u@127.0.0.1:5432/db?password=S3cret",
+     "postgresql+psycopg2://u@127.0.0.1:5432/db?password=***"),
+    ("postgresql+psycopg2://u:S3cret@h:5432/db?sslmode=require&sslpassword=S3cret",
+     "postgresql+psycopg2://u:***@h:5432/db?sslmode=require&sslpassword=***"),
+    ("sqlite:///x.db?Password=S3cret", "sqlite:///x.db?Password=***"),
+    ("postgresql+psycopg2://u:S3cret@h:abc/db?token=S3cret&application_name=a",  # unparseable
+     "postgresql+psycopg2://u:***@h:abc/db?token=***&application_name=a"),
+])
+def test_display_url_hides_a_password_in_the_user_part_and_in_the_query(url: str,
+                                                                         shown: str) -> None:
+    from hpo.storage import display_url
+
+    assert display_url(url) == shown
