@@ -393,6 +393,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_report_folder(out: Path, url: str) -> None:
+    """A report writes index.html, report.json, its figures and artifacts into ``out``: never
+    where the study storage lives (a journal named index.html would be written over)."""
+    from hpo.storage_url import is_storage_file, storage_file
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the report")
+    stored = storage_file(url)
+    if stored is not None and out.is_dir() and any(is_storage_file(p, url) for p in out.iterdir()):
+        raise UsageError(f"--out {out} holds the study storage ({stored.name}); give another "
+                         "folder for the report")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from hpo.artifacts import existing_artifact_store
     from hpo.publish import write_report
@@ -401,6 +414,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     url = storage_url(args.storage)
     name = _study_name(args.study)
     out = Path(args.out) if args.out else Path("runs") / "report" / name
+    _check_report_folder(out, url)
     done = write_report(open_storage(url, create=False), name, out,
                         artifact_store=existing_artifact_store(args.artifacts),
                         storage_label=display_url(url), note=not args.no_note)

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from hpo.errors import StudyFileError, UsageError
 from hpo.group import StudyGroup
+from hpo.storage_url import is_storage_file
 from hpo.study_file import Metric, one_line_error
 from hpo.trial_config import load_config
 from hpo.trials import KIND
@@ -201,7 +202,7 @@ def write_export(out: str | Path, text: str, *, storage: str, force: bool = Fals
     if path.exists() or path.is_symlink():
         if not path.is_file():
             raise UsageError(f"--out {out} exists and is not a regular file")
-        if _is_storage_file(path, storage):
+        if is_storage_file(path, storage):
             raise UsageError(f"--out {out} is the study storage; choose another file")
         kind = _what_file(path)
         if kind != "export" and not force:
@@ -213,22 +214,6 @@ def write_export(out: str | Path, text: str, *, storage: str, force: bool = Fals
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _is_storage_file(path: Path, storage: str) -> bool:
-    """Whether ``path`` is the storage's file or a lock file beside it."""
-    import sqlalchemy
-
-    if "://" in storage:
-        try:
-            url = sqlalchemy.engine.make_url(storage)
-        except (sqlalchemy.exc.ArgumentError, ValueError):
-            return False
-        if url.get_backend_name() != "sqlite" or not url.database:
-            return False
-        storage = url.database
-    base, target = Path(storage).resolve(), path.resolve()
-    return target.parent == base.parent and target.name.startswith(base.name)
 
 
 def _what_file(path: Path) -> str:

@@ -88,3 +88,25 @@ def display_url(url: str) -> str:
             sqlalchemy.engine.make_url(url).render_as_string(hide_password=True))
     except (sqlalchemy.exc.ArgumentError, ValueError):
         return _hide_password_text(url)
+
+
+def storage_file(url: str) -> Path | None:
+    """The file a storage lives in (an embedded journal, or a SQLite database), absolute; None
+    for a database server or a URL that does not parse. Its lock files sit beside it under
+    names that start with its name."""
+    if not is_database_url(url):
+        return Path(url).resolve()
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database).resolve()
+
+
+def is_storage_file(path: str | Path, url: str) -> bool:
+    """Whether ``path`` is ``url``'s storage file or a lock file beside it: never to be
+    written over by an export or a report."""
+    base, target = storage_file(url), Path(path).resolve()
+    return base is not None and target.parent == base.parent and target.name.startswith(base.name)

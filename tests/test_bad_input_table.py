@@ -373,6 +373,12 @@ ROWS: dict[str, Row] = {
     "--out is a folder": Row(["export", "smoke", "--out", "inputs"], 2, "not a regular file"),
     "--out in a missing folder": Row(["export", "smoke", "--out", "nofolder/best.yaml"], 2,
                                      "does not exist"),
+    "report --out holds the storage": Row(["report", "smoke", "--out", "runs"], 2,
+                                          "holds the study storage"),
+    "report --out is a file": Row(["report", "smoke", "--out", "{f}"], 2, "is a file", b"x\n"),
+    "a password in the URL's query": Row(
+        ["status", "--storage", f"postgresql+psycopg2://postgres@127.0.0.1:1/db?password={PASSWORD}"],
+        1, "password=***"),
     "--out is a study file (PostgreSQL storage)": Row(
         ["export", "smoke", "--storage", "{pg}", "--out", "{f}"], 2, "--force", SMOKE.read_bytes()),
 }
