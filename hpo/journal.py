@@ -10,15 +10,17 @@ processes and optuna-dashboard's exclude each other. Two things differ:
   append holds the lock (milliseconds), so a holder is never that old.
 
 A torn last line (a crash in the middle of a write) is moved aside before anything is appended
-after it; a line that is not JSON is moved aside too. Each repair is reported in one line naming
-the file, the line and what was done; every complete line is kept.
+after it; a line that is not a journal entry (:func:`is_entry`) is moved aside too. The first
+repair is reported in one line naming the file, the line and what was done, the rest in one more;
+every entry is kept. A file none of whose first lines is an entry is not a journal: it is refused
+(:func:`refuse_if_not_a_journal`), never repaired into an empty one.
 
 Only writers repair: a worker, ``hpo run``, ``hpo init`` and ``hpo validate`` on opening the file
 (``repair=True``). The read-only commands (``hpo status``, ``hpo export``, ``hpo report``, ``hpo
 dashboard``: :func:`hpo.storage.open_storage` with ``create=False``) open it with
-``repair=False``: they write nothing, read every complete line that is JSON, leave out a torn last
-line and lines that are not JSON, and say so in one line each (the torn line, and where it will be
-repaired). Should such a process append after all (``hpo report``'s dashboard notes, an edit in
+``repair=False``: they write nothing, read every complete entry, leave out a torn last line and
+lines that are not entries, and say so in at most two lines (the first such line, and where it
+will be repaired; how many more). Should such a process append after all (``hpo report``'s dashboard notes, an edit in
 ``hpo dashboard --allow-edits``), it repairs first, under the lock, as a writer does.
 """
 
@@ -37,12 +39,54 @@ from typing import IO, Any
 
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
+from hpo.errors import UsageError
+
 LOCK_GRACE_S = 30.0
 """Seconds after which a journal lock nobody released is broken (Optuna's default too)."""
 TORN_WAIT_S = 1.0
 """Seconds a reader waits for a writer holding the lock before it calls a last line torn."""
 REPAIRED_BY = "the next hpo worker, hpo run or hpo init on it moves it aside"
 """Where a read-only command says a torn or corrupt line will be repaired."""
+LOOKED_AT = 64
+"""Complete lines looked at on opening: a file none of whose first lines is a journal entry is
+not a journal (a study file, notes), and is refused rather than repaired away."""
+
+
+def is_entry(line: Any) -> bool:
+    """Whether a parsed line has the shape of an Optuna journal entry (every entry Optuna
+    writes holds an integer ``op_code`` and its writer's ``worker_id``)."""
+    return (isinstance(line, dict) and type(line.get("op_code")) is int
+            and isinstance(line.get("worker_id"), str))
+
+
+def _entry(line: bytes) -> Any:
+    """The entry on ``line``; ValueError with what is wrong when it is not one."""
+    try:
+        parsed = json.loads(line)
+    except ValueError:
+        raise ValueError("is not valid JSON") from None
+    if not is_entry(parsed):
+        raise ValueError("is not a journal entry")
+    return parsed
+
+
+def refuse_if_not_a_journal(path: Path) -> None:
+    """:class:`UsageError` when ``path`` holds complete lines and none of the first
+    :data:`LOOKED_AT` is a journal entry: another kind of file given as the storage."""
+    looked = 0
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.endswith(b"\n") or looked == LOOKED_AT:
+                break
+            looked += 1
+            try:
+                _entry(line)
+                return
+            except ValueError:
+                continue
+    if looked:
+        raise UsageError(f"{path} is not an Optuna journal (none of its first {looked} lines is "
+                         "a journal entry); give the journal file, or a path that does not exist")
 
 
 class StaleBreakingLock(JournalFileSymlinkLock):
@@ -125,11 +169,14 @@ class RepairingJournalBackend(JournalFileBackend):
         elif not self.path.is_file():  # Optuna's backend would create it
             raise FileNotFoundError(errno.ENOENT, "no such journal file", str(self.path))
         self.log = log or sys.stderr  # looked up now, not when this module was imported
+        if self.path.is_file():
+            refuse_if_not_a_journal(self.path)
         self.lock = StaleBreakingLock(self.path, log=self.log)
         super().__init__(str(self.path), lock_obj=self.lock)
         # log number -> (byte offset, line number) where reading for that log resumes
         self._resume: dict[int, tuple[int, int]] = {0: (0, 1)}
         self._reported: set[int] = set()
+        self._unsaid = 0  # bad lines found past the first, said in one line at a read's end
         self._repaired = repair
         if repair:
             with self.lock.held():
@@ -158,15 +205,16 @@ class RepairingJournalBackend(JournalFileBackend):
                 offset += len(line)
                 line_number += 1
                 try:
-                    entry = json.loads(line)
-                except ValueError:
-                    self._report(line_number - 1, "is not valid JSON")
+                    entry = _entry(line)
+                except ValueError as err:
+                    self._report(line_number - 1, str(err))
                     self._resume[number] = (offset, line_number)  # log `number` comes later
                     continue
                 number += 1
                 self._resume[number] = (offset, line_number)
                 if number > log_number_from:
                     yield entry
+        self._say_the_rest()
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         text = "".join(json.dumps(entry, separators=(",", ":")) + "\n" for entry in logs)
@@ -187,8 +235,17 @@ class RepairingJournalBackend(JournalFileBackend):
         if line_number in self._reported:
             return
         self._reported.add(line_number)
+        if len(self._reported) > 1:  # one line for the first, one for all the others
+            self._unsaid += 1
+            return
         print(f"hpo: {self.path}: line {line_number} {what}; read without it and left the file "
               f"as it is ({REPAIRED_BY})", file=self.log, flush=True)
+
+    def _say_the_rest(self) -> None:
+        if self._unsaid:
+            print(f"hpo: {self.path}: {self._unsaid} more lines are torn, not JSON or not journal "
+                  "entries; read without them", file=self.log, flush=True)
+            self._unsaid = 0
 
     def _report_torn_tail(self) -> None:
         """One line if the file ends in a torn line that no write in progress explains."""
@@ -227,11 +284,11 @@ def repair_journal(path: str | Path, log: IO | None = None) -> list[str]:
     kept, bad, reports = [], [], []
     for number, line in enumerate(lines, start=1):
         try:
-            json.loads(line)
+            _entry(line)
             kept.append(line)
-        except ValueError:
+        except ValueError as err:
             bad.append(line)
-            reports.append(f"line {number} is not valid JSON")
+            reports.append(f"line {number} {err}")
     if torn:
         bad.append(torn)
         reports.append(f"line {len(lines) + 1} was torn (no newline: a write cut short)")
@@ -248,8 +305,10 @@ def repair_journal(path: str | Path, log: IO | None = None) -> list[str]:
         tmp = path.with_name(f"{path.name}.repair-{os.getpid()}")
         tmp.write_bytes(b"".join(line + b"\n" for line in kept))
         os.replace(tmp, path)
-    messages = [f"hpo: {path}: {what}; moved it to {aside.name} and kept every complete line"
-                for what in reports]
+    if len(reports) > 2:  # a line for the first, one for the rest
+        reports[1:] = [f"{len(reports) - 1} more lines were torn, not JSON or not journal entries"]
+    messages = [f"hpo: {path}: {what}; moved {'them' if ' more lines ' in what else 'it'} to "
+                f"{aside.name} and kept every journal entry" for what in reports]
     for message in messages:
         print(message, file=log or sys.stderr, flush=True)
     return messages

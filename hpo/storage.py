@@ -219,7 +219,7 @@ def open_storage_unreported(url: str, spec: StudySpec | None = None, *, patience
     """:func:`open_storage` without its checks of ``url`` and with SQLAlchemy's errors as they
     are: for a caller that retries a dropped connection (:mod:`hpo.init_lock`)."""
     if not is_database_url(url):
-        return JournalStorage(RepairingJournalBackend(url, repair=create))
+        return _journal_storage(url, create)
     with quiet_experimental():
         kwargs: dict[str, Any] = {"skip_table_creation": not create}
         if spec is not None:
@@ -231,6 +231,17 @@ def open_storage_unreported(url: str, spec: StudySpec | None = None, *, patience
             kwargs.pop("skip_table_creation")
             return _rdb_storage(url, patience_s, stop, **kwargs)
         return RDBStorage(url, engine_kwargs=_engine_kwargs(url, patience_s, stop), **kwargs)
+
+
+def _journal_storage(path: str, create: bool) -> JournalStorage:
+    """Optuna's storage on the journal file, whose entries it replays now: an entry of the right
+    shape that Optuna cannot apply (a key missing, an unknown operation) is bad input, one line."""
+    backend = RepairingJournalBackend(path, repair=create)
+    try:
+        return JournalStorage(backend)
+    except (KeyError, TypeError, ValueError, AssertionError, AttributeError) as err:
+        raise UsageError(f"{backend.path} is not a readable Optuna journal: Optuna could not "
+                         f"replay it ({type(err).__name__}: {str(err)[:80]})") from None
 
 
 @contextmanager

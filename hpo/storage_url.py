@@ -35,13 +35,18 @@ def check_url(url: str) -> None:
 
     A database URL must parse (a numeric port included) and name its database: without one,
     PostgreSQL connects to a default database and Optuna would create its schema there. A journal
-    path must not contain ``:`` (``::::`` or ``postgresql:/db`` is a mistyped URL, not a file).
+    path must not contain ``:`` (``::::`` or ``postgresql:/db`` is a mistyped URL, not a file),
+    and an existing file there must be a journal (a study file given as ``--storage`` is not).
     """
     if not is_database_url(url):
         if ":" in url:
             raise UsageError(f"storage {url!r} is not understood: a database URL looks like "
                              "postgresql+psycopg2://user@host:5432/dbname, a journal file is a "
                              "path without ':'")
+        if Path(url).is_file():  # before any lock file is made beside it
+            from hpo.journal import refuse_if_not_a_journal
+
+            refuse_if_not_a_journal(Path(url).resolve())
         return
     try:
         parsed = sqlalchemy.engine.make_url(url)

@@ -373,6 +373,13 @@ ROWS: dict[str, Row] = {
     "--out is a folder": Row(["export", "smoke", "--out", "inputs"], 2, "not a regular file"),
     "--out in a missing folder": Row(["export", "smoke", "--out", "nofolder/best.yaml"], 2,
                                      "does not exist"),
+    "a study file as the journal": Row(["init", str(SMOKE), "--storage", "{f}"], 2,
+                                       "not an Optuna journal", SMOKE.read_bytes()),
+    "JSON lines that are not journal entries": Row(["status", "--storage", "{f}"], 2,
+                                                   "not an Optuna journal", b'[]\n{"a": 1}\n'),
+    "a journal entry Optuna cannot replay": Row(["status", "--storage", "{f}"], 2,
+                                                "could not replay",
+                                                b'{"op_code": 99, "worker_id": "x"}\n'),
     "report --out holds the storage": Row(["report", "smoke", "--out", "runs"], 2,
                                           "holds the study storage"),
     "report --out is a file": Row(["report", "smoke", "--out", "{f}"], 2, "is a file", b"x\n"),
@@ -388,7 +395,8 @@ SUBPROCESS_ROWS = [
     "binary file", "duplicate top-level key", "name starting with -", "train is a list",
     "source.kl is a string", "dashboard --port 99999", "non-numeric port",
     "postgres URL without a database", "HPO_STORAGE=::::", "--out is the storage",
-    "mistyped journal path", "status from a folder without runs/",
+    "mistyped journal path", "status from a folder without runs/", "a study file as the journal",
+    "a journal entry Optuna cannot replay",
 ]
 
 

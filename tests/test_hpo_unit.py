@@ -319,6 +319,53 @@ def test_a_corrupt_middle_line_is_dropped_and_reported(tmp_path: Path) -> None:
     assert len(reports) == 1 and f"line {len(lines) - 1} is not valid JSON" in reports[0]
 
 
+def test_json_lines_that_are_not_entries_are_dropped_and_many_reported_in_two_lines(
+        tmp_path: Path) -> None:
+    path = tmp_path / "hpo.journal"
+    _journal_with_trials(path, 2)
+    entries = path.read_bytes().splitlines(keepends=True)
+    strays = [b"[]\n", b'{"a": 1}\n', b'"str"\n', b'{"op_code": "0", "worker_id": "w"}\n',
+              b'{"op_code": 1}\n', b"not json\n"]
+    path.write_bytes(b"".join(entries[:2] + strays + entries[2:]))
+    read = io.StringIO()
+    logs = list(RepairingJournalBackend(path, log=read, repair=False).read_logs(0))
+    assert len(logs) == len(entries)  # every entry read, no stray
+    said = read.getvalue().splitlines()
+    assert len(said) == 2 and "line 3 is not a journal entry" in said[0], said
+    assert "5 more lines" in said[1], said
+    log = io.StringIO()
+    reports = repair_journal(path, log)
+    assert len(reports) == 2 and "line 3 is not a journal entry" in reports[0], reports
+    assert "5 more lines" in reports[1] and "moved them to" in reports[1], reports
+    assert path.read_bytes() == b"".join(entries)
+    storage = open_storage(str(path))
+    assert len(optuna.load_study(study_name="j", storage=storage).trials) == 2
+
+
+@pytest.mark.parametrize("repair", [True, False])
+def test_a_file_that_is_not_a_journal_is_refused_and_left_as_it_is(tmp_path: Path,
+                                                                   repair: bool) -> None:
+    from hpo.errors import UsageError
+
+    path = tmp_path / "notes.yaml"
+    path.write_bytes(b"name: smoke\nbudget: {trials: 2}\n")
+    with pytest.raises(UsageError, match="is not an Optuna journal"):
+        RepairingJournalBackend(path, log=io.StringIO(), repair=repair)
+    with pytest.raises(UsageError, match="is not an Optuna journal"):
+        open_storage(str(path))
+    assert path.read_bytes() == b"name: smoke\nbudget: {trials: 2}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.yaml"]
+
+
+def test_an_entry_optuna_cannot_replay_is_one_usage_error(tmp_path: Path) -> None:
+    from hpo.errors import UsageError
+
+    path = tmp_path / "hpo.journal"
+    path.write_bytes(b'{"op_code": 0, "worker_id": "w"}\n')  # no study name
+    with pytest.raises(UsageError, match="could not replay it .KeyError"):
+        open_storage(str(path), create=False)
+
+
 def test_a_dangling_old_lock_is_broken_and_a_fresh_one_waited_for(tmp_path: Path) -> None:
     journal = tmp_path / "runs" / "hpo.journal"
     journal.parent.mkdir()
