@@ -20,8 +20,9 @@ Only writers repair: a worker, ``hpo run``, ``hpo init`` and ``hpo validate`` on
 dashboard``: :func:`hpo.storage.open_storage` with ``create=False``) open it with
 ``repair=False``: they write nothing, read every complete entry, leave out a torn last line and
 lines that are not entries, and say so in at most two lines (the first such line, and where it
-will be repaired; how many more). Should such a process append after all (``hpo report``'s dashboard notes, an edit in
-``hpo dashboard --allow-edits``), it repairs first, under the lock, as a writer does.
+will be repaired; how many more). Should such a process append after all (``hpo report``'s
+dashboard notes, an edit in ``hpo dashboard --allow-edits``), it repairs first, under the lock,
+as a writer does.
 """
 
 from __future__ import annotations
