@@ -179,7 +179,7 @@ def _study_name(arg: str) -> str:
         return load_spec(arg).name
     if not STUDY_NAME.fullmatch(arg):
         raise UsageError(f"{arg[:70]!r} is not a study name (letters, digits, _.-, not starting "
-                         "with -, at most 64 characters) nor a study file")
+                         "with - or ., at most 64 characters) nor a study file")
     return arg
 
 
@@ -227,8 +227,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from hpo.storage import storage_url
 
     spec = load_spec(args.study_file)
-    if args.worker_id is not None and not WORKER_ID.fullmatch(args.worker_id):
-        raise UsageError(f"--worker-id {args.worker_id[:70]!r}: expected 1 to 128 letters, "
+    given, source = args.worker_id, "--worker-id"
+    if given is None and os.environ.get("HPO_WORKER_ID"):  # printed and stored as the flag is
+        given, source = os.environ["HPO_WORKER_ID"], "HPO_WORKER_ID"
+    if given is not None and not WORKER_ID.fullmatch(given):
+        raise UsageError(f"{source} {given[:70]!r}: expected 1 to 128 letters, "
                          "digits or _.:@- characters")
     from hpo.worker import run_worker  # torch: only once the input is good
 

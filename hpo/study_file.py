@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hpo.errors import StudyFileError
-from hpo.names import STUDY_NAME_PATTERN
+from hpo.names import STUDY_FILE_NAME_PATTERN
 from hpo.yaml_input import read_yaml_mapping
 from models import config as models_config
 
@@ -242,10 +242,11 @@ class Search(_Strict):
 class StudySpec(_Strict):
     """A whole study file."""
 
-    name: str = Field(min_length=1, max_length=64, pattern=STUDY_NAME_PATTERN,
-                      description="an identifier: letters, digits, _.- (not a leading -), "
+    name: str = Field(min_length=1, max_length=64, pattern=STUDY_FILE_NAME_PATTERN,
+                      description="an identifier: letters, digits, _ and - (not a leading -), "
                                   "at most 64 characters, because it is a command-line "
-                                  "argument and part of file names")
+                                  "argument and part of file names; no dots, which name the "
+                                  "group's studies (NAME.<arm>)")
     description: str = Field("", max_length=10_000)
     seed: int = Field(0, ge=0, le=MAX_SEED, description="base of every trial's training seed")
     target: Target

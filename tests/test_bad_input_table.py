@@ -380,6 +380,13 @@ ROWS: dict[str, Row] = {
     "a journal entry Optuna cannot replay": Row(["status", "--storage", "{f}"], 2,
                                                 "could not replay",
                                                 b'{"op_code": 99, "worker_id": "x"}\n'),
+    "study name with a dot": init(smoke_with("name: smoke", "name: smoke.quantum"), "name"),
+    "study name ..": init(smoke_with("name: smoke", "name: '..'"), "name"),
+    "report of a study named ..": Row(["report", ".."], 2, "not a study name"),
+    "HPO_WORKER_ID with a space": Row(["worker", str(SMOKE)], 2, "HPO_WORKER_ID",
+                                      env={"HPO_WORKER_ID": "a b"}),
+    "HPO_WORKER_ID with a newline and an escape": Row(
+        ["worker", str(SMOKE)], 2, "HPO_WORKER_ID", env={"HPO_WORKER_ID": "w\n\x1b[31m"}),
     "report --out holds the storage": Row(["report", "smoke", "--out", "runs"], 2,
                                           "holds the study storage"),
     "report --out is a file": Row(["report", "smoke", "--out", "{f}"], 2, "is a file", b"x\n"),
