@@ -456,7 +456,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     score = train_exported(doc, args.config, progress)
     result = score.as_dict()
-    expected = doc.get("source", {}).get("kl")
+    expected = (doc.get("source") or {}).get("kl")  # validated: a mapping or null
     if args.json:
         result["expected_kl"] = expected
         print(json.dumps(result))

@@ -159,3 +159,20 @@ def test_train_names_the_bad_metric_key_of_an_exported_config(tmp_path: Path) ->
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"{config}: metric.n_target: " in lines[0], lines
     assert "10000" in lines[0] and "(got 5)" in lines[0], lines
+
+
+def test_train_takes_an_exported_config_whose_source_is_null(tmp_path: Path, capsys) -> None:
+    """`source: null` passes the exported config's check; it used to end in an AttributeError
+    after training, where the expected D_s is looked up."""
+    from hpo.cli import main
+
+    config = tmp_path / "best.yaml"
+    config.write_text(yaml.safe_dump({
+        "target": {"preset": "gaussgan"},
+        "metric": {"n_target": 10_000, "eval_samples": 200, "replicates": 2, "knn": False},
+        "train": {"generator": {"kind": "classical"}, "steps": 10, "eval_every": 10,
+                  "eval_samples": 200, "batch_size": 32},
+        "source": None,
+    }))
+    assert main(["train", str(config), "--json"]) == 0
+    assert '"expected_kl": null' in capsys.readouterr().out
