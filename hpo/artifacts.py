@@ -84,10 +84,12 @@ def existing_artifact_store(flag: str | None = None
 
 
 def checked_location(flag: str | None = None) -> str:
-    """The artifact location, with an s3:// URL's form checked (a :class:`UsageError` if bad)."""
+    """The artifact location, with an s3:// URL's form and boto3's credentials checked (a
+    :class:`UsageError` if bad)."""
     location = artifacts_location(flag)
     if is_object_store(location):
         parse_s3_url(location)
+        _require_credentials(location)
     return location
 
 
@@ -96,7 +98,18 @@ def artifact_store(flag: str | None = None) -> FileSystemArtifactStore | Prefixe
     location = artifacts_location(flag)
     if is_object_store(location):
         bucket, prefix = parse_s3_url(location)
+        _require_credentials(location)
         return PrefixedArtifactStore(Boto3ArtifactStore(bucket), prefix)
     path = Path(location)
     path.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(str(path))
+
+
+def _require_credentials(location: str) -> None:
+    """A :class:`UsageError` when boto3 finds no credentials: every upload would fail, every
+    trial with it, and the budget would be spent on failures (a reader would end in a traceback)."""
+    import boto3  # Optuna's Boto3ArtifactStore needs it; only object stores load it
+
+    if boto3.session.Session().get_credentials() is None:
+        raise UsageError(f"artifacts {location}: boto3 finds no credentials for the object store "
+                         "(set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile)")

@@ -104,6 +104,7 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
     (``HPO_STORAGE_PATIENCE_S``, default 75 s) raises :class:`~hpo.errors.StorageError`; a
     worker frozen inside the budget lock loses it after ``HPO_LOCK_LEASE_S`` (default 30 s)."""
     torch.set_num_threads(threads)
+    store = artifact_store(artifacts)  # a bad location is one line before a worker number is taken
     worker_id = worker_id or new_worker_id()
     launcher = os.environ.get("HPO_LAUNCHER_PID", "")
     stop = StopFlag(int(launcher) if launcher.isdigit() else None)
@@ -119,8 +120,7 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
             if worker_seed is None:
                 worker_seed = claim_worker_number(url, spec, patience_s=patience, stop=stop)
             say(f"started on {spec.name} as worker number {worker_seed}")
-            claim = _claimer(url, spec, worker_seed, artifact_store(artifacts), worker_id, lock,
-                             stop, patience, say)
+            claim = _claimer(url, spec, worker_seed, store, worker_id, lock, stop, patience, say)
             while (claimed := claim()) is not None:
                 if claimed is False:
                     time.sleep(BUDGET_POLL_S)  # the others hold the remaining slots
