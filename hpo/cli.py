@@ -338,13 +338,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from hpo.artifacts import checked_location, display_location
-    from hpo.dashboard import allowed_hosts, extra_hosts, serve
+    from hpo.dashboard import allowed_hosts, check_listenable, extra_hosts, serve
     from hpo.storage import display_url, require_storage, storage_url
 
     url = storage_url(args.storage)
     artifacts = checked_location(args.artifacts)  # a usage error (2) before a missing storage (1)
     hosts = allowed_hosts(args.host, extra_hosts(args.allowed_host))
     require_storage(url)  # a missing storage is one line here, not a worker failing to boot
+    check_listenable(args.host, args.port)
     mode = "read-write (--allow-edits)" if args.allow_edits else "read-only"
     print(f"optuna-dashboard on http://{args.host}:{args.port} ({mode})  storage "
           f"{display_url(url)}, artifacts {display_location(artifacts)}",

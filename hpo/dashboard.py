@@ -23,7 +23,7 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from hpo.errors import UsageError
+from hpo.errors import HpoError, UsageError
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -106,6 +106,25 @@ def extra_hosts(flags: list[str] | None) -> list[str]:
         if not name or any(c.isspace() or c in "/@?#" for c in name) or len(name) > 253:
             raise UsageError(f"--allowed-host {name!r} is not a host name")
     return names
+
+
+def check_listenable(host: str, port: int) -> None:
+    """One line, before gunicorn starts (whose retries would print 6-11 log lines): a
+    :class:`UsageError` for a host that is empty or not an address, an :class:`HpoError` (exit 1)
+    for an address this machine cannot listen on now (a port in use, another machine's address).
+    """
+    if not host.strip():
+        raise UsageError("--host '': give an address (0.0.0.0 listens on every interface)")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as err:
+        raise UsageError(f"--host {host[:70]!r} is not an address ({err})") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise HpoError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
 
 
 def serve(url: str, artifacts: str | None, *, host: str, port: int, hosts: Iterable[str],

@@ -195,3 +195,18 @@ def test_bound_to_every_interface_answers_this_machines_names(journal: Path) -> 
         assert request(port, "DELETE", "/api/studies/0", host=socket.gethostname())[0] == 403
     finally:
         _stop(proc)
+
+
+def test_a_port_in_use_is_one_line_and_exit_status_1(tmp_path: Path) -> None:
+    """gunicorn, left to find out, printed 6-11 lines of its retries."""
+    journal = _journal_with_studies(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(hpo_cmd("dashboard", "--storage", str(journal), "--port",
+                                        str(port)), env=hpo_env(), capture_output=True,
+                                text=True, timeout=60)
+    assert result.returncode == 1, result
+    assert result.stderr.count("\n") == 1 and "Address already in use" in result.stderr, result
+    assert "Traceback" not in result.stderr and result.stdout == "", result
