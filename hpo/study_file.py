@@ -17,7 +17,15 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from hpo.errors import StudyFileError
 from hpo.names import STUDY_FILE_NAME_PATTERN
@@ -48,6 +56,17 @@ SEARCH_SEED_STRIDE = MAX_TRIALS
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_not_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads `trials: true` as 1; a number is wanted wherever bool is not allowed.
+        # (Full strict mode would also refuse `1e-4`, which YAML 1.1 reads as a string.)
+        annotation = cls.model_fields[info.field_name].annotation
+        kinds = set(typing.get_args(annotation)) | {annotation}
+        if isinstance(value, bool) and kinds & {int, float} and bool not in kinds:
+            raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
 
 
 class Param(_Strict):

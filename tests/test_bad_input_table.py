@@ -383,6 +383,8 @@ ROWS: dict[str, Row] = {
     "a journal entry Optuna cannot replay": Row(["status", "--storage", "{f}"], 2,
                                                 "could not replay",
                                                 b'{"op_code": 99, "worker_id": "x"}\n'),
+    "budget.trials: true": init(study(budget__trials=True), "budget.trials: expected a number"),
+    "metric.replicates: false": init(study(metric__replicates=False), "expected a number"),
     "study name with a dot": init(smoke_with("name: smoke", "name: smoke.quantum"), "name"),
     "study name ..": init(smoke_with("name: smoke", "name: '..'"), "name"),
     "report of a study named ..": Row(["report", ".."], 2, "not a study name"),
@@ -393,6 +395,8 @@ ROWS: dict[str, Row] = {
     "report --out holds the storage": Row(["report", "smoke", "--out", "runs"], 2,
                                           "holds the study storage"),
     "report --out is a file": Row(["report", "smoke", "--out", "{f}"], 2, "is a file", b"x\n"),
+    "URL port 99999": Row(["status", "--storage", "postgresql+psycopg2://u@127.0.0.1:99999/db"],
+                          2, "1..65535"),
     "a password in the URL's query": Row(
         ["status", "--storage", f"postgresql+psycopg2://postgres@127.0.0.1:1/db?password={PASSWORD}"],
         1, "password=***"),
