@@ -500,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except HpoError as err:
         _traceback_if_asked()
-        print(f"hpo {args.command}: {err}", file=sys.stderr)
+        print(f"hpo {args.command}: {_at_most(str(err), MAX_ERROR_CHARS)}", file=sys.stderr)
         return err.exit_status
     except KeyboardInterrupt:
         print(f"hpo {args.command}: interrupted", file=sys.stderr)
@@ -512,6 +512,14 @@ def main(argv: list[str] | None = None) -> int:
         _traceback_if_asked()
         print(f"hpo {args.command}: {message}", file=sys.stderr)
         return 1
+
+
+MAX_ERROR_CHARS = 600
+"""An error quotes the input it refuses; a 5000-component mixture made a 25 KB line."""
+
+
+def _at_most(text: str, chars: int) -> str:
+    return text if len(text) <= chars else f"{text[:chars - 30]} ... ({len(text)} characters)"
 
 
 def _traceback_if_asked() -> None:

@@ -73,7 +73,11 @@ def anytime_figure(report: dict[str, Any]) -> Any:
         ax.set_yscale("log")
         ax.set_ylabel(f"best {report['metric']['name']} (log scale)", fontsize=8)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        else:  # a study with no finished trial yet: say so, rather than warn of an empty legend
+            ax.text(0.5, 0.5, "no finished search trial yet", transform=ax.transAxes,
+                    ha="center", va="center", fontsize=9, color="0.4")
     fig.suptitle("Anytime performance of the search, per kind", fontsize=10)
     fig.tight_layout()
     return fig

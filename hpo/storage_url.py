@@ -50,7 +50,8 @@ def check_url(url: str) -> None:
         return
     try:
         parsed = sqlalchemy.engine.make_url(url)
-        parsed.port  # noqa: B018 - parsing the port is what raises for "host:abc"
+        if parsed.port is not None and not 1 <= parsed.port <= 65535:  # "host:abc" raises
+            raise ValueError(f"port {parsed.port} is not in 1..65535")
         parsed.get_dialect().import_dbapi()  # an unknown scheme, or a driver not installed
     except (sqlalchemy.exc.ArgumentError, ValueError, ImportError) as err:
         raise UsageError(f"storage URL {_hide_password_text(url)} is not understood: "

@@ -601,3 +601,17 @@ def test_display_url_hides_a_password_in_the_user_part_and_in_the_query(url: str
     from hpo.storage import display_url
 
     assert display_url(url) == shown
+
+
+def test_an_error_that_quotes_a_huge_input_is_cut_short(monkeypatch, capsys) -> None:
+    from hpo import cli
+    from hpo.errors import UsageError
+
+    def refuse(args):
+        raise UsageError("target.components: " + "[0.1, 0.2], " * 3000)
+
+    monkeypatch.setitem(cli.COMMANDS, "status", refuse)
+    assert cli.main(["status"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) <= cli.MAX_ERROR_CHARS + 20, len(err)
+    assert err.startswith("hpo status: target.components: [0.1") and "characters)" in err

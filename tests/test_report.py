@@ -160,6 +160,22 @@ def test_the_anytime_plot_has_a_log_axis_that_shows_both_ends(published) -> None
 
 
 @pytest.mark.unit
+def test_the_anytime_plot_of_a_study_with_no_finished_trial_warns_of_nothing(published) -> None:
+    """It used to print matplotlib's "No artists with labels" warning under `hpo report`."""
+    import warnings
+
+    _, _, result, _ = published
+    report = json.loads(json.dumps(result.report))
+    for curve in report["anytime"].values():
+        curve["best_so_far"] = [None] * len(curve["best_so_far"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = anytime_figure(report)
+    assert all("no finished search trial yet" in [t.get_text() for t in ax.texts]
+               for ax in fig.axes)
+
+
+@pytest.mark.unit
 def test_html_is_one_self_contained_file(published) -> None:
     _, _, result, _ = published
     page = result.html.read_text()
