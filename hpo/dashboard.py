@@ -115,16 +115,17 @@ def check_listenable(host: str, port: int) -> None:
     """
     if not host.strip():
         raise UsageError("--host '': give an address (0.0.0.0 listens on every interface)")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as gunicorn chooses
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        address = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)[0][4]
     except (socket.gaierror, UnicodeError) as err:
         raise UsageError(f"--host {host[:70]!r} is not an address ({err})") from None
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
-        try:
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
             probe.bind(address)
-        except OSError as err:
-            raise HpoError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+    except OSError as err:
+        raise HpoError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
 
 
 def serve(url: str, artifacts: str | None, *, host: str, port: int, hosts: Iterable[str],

@@ -53,6 +53,12 @@ LOOKED_AT = 64
 not a journal (a study file, notes), and is refused rather than repaired away."""
 
 
+MAX_LINE_BYTES = 16 << 20
+"""Longer than any entry (a stored study file is at most 1 MiB): read no more of a line to judge."""
+ENTRY_START = b'{"op_code":'
+"""How every entry's line begins: Optuna writes ``op_code`` first, and so do we."""
+
+
 def is_entry(line: Any) -> bool:
     """Whether a parsed line has the shape of an Optuna journal entry (every entry Optuna
     writes holds an integer ``op_code`` and its writer's ``worker_id``)."""
@@ -76,8 +82,11 @@ def refuse_if_not_a_journal(path: Path) -> None:
     :data:`LOOKED_AT` is a journal entry: another kind of file given as the storage."""
     looked = 0
     with open(path, "rb") as f:
-        for line in f:
-            if not line.endswith(b"\n") or looked == LOOKED_AT:
+        while looked < LOOKED_AT:
+            line = f.readline(MAX_LINE_BYTES)
+            if not line.endswith(b"\n"):  # the end, a write in progress, or no newline at all
+                if line and not line.startswith(ENTRY_START[:len(line)]):
+                    looked += 1  # a first line no writer of ours or Optuna's would begin
                 break
             looked += 1
             try:

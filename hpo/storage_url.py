@@ -74,9 +74,9 @@ def _hide_password_text(url: str) -> str:
 
 
 # A query parameter whose name holds one of these carries a secret: libpq's ``password`` and
-# ``sslpassword``, a driver's ``token`` or ``secret``.
-_SECRET_WORDS = ("pass", "secret", "token")
-_QUERY_SECRET = re.compile(r"([?&;][^=&;#]*(?:" + "|".join(_SECRET_WORDS) + r")[^=&;#]*=)[^&;#]*",
+# ``sslpassword``, ODBC's ``PWD`` and ``odbc_connect``, a driver's ``token`` or ``secret``.
+_SECRET_WORDS = ("pass", "pwd", "secret", "token", "odbc_connect")
+_QUERY_SECRET = re.compile(r"([?&;][^=&;#]*(?:" + "|".join(_SECRET_WORDS) + r")[^=&;#]*=)[^&;]*",
                            re.IGNORECASE)
 
 
@@ -89,6 +89,8 @@ def display_url(url: str) -> str:
     """The URL with its password hidden, for messages."""
     if not is_database_url(url):
         return str(Path(url).resolve())
+    if url.partition("://")[2].split("/", 1)[0].count("@") > 1:  # a raw @ in the password:
+        return _hide_password_text(url)  # SQLAlchemy would split it there and show the rest
     try:
         return _hide_query_secrets(
             sqlalchemy.engine.make_url(url).render_as_string(hide_password=True))

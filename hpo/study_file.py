@@ -62,11 +62,23 @@ class _Strict(BaseModel):
     def _numbers_are_not_booleans(cls, value: Any, info: ValidationInfo) -> Any:
         # pydantic reads `trials: true` as 1; a number is wanted wherever bool is not allowed.
         # (Full strict mode would also refuse `1e-4`, which YAML 1.1 reads as a string.)
-        annotation = cls.model_fields[info.field_name].annotation
-        kinds = set(typing.get_args(annotation)) | {annotation}
-        if isinstance(value, bool) and kinds & {int, float} and bool not in kinds:
-            raise ValueError(f"expected a number, got {str(value).lower()}")
+        kinds = _leaf_types(cls.model_fields[info.field_name].annotation)
+        if kinds & {int, float} and bool not in kinds and _holds_a_boolean(value):
+            raise ValueError(f"expected a number, got {str(value).lower()}"
+                             if isinstance(value, bool) else "expected numbers, got a boolean")
         return value
+
+
+def _leaf_types(annotation: Any) -> set[Any]:
+    """``list[list[float]] | None`` -> {float, NoneType}."""
+    args = typing.get_args(annotation)
+    return set().union(*map(_leaf_types, args)) if args else {annotation}
+
+
+def _holds_a_boolean(value: Any) -> bool:
+    if isinstance(value, list | tuple):
+        return any(map(_holds_a_boolean, value))
+    return isinstance(value, bool)
 
 
 class Param(_Strict):
@@ -261,11 +273,20 @@ class Search(_Strict):
 class StudySpec(_Strict):
     """A whole study file."""
 
-    name: str = Field(min_length=1, max_length=64, pattern=STUDY_FILE_NAME_PATTERN,
+    name: str = Field(min_length=1, max_length=64,
                       description="an identifier: letters, digits, _ and - (not a leading -), "
                                   "at most 64 characters, because it is a command-line "
                                   "argument and part of file names; no dots, which name the "
                                   "group's studies (NAME.<arm>)")
+
+    @field_validator("name")
+    @classmethod
+    def _a_name(cls, name: str) -> str:
+        if not re.fullmatch(STUDY_FILE_NAME_PATTERN, name):
+            raise ValueError(f"{name[:70]!r}: letters, digits, _ and - (not a leading -), no dots "
+                             "(they name a group's studies: NAME.<arm>); a study stored under a "
+                             "dotted name stays readable by hpo status, report and export")
+        return name
     description: str = Field("", max_length=10_000)
     seed: int = Field(0, ge=0, le=MAX_SEED, description="base of every trial's training seed")
     target: Target

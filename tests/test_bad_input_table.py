@@ -385,9 +385,16 @@ ROWS: dict[str, Row] = {
                                                 b'{"op_code": 99, "worker_id": "x"}\n'),
     "budget.trials: true": init(study(budget__trials=True), "budget.trials: expected a number"),
     "metric.replicates: false": init(study(metric__replicates=False), "expected a number"),
+    "a true among a mixture's weights": init(study(target={
+        "weights": [True, 0.5], "means": [[0, 0], [1, 1]],
+        "covariances": [[[1, 0], [0, 1]], [[1, 0], [0, 1]]]}), "target.weights: expected numbers"),
     "study name with a dot": init(smoke_with("name: smoke", "name: smoke.quantum"), "name"),
     "study name ..": init(smoke_with("name: smoke", "name: '..'"), "name"),
     "report of a study named ..": Row(["report", ".."], 2, "not a study name"),
+    "s3 artifacts without credentials, before a worker number is taken": Row(
+        ["worker", str(SMOKE)], 2, "no credentials",
+        env={"HPO_ARTIFACTS": "s3://bucket/p", "AWS_EC2_METADATA_DISABLED": "true",
+             "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"}),
     "HPO_WORKER_ID with a space": Row(["worker", str(SMOKE)], 2, "HPO_WORKER_ID",
                                       env={"HPO_WORKER_ID": "a b"}),
     "HPO_WORKER_ID with a newline and an escape": Row(

@@ -357,6 +357,21 @@ def test_a_file_that_is_not_a_journal_is_refused_and_left_as_it_is(tmp_path: Pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.yaml"]
 
 
+def test_a_file_of_one_line_without_newline_is_refused_unless_it_begins_an_entry(
+        tmp_path: Path) -> None:
+    from hpo.errors import UsageError
+
+    notes, torn = tmp_path / "notes.txt", tmp_path / "hpo.journal"
+    notes.write_bytes(b"name: smoke")
+    torn.write_bytes(b'{"op_code":0,"worker_id":"w","study_na')  # a crash in the first write
+    with pytest.raises(UsageError, match="is not an Optuna journal"):
+        RepairingJournalBackend(notes, log=io.StringIO())
+    assert notes.read_bytes() == b"name: smoke"
+    log = io.StringIO()
+    RepairingJournalBackend(torn, log=log)  # repaired: the torn line moved aside
+    assert torn.read_bytes() == b"" and "was torn" in log.getvalue()
+
+
 def test_an_entry_optuna_cannot_replay_is_one_usage_error(tmp_path: Path) -> None:
     from hpo.errors import UsageError
 
@@ -595,6 +610,10 @@ def test_a_schema_object_created_beside_is_a_race_to_retry_and_other_refusals_ar
     ("sqlite:///x.db?Password=S3cret", "sqlite:///x.db?Password=***"),
     ("postgresql+psycopg2://u:S3cret@h:abc/db?token=S3cret&application_name=a",  # unparseable
      "postgresql+psycopg2://u:***@h:abc/db?token=***&application_name=a"),
+    ("postgresql+psycopg2://u:S3c@ret@h/db", "postgresql+psycopg2://u:***@h/db"),  # a raw @
+    ("postgresql+psycopg2://u:p@h:abc/db?password=S3c#ret", "postgresql+psycopg2://u:***@h:abc/db?password=***"),
+    ("mssql+pyodbc://u@h/db?odbc_connect=DRIVER%3Dx%3BPWD%3DS3cret",
+     "mssql+pyodbc://u@h/db?odbc_connect=***"),
 ])
 def test_display_url_hides_a_password_in_the_user_part_and_in_the_query(url: str,
                                                                          shown: str) -> None:
@@ -615,3 +634,24 @@ def test_an_error_that_quotes_a_huge_input_is_cut_short(monkeypatch, capsys) -> 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and len(err) <= cli.MAX_ERROR_CHARS + 20, len(err)
     assert err.startswith("hpo status: target.components: [0.1") and "characters)" in err
+
+
+def test_an_object_store_without_credentials_is_a_usage_error(tmp_path: Path, monkeypatch):
+    """Without credentials every upload fails: the worker would fail every trial and spend the
+    budget on failures, a reader would end in botocore's traceback. Refused at once instead."""
+    from hpo.artifacts import PrefixedArtifactStore, artifact_store, checked_location
+    from hpo.errors import UsageError
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for check in (artifact_store, checked_location):
+        with pytest.raises(UsageError, match="no credentials"):
+            check("s3://bucket/prefix")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    assert isinstance(artifact_store("s3://bucket/prefix"), PrefixedArtifactStore)
