@@ -102,8 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "search with N local workers", epilog=EPILOG)
     p.add_argument("study_file", metavar="STUDY.yaml")
     _common(p)
-    p.add_argument("--workers", type=int, default=2, help="local worker processes (default: 2)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default: 1)")
+    p.add_argument("--workers", type=_int_in(1, _max_workers(), " (4 per CPU core)"), default=2,
+                   help="local worker processes (default: 2; at most 4 per CPU core)")
+    p.add_argument("--threads", type=_int_in(1, MAX_THREADS), default=1,
+                   help="torch threads per worker (default: 1)")
 
     p = sub.add_parser("status", help="trial counts, best per generator kind, and the workers "
                        "with their last heartbeat", epilog=EPILOG)

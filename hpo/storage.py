@@ -49,16 +49,20 @@ PATIENCE_S = 75.0
 """Seconds a worker's storage calls retry an unreachable database: rides through a 60 s outage."""
 
 
+MAX_ENV_SECONDS = 86_400.0
+"""A day: the most a patience or a lease may be (a lease is a server timeout in milliseconds)."""
+
+
 def seconds_from_env(name: str, default: float) -> float:
-    """A number of seconds from environment variable ``name`` (>= 0), else ``default``.
+    """A number of seconds from environment variable ``name`` (0 to a day), else ``default``.
     Workers read ``HPO_STORAGE_PATIENCE_S`` and ``HPO_LOCK_LEASE_S`` this way."""
     value = os.environ.get(name)
     try:
         seconds = float(value) if value else default
     except ValueError:
         raise UsageError(f"{name} must be a number of seconds, got {value!r}") from None
-    if seconds < 0:
-        raise UsageError(f"{name} must be >= 0 seconds, got {seconds}")
+    if not 0 <= seconds <= MAX_ENV_SECONDS:  # nan too; PostgreSQL takes a lease in ms (int32)
+        raise UsageError(f"{name} must be 0 to {MAX_ENV_SECONDS:.0f} seconds, got {value}")
     return seconds
 
 

@@ -166,8 +166,9 @@ class Metric(_Strict):
     """How trials are scored; the same for every trial so that values compare."""
 
     sigma: float | None = Field(
-        None, gt=0, allow_inf_nan=False,
-        description="resolution s of D_s = KL(Q_s||P_s), data units; "
+        None, ge=1e-6, le=1e6, allow_inf_nan=False,
+        description="resolution s of D_s = KL(Q_s||P_s), data units (1e-6 to 1e6: far outside, "
+        "the kernels under- or overflow and every trial fails); "
         "None = metrics.default_sigma(target)")
     n_target: int = Field(20_000, ge=10_000, le=MAX_N_TARGET,
                           description="fixed target points scored against")

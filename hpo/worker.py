@@ -104,7 +104,6 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
     (``HPO_STORAGE_PATIENCE_S``, default 75 s) raises :class:`~hpo.errors.StorageError`; a
     worker frozen inside the budget lock loses it after ``HPO_LOCK_LEASE_S`` (default 30 s)."""
     torch.set_num_threads(threads)
-    store = artifact_store(artifacts)  # a bad location is one line before a worker number is taken
     worker_id = worker_id or new_worker_id()
     launcher = os.environ.get("HPO_LAUNCHER_PID", "")
     stop = StopFlag(int(launcher) if launcher.isdigit() else None)
@@ -112,6 +111,7 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one line per trial says it all
     patience = seconds_from_env("HPO_STORAGE_PATIENCE_S", PATIENCE_S)
     lease = lease_seconds()
+    store = artifact_store(artifacts)  # a bad location is one line before a worker number is taken
     ran = 0
     with stop.on_signals(), _one_line_thread_errors(say):
         lock = process_lock(url, f"hpo:budget:{spec.name}", lease_s=lease, patience_s=patience,
