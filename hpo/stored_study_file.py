@@ -9,7 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import optuna
+from pydantic import ValidationError
 
+from hpo.errors import UsageError
 from hpo.study_file import StudySpec
 
 #: The study user attribute that names the study file: one short line on the dashboard's study
@@ -57,8 +59,58 @@ def keep_study_file(storage: optuna.storages.BaseStorage, study: optuna.Study,
     study_id = storage.get_study_id_from_name(study.study_name)
     system_attrs, user_attrs = storage.get_study_system_attrs(study_id), study.user_attrs
     whole = stored_study_file(system_attrs, user_attrs) or spec.model_dump(mode="json")
+    _refuse_a_changed_measurement(study.study_name, whole, spec)
     if STUDY_FILE_SYSTEM_ATTR not in system_attrs:
         storage.set_study_system_attr(study_id, STUDY_FILE_SYSTEM_ATTR, whole)
     line = study_file_line(whole)
     if user_attrs.get(STUDY_FILE_ATTR) != line:
         study.set_user_attr(STUDY_FILE_ATTR, line)
+
+
+#: What a trial's value means and where it sits: a file that changes one of these after its
+#: study was created would rank trials scored differently together. The rest (budget.trials,
+#: heartbeat, retry, sampler, pruner, validation, description) may change between runs.
+MEASUREMENT_KEYS = ("target", "metric", "fixed", "search", "seed", "layout", "searches",
+                    "random_searches", "budget.steps", "budget.eval_every")
+
+
+def _refuse_a_changed_measurement(study_name: str, stored: Mapping[str, Any],
+                                  spec: StudySpec) -> None:
+    """:class:`UsageError` when ``spec`` differs from the file ``study_name`` was created with in
+    one of :data:`MEASUREMENT_KEYS` (both read through today's schema, so defaults added since
+    compare equal; a stored file today's schema refuses is not compared)."""
+    try:
+        before = StudySpec.model_validate(stored).model_dump(mode="json")
+    except ValidationError:
+        return
+    now = spec.model_dump(mode="json")
+    for key in MEASUREMENT_KEYS:
+        changed = _first_difference(_at(before, key), _at(now, key), key)
+        if changed is not None:
+            where, old, new = changed
+            raise UsageError(
+                f"study {study_name} was created from a study file whose {where} was "
+                f"{_short(old)}, not {_short(new)}: its trials would be ranked with trials "
+                "measured otherwise; give the changed file another name")
+
+
+def _first_difference(old: Any, new: Any, where: str) -> tuple[str, Any, Any] | None:
+    """The first dotted key at which ``old`` and ``new`` differ, with both values there."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        for key in sorted(set(old) | set(new)):
+            found = _first_difference(old.get(key), new.get(key), f"{where}.{key}")
+            if found is not None:
+                return found
+        return None
+    return None if old == new else (where, old, new)
+
+
+def _at(tree: Mapping[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        tree = tree.get(part) if isinstance(tree, Mapping) else None
+    return tree
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."

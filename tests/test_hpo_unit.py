@@ -655,3 +655,27 @@ def test_an_object_store_without_credentials_is_a_usage_error(tmp_path: Path, mo
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
     assert isinstance(artifact_store("s3://bucket/prefix"), PrefixedArtifactStore)
+
+
+def test_a_study_file_changed_in_what_it_measures_is_refused_while_its_budget_may_grow(
+        tmp_path: Path) -> None:
+    """A worker given an edited file used to run it against the study created from the old one,
+    so trials scored at two resolutions were ranked together."""
+    from hpo.group import ensure_group
+    from hpo.space import load_spec
+    from hpo.storage import open_storage
+    from tests.conftest import SMOKE
+
+    spec = load_spec(SMOKE)
+    storage = open_storage(str(tmp_path / "hpo.journal"))
+    ensure_group(storage, spec)
+    budget = spec.budget.model_copy(update={"trials": spec.budget.trials + 5})
+    ensure_group(storage, spec.model_copy(update={"budget": budget}))  # more trials: fine
+    changed = {
+        "metric.sigma": {"metric": spec.metric.model_copy(update={"sigma": 2.0})},
+        "budget.steps": {"budget": spec.budget.model_copy(update={"steps": 20})},
+        "seed": {"seed": spec.seed + 1},
+    }
+    for key, update in changed.items():
+        with pytest.raises(UsageError, match=rf"whose {key} was"):
+            ensure_group(storage, spec.model_copy(update=update))
