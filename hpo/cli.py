@@ -571,7 +571,17 @@ def _known_failure(err: Exception, args: argparse.Namespace) -> str | None:
     if isinstance(err, OSError):
         where = f": {err.filename}" if err.filename else ""
         return f"{err.strerror or err}{where}"
+    if args.command in READERS and isinstance(err, UNREADABLE_RECORDS):
+        line = (str(err).strip().splitlines() or [""])[0][:160]
+        return (f"cannot read the stored study as hpo writes it ({type(err).__name__}: {line}): "
+                "a study made outside hpo, or records changed by hand? HPO_TRACEBACK=1 shows where")
     return None
+
+
+READERS = ("status", "export", "report")
+#: What reading a study hpo did not write raises (a multi-objective study: RuntimeError; a list
+#: where a name is kept: TypeError; a stored study file of the wrong shape: AttributeError...).
+UNREADABLE_RECORDS = (RuntimeError, TypeError, AttributeError, ValueError, KeyError, IndexError)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -114,6 +114,19 @@ def train(data: bytes, says: str = "", *extra: str) -> Row:
     return Row(["train", "{f}", *extra], 2, says, data)
 
 
+def _plain_optuna_journal(path: Path) -> None:
+    """A journal holding studies hpo did not write: one multi-objective, one whose trial keeps a
+    list where hpo keeps a generator kind."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(path)))
+    mo = optuna.create_study(study_name="mo", storage=storage, directions=["minimize"] * 2)
+    mo.add_trial(optuna.trial.create_trial(values=[0.1, 0.2]))
+    odd = optuna.create_study(study_name="odd", storage=storage)
+    odd.add_trial(optuna.trial.create_trial(value=0.1, user_attrs={"generator_kind": [1, 2]}))
+
+
 Q = "search__generators__quantum__"
 C = "search__generators__classical__"
 ROWS: dict[str, Row] = {
@@ -406,6 +419,12 @@ ROWS: dict[str, Row] = {
                                       env={"HPO_WORKER_ID": "a b"}),
     "HPO_WORKER_ID with a newline and an escape": Row(
         ["worker", str(SMOKE)], 2, "HPO_WORKER_ID", env={"HPO_WORKER_ID": "w\n\x1b[31m"}),
+    "status of a multi-objective study made outside hpo": Row(
+        ["status", "mo", "--storage", "{f}"], 1, "cannot read the stored study",
+        make=_plain_optuna_journal),
+    "export of a study keeping a list as its generator kind": Row(
+        ["export", "odd", "--storage", "{f}"], 1, "cannot read the stored study",
+        make=_plain_optuna_journal),
     "report --out holds the storage": Row(["report", "smoke", "--out", "runs"], 2,
                                           "holds the study storage"),
     "report --out is a file": Row(["report", "smoke", "--out", "{f}"], 2, "is a file", b"x\n"),
