@@ -240,7 +240,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         run_worker(spec, storage_url(args.storage), artifacts=args.artifacts,
                    threads=_threads(args.threads), worker_seed=args.worker_seed,
-                   worker_id=args.worker_id)
+                   worker_id=given)  # checked above; None: run_worker makes one
     finally:
         _ignore_stops_while_exiting()
     return 0
