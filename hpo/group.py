@@ -243,14 +243,15 @@ def load_group(storage: optuna.storages.BaseStorage | str, name: str) -> StudyGr
     names = _study_names(storage)
     prefix = f"{name}."
     parts = {n: parse_search_part(n[len(prefix):]) for n in names if n.startswith(prefix)}
-    found = {n: part for n, part in parts.items() if part is not None}
+    # hpo keeps the study file on every study it makes: NAME.quantum made by someone else (a
+    # plain Optuna study in the same storage) is not an arm of NAME.
+    files = {n: study_file_of(storage, n) for n, part in parts.items() if part is not None}
+    found = {n: parts[n] for n, kept in files.items() if kept.get("name") == name}
     validation = validation_study_name(name) if validation_study_name(name) in names else None
     searches: dict[str, dict[str, list[FrozenTrial]]] = {}
     if found:
         attrs: dict[str, Any] = {}
-        study_file: dict[str, Any] = {}
-        for study_name in sorted(found):
-            study_file = study_file or study_file_of(storage, study_name)
+        study_file = files[min(found)]
         order = _arm_order(study_file)
         for study_name, (kind, _) in sorted(found.items(),
                                             key=lambda item: (order(item[1]), item[1][1])):
@@ -293,8 +294,9 @@ def member_of(storage: optuna.storages.BaseStorage, name: str) -> tuple[str, str
     name: ``gaussgan.quantum`` is ``("gaussgan", "quantum")``, ``gaussgan.validation`` is
     ``("gaussgan", "validation")``. ``None`` for a group's own name or any other study.
 
-    A study ``NAME.X`` is a member when its study file is named ``NAME`` or when
-    ``NAME.validation`` exists; a study that has members of its own is a group, not a member.
+    A study ``NAME.X`` is a member when the study file it keeps is named ``NAME`` (hpo keeps it
+    on every study it makes; a plain Optuna study ``NAME.X`` is not one), and ``NAME.validation``
+    is always; a study that has members of its own is a group, not a member.
     An arm searched several times has no study of its own: ``NAME.<arm>`` names it (role
     ``<arm>``) when a ``NAME.<arm>.s<r>`` is a member.
     """
@@ -313,15 +315,10 @@ def _stored_member_of(storage: optuna.storages.BaseStorage, names: list[str], na
     """:func:`member_of` for a stored study ``name`` (``names``: every stored study)."""
     if any(n.startswith(f"{name}.") for n in names):
         return None
-    stored_name = None
+    kept = study_file_of(storage, name).get("name")
     # NAME.<arm>.s<r> (an arm searched several times) first, then NAME.<role>.
-    for base, role in _member_splits(name):
-        if validation_study_name(base) in names:
-            return base, role
-        stored_name = stored_name or study_file_of(storage, name).get("name")
-        if stored_name == base:
-            return base, role
-    return None
+    return next(((base, role) for base, role in _member_splits(name)
+                 if name == validation_study_name(base) or kept == base), None)
 
 
 def _member_splits(name: str) -> list[tuple[str, str]]:

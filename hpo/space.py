@@ -180,6 +180,8 @@ def check_against_models(path: str | Path, spec: StudySpec) -> None:
             for value in param.ends():
                 check(arm, f"search.shared.{name}", {**low_shared, name: value}, low_branch)
 
+    _refuse_a_key_given_twice(path, spec)
+
     # A value both fixed and searched: one of the two would be silently ignored.
     pairs = [("search.shared", spec.search.shared, spec.fixed)] + [
         (f"search.generators.{arm}.search", b.search, b.fixed)
@@ -188,3 +190,28 @@ def check_against_models(path: str | Path, spec: StudySpec) -> None:
         for name in sorted(set(searched) & set(fixed)):
             raise StudyFileError(str(path), f"{section}.{name}",
                                  "both fixed and searched; keep one")
+
+
+def _refuse_a_key_given_twice(path: str | Path, spec: StudySpec) -> None:
+    """A convenience name and the key it sets, both given (fixed or searched): one of the two
+    would be silently overridden (``beta1`` replaced ``betas[0]`` and reset ``betas[1]``; a fixed
+    ``critic: {hidden: ...}`` replaced a searched ``critic_width``)."""
+    def given(names: dict[str, Any], fixed: dict[str, Any], key: str) -> bool:
+        if key == "critic":  # a mapping: only its hidden layers are what the two names set
+            return isinstance(fixed.get(key), dict) and "hidden" in fixed[key]
+        return key in names
+
+    scopes = [("fixed", "search.shared", spec.fixed, spec.search.shared, DERIVED_SHARED_PARAMS)]
+    for arm, b in spec.search.generators.items():
+        at = f"search.generators.{arm}"
+        scopes.append((f"{at}.fixed", f"{at}.search", b.fixed, b.search,
+                       DERIVED_BRANCH_PARAMS[arm_kind(arm, b)]))
+    for fixed_at, search_at, fixed, searched, derived in scopes:
+        names = {**fixed, **searched}
+        for name, key in derived.items():
+            if name in names and given(names, fixed, key):
+                shown = "critic.hidden" if key == "critic" else key
+                where = fixed_at if name in fixed else search_at
+                raise StudyFileError(str(path), f"{where}.{name}",
+                                     f"{name} and {shown} both given, and {name} sets {shown}; "
+                                     "keep one")

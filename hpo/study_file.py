@@ -240,6 +240,15 @@ class Validation(_Strict):
     top_k: int = Field(3, ge=0, le=20)
     seeds: int = Field(5, ge=0, le=50)
 
+    @field_validator("seeds")
+    @classmethod
+    def _an_interval(cls, seeds: int) -> int:
+        # One seed has no spread: the verdict could only end "not established" after the run.
+        if seeds == 1:
+            raise ValueError("1 seed gives no interval (Student's t needs at least 2); give 0 "
+                             "(no validation) or at least 2")
+        return seeds
+
 
 class Branch(_Strict):
     """One arm: the model kind it trains (``generator``; ``None``: the arm's name), its searched
@@ -393,11 +402,16 @@ def _check_arms(path: str | Path, spec: StudySpec) -> None:
 
 def _check_searches(path: str | Path, spec: StudySpec) -> None:
     """Several searches per arm need one study per arm (per-kind) and equal budgets; random
-    searches leave at least one searched by the sampler."""
+    searches leave at least one searched by the sampler; every per-kind study gets a trial."""
     if spec.random_searches >= spec.searches:
         raise StudyFileError(str(path), "random_searches", f"{spec.random_searches} random "
                              f"searches of {spec.searches} leave no search to compare them with; "
                              "give searches: at least random_searches + 1")
+    arms = len(spec.search.generators)
+    if spec.layout == "per-kind" and spec.budget.trials < arms * spec.searches:
+        raise StudyFileError(str(path), "budget.trials", f"{spec.budget.trials} leaves a study "
+                             f"without a trial ({arms} arms x {spec.searches} search(es), one "
+                             f"study each); give at least {arms * spec.searches}")
     if spec.searches == 1:
         return
     if spec.layout != "per-kind":

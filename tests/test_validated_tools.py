@@ -231,10 +231,13 @@ def test_a_search_study_name_exports_that_search_alone(tmp_path: Path, capsys) -
 
 def test_an_arm_searched_once_and_repeatedly_under_one_name_is_refused(tmp_path: Path,
                                                                        capsys) -> None:
-    """`rr.quantum` beside `rr.quantum.s1`: both read as search 1 of quantum; refused in one
-    line, status 2, the stored trials untouched."""
+    """`rr.quantum` beside `rr.quantum.s1`, both kept by hpo for study file rr: both read as
+    search 1 of quantum; refused in one line, status 2, the stored trials untouched."""
+    from tests._verdict_fixtures import STUDY_FILE
+
     journal = _repeated_searches(tmp_path / "hpo.journal")
-    optuna.create_study(study_name="rr.quantum", storage=open_storage(journal))
+    optuna.create_study(study_name="rr.quantum", storage=open_storage(journal)).set_user_attr(
+        "study_file", {**STUDY_FILE, "name": "rr"})
     before = (tmp_path / "hpo.journal").read_bytes()
     for command in (["export", "rr"], ["status", "rr"], ["export", "rr.quantum.s2"]):
         status = main([*command, "--storage", journal])
@@ -242,3 +245,24 @@ def test_an_arm_searched_once_and_repeatedly_under_one_name_is_refused(tmp_path:
         assert status == 2 and len(err.strip().splitlines()) == 1, (command, err)
         assert "rr.quantum" in err and "rr.quantum.s1" in err, err
     assert (tmp_path / "hpo.journal").read_bytes() == before
+
+
+def test_a_plain_optuna_study_named_like_an_arm_is_not_one(tmp_path: Path, capsys) -> None:
+    """A study `rr.control` that hpo did not make (no study file named rr) beside group rr was
+    read as a third arm of it: in status, export and the group's reading. It is not."""
+    from optuna.trial import create_trial
+
+    from hpo.group import load_group, member_of
+
+    journal = _repeated_searches(tmp_path / "hpo.journal")
+    storage = open_storage(journal)
+    stray = optuna.create_study(study_name="rr.control", storage=storage)
+    stray.add_trial(create_trial(value=0.01))  # better than anything in the group
+    assert load_group(storage, "rr").kinds == ["classical", "quantum"]
+    assert member_of(storage, "rr.control") is None
+    assert member_of(storage, "rr.quantum.s2") == ("rr", "quantum.s2")
+    assert member_of(storage, "rr.validation") == ("rr", "validation")
+    status, out, err = _export(capsys, journal, "rr")
+    assert status == 0 and _docs(out)[0]["source"]["study"] == "rr.quantum.s2", err
+    assert main(["status", "rr", "--storage", journal]) == 0
+    assert "control" not in capsys.readouterr().out
