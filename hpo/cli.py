@@ -441,6 +441,10 @@ def cmd_report(args: argparse.Namespace) -> int:
               f"the sample figure's images) in {copied.store}"
               + (f"; {copied.missing} named by trials are not in the store" if copied.missing
                  else ""))
+    if done.note_error:
+        print(f"hpo report: the page is written, the dashboard notes are not ({done.note_error});"
+              " --no-note leaves them out", file=sys.stderr)
+        return 1
     return 0
 
 

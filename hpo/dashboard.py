@@ -101,11 +101,12 @@ def guarded_app(url: str, artifacts: str | None, hosts: Iterable[str], *,
 def extra_hosts(flags: list[str] | None) -> list[str]:
     """``--allowed-host`` names, then those in ``HPO_DASHBOARD_HOSTS`` (comma-separated)."""
     env = os.environ.get("HPO_DASHBOARD_HOSTS", "")
-    names = list(flags or []) + [n.strip() for n in env.split(",") if n.strip()]
-    for name in names:
+    given = [("--allowed-host", n) for n in flags or []] + [
+        ("an HPO_DASHBOARD_HOSTS entry", n.strip()) for n in env.split(",") if n.strip()]
+    for where, name in given:
         if not name or any(c.isspace() or c in "/@?#" for c in name) or len(name) > 253:
-            raise UsageError(f"--allowed-host {name!r} is not a host name")
-    return names
+            raise UsageError(f"{where} {name[:70]!r} is not a host name")
+    return [name for _, name in given]
 
 
 def check_listenable(host: str, port: int) -> None:

@@ -130,6 +130,9 @@ def _validated_documents(group: StudyGroup, top: int, kinds: list[str],
     configs = [c for cs in validated_by_kind(group, kinds).values() for c in cs]
     # As the report ranks them: a random-search baseline's after the searched configurations.
     configs.sort(key=lambda c: (c["n_seeds"] < 2, bool(c.get("random_search")), c["mean"]))
+    if not configs and group.layout == "single":
+        raise UsageError(f"study {group.name!r} is single-layout: no seed validation (layout: "
+                         "per-kind runs one); hpo export --search ranks its trials")
     if not configs:
         raise UsageError(f"study {group.name!r} has no validated configuration"
                          f"{' of kind ' + repr(kinds[0]) if len(kinds) == 1 else ''} yet; "
@@ -182,7 +185,9 @@ def _document_line(doc: dict[str, Any], source: dict[str, Any], rank: int) -> st
             f"study {source.get('study', '?')}")
     v = source.get("validated")
     if isinstance(v, dict) and isinstance(v.get("mean"), int | float):
-        return line + (f", validated: mean of {v.get('n_seeds')} seeds {v['mean']:.4f}"
+        from hpo.verdict import seeds_phrase
+
+        return line + (f", validated: mean of {seeds_phrase(v.get('n_seeds'))} {v['mean']:.4f}"
                        f" (search rank {v.get('search_rank', '?')})")
     if isinstance(source.get("kl"), int | float):
         return line + f", search value {source['kl']:.4f} (one seed)"

@@ -22,6 +22,7 @@ from hpo.errors import UsageError
 from hpo.group import StudyGroup, load_group, member_of, set_objective_name
 from hpo.report_content import build_report
 from hpo.report_html import parameter_split, render_html
+from hpo.verdict import seeds_phrase
 
 if TYPE_CHECKING:  # imported where it runs: score_details brings torch, `hpo status` must not
     from hpo.published_artifacts import CopiedArtifacts
@@ -43,6 +44,7 @@ class Published:
     report: dict[str, Any]
     noted_studies: list[str]
     artifacts: CopiedArtifacts | None  # what export and the figures need, beside the page
+    note_error: str | None = None  # why the notes could not be written (a read-only journal)
 
 
 def load_group_or_explain(storage: Any, name: str, where: str) -> StudyGroup:
@@ -107,8 +109,14 @@ def write_report(storage: Any, name: str, out_dir: str | Path, *, artifact_store
         copied = copy_published_artifacts(
             artifact_store, published_artifact_ids(group, sample_trials), out)
     noted: list[str] = []
-    if note:
-        noted = annotate_dashboard(storage, group, report, figures, artifact_store)
+    try:
+        if note:
+            noted = annotate_dashboard(storage, group, report, figures, artifact_store)
+    except (OSError, optuna.exceptions.StorageInternalError) as err:  # the page is written
+        where = f": {err.filename}" if isinstance(err, OSError) and err.filename else ""
+        reason = (f"{err.strerror or err}{where}" if isinstance(err, OSError)
+                  else str(err).splitlines()[0][:200])
+        return Published(html_path, json_path, report, [], copied, note_error=reason)
     return Published(html_path, json_path, report, noted, copied)
 
 
@@ -170,8 +178,8 @@ def note_markdown(report: dict[str, Any], links: dict[str, str]) -> str:
         c = k["validated"][0]
         ci = c["ci"]
         lines.append(f"| {kind} | {c['source_study']} #{c['source_trial']} | validated: mean "
-                     f"of {c['n_seeds']} seeds (search rank {c['rank']}) | {_num(c['mean'])} "
-                     f"| [{_num(ci[0])}, {_num(ci[1])}] | {_num(c['sd'])} | "
+                     f"of {seeds_phrase(c['n_seeds'])} (search rank {c['rank']}) | "
+                     f"{_num(c['mean'])} | [{_num(ci[0])}, {_num(ci[1])}] | {_num(c['sd'])} | "
                      f"{parameter_split(c.get('n_params'), c.get('n_params_circuit'))} |")
         first = next((f for f in k["validated"] if f["rank"] == 1), None)
         if first is not None and first is not c:

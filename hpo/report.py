@@ -12,6 +12,7 @@ from hpo.report_content import json_safe, metric_name
 from hpo.report_html import parameter_split
 from hpo.schedule import kind_budgets
 from hpo.trials import KIND, budget_counts
+from hpo.verdict import seeds_phrase
 
 
 def best_by_kind(trials: list[optuna.trial.FrozenTrial]) -> dict[str, optuna.trial.FrozenTrial]:
@@ -117,7 +118,7 @@ def status_data(group: StudyGroup) -> dict[str, Any]:
 def ranked_by(best: dict[str, Any]) -> str:
     """How a kind's best was chosen, in the words status and the note use."""
     if best.get("ranked_by") == "validated":
-        return (f"validated: mean of {best['n_seeds']} seeds (search rank "
+        return (f"validated: mean of {seeds_phrase(best['n_seeds'])} (search rank "
                 f"{best.get('search_rank', '?')})")
     return "search: one seed"
 
@@ -153,7 +154,7 @@ def group_summary(group: StudyGroup) -> str:
                 interval = f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci[0] is not None else "-"
                 mean = f"{c['mean']:.4f}" if c["mean"] is not None else "-"
                 where = f" {c['source_study']}" if repeated else ""
-                lines.append(f"  {kind}{where} #{c['source_trial']}: {c['n_seeds']} seeds, "
+                lines.append(f"  {kind}{where} #{c['source_trial']}: {seeds_phrase(c['n_seeds'])}, "
                              f"mean {mean}, 95% CI {interval}")
     return "\n".join(lines)
 

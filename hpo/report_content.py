@@ -279,8 +279,10 @@ def build_report(group: StudyGroup, *, storage: str = "",
                             for k, cs in validated.items()}, sigma)
     primary = compared["primary"]
     if primary is None:
-        why = ("no seed validation has finished yet; run `hpo validate`" if not validated
-               else "fewer than two kinds have validated configurations")
+        why = ("fewer than two kinds have validated configurations" if validated
+               else "a single-layout study has no seed validation; layout: per-kind runs one"
+               if group.layout == "single"
+               else "no seed validation has finished yet; run `hpo validate`")
         verdict = {"sentence": f"A difference between the kinds is not established ({why}).",
                    "established": False, "winner": None, "profile_holds": None,
                    "profile_sentence": None}

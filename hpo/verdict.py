@@ -28,6 +28,11 @@ __all__ = [
 CONFIDENCE = 0.95
 
 
+def seeds_phrase(n: Any) -> str:
+    """``"1 seed"``, ``"5 seeds"``: how many seeds a mean is over, in the report's words."""
+    return "1 seed" if n == 1 else f"{n} seeds"
+
+
 def check_confidence(confidence: float) -> None:
     """Raise ``ValueError`` unless ``confidence`` lies strictly between 0 and 1."""
     if not 0.0 < confidence < 1.0:

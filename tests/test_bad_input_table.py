@@ -311,6 +311,8 @@ ROWS: dict[str, Row] = {
                                        "not an address"),
     "dashboard --allowed-host with a space": Row(["dashboard", "--allowed-host", "a b"], 2,
                                                  "not a host name"),
+    "HPO_DASHBOARD_HOSTS with a slash": Row(["dashboard"], 2, "HPO_DASHBOARD_HOSTS entry 'a/b'",
+                                            env={"HPO_DASHBOARD_HOSTS": "lab.example, a/b"}),
     "run --workers 0": Row(["run", str(SMOKE), "--workers", "0"], 2, "--workers"),
     "validate --workers 100000": Row(["validate", str(SMOKE), "--workers", "100000"], 2,
                                      "per CPU"),

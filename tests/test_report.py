@@ -128,6 +128,76 @@ def test_overlapping_seeds_say_not_established(journal, tmp_path: Path) -> None:
 
 
 @pytest.mark.unit
+def test_a_single_layout_study_is_not_told_to_run_validate(journal) -> None:
+    """A single-layout study has no seed validation, and `hpo validate` refuses it: the report's
+    verdict and `hpo export --validated` said "run hpo validate" all the same."""
+    from optuna.trial import create_trial
+
+    from hpo.errors import UsageError
+    from hpo.export import export_documents
+    from tests._verdict_fixtures import DISTS, STUDY_FILE, _attrs, _params
+
+    _, storage = journal
+    study = optuna.create_study(study_name="one", storage=storage)
+    study.set_user_attr("study_file", {**STUDY_FILE, "name": "one"})
+    for i, kind in enumerate(("classical", "quantum")):
+        study.add_trial(create_trial(value=0.5 + i, params=_params(kind, i),
+                                     distributions=DISTS[kind],
+                                     user_attrs=_attrs(kind, i, 0.5 + i, 10.0)))
+    group = load_group(storage, "one")
+    assert group.layout == "single"
+    sentence = build_report(group)["verdict"]["sentence"]
+    assert "single-layout" in sentence and "hpo validate" not in sentence, sentence
+    with pytest.raises(UsageError, match="single-layout") as err:
+        export_documents(group, top=1, validated=True)
+    assert "hpo validate" not in str(err.value)
+
+
+@pytest.mark.unit
+def test_a_mean_over_one_seed_says_one_seed() -> None:
+    """A configuration with one validation seed finished so far read "mean of 1 seeds"."""
+    from hpo.export import dump_documents
+    from hpo.report import ranked_by
+
+    assert ranked_by({"ranked_by": "validated", "n_seeds": 1, "search_rank": 2}) == (
+        "validated: mean of 1 seed (search rank 2)")
+    assert "mean of 5 seeds" in ranked_by({"ranked_by": "validated", "n_seeds": 5})
+    doc = {"train": {"generator": {"kind": "classical"}},
+           "source": {"study": "s.classical", "trial": 3, "rank": 1,
+                      "validated": {"mean": 0.5, "n_seeds": 1, "search_rank": 1}}}
+    assert "validated: mean of 1 seed 0.5000" in dump_documents([doc], "s")
+
+
+@pytest.mark.unit
+def test_a_report_whose_notes_cannot_be_written_says_the_page_is(journal, tmp_path: Path,
+                                                                  monkeypatch, capsys) -> None:
+    """On a read-only journal the page was written, then `hpo report` ended on the note's
+    write with one bare line and no verdict: the verdict and the page's path are printed, then
+    one line saying the notes are not written, exit 1. (The OSError is the one a journal on a
+    read-only mount raises; mounting one needs more than a test should.)"""
+    import errno
+
+    import hpo.publish
+    from hpo.cli import main
+
+    url, storage = journal
+    build_group(storage, "ro")
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", "/mnt/ro/hpo.journal")
+
+    monkeypatch.setattr(hpo.publish, "annotate_dashboard", read_only)
+    status = main(["report", "ro", "--storage", url, "--out", str(tmp_path / "page")])
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert "is better than" in out and f"wrote {tmp_path / 'page' / 'index.html'}" in out, out
+    assert err.strip().splitlines() == [
+        "hpo report: the page is written, the dashboard notes are not (Read-only file system: "
+        "/mnt/ro/hpo.journal); --no-note leaves them out"]
+    assert json.loads((tmp_path / "page" / "report.json").read_text())["verdict"]
+
+
+@pytest.mark.unit
 def test_provenance_budget_seeds_and_anytime(published) -> None:
     _, stored, result, _ = published
     r = result.report
