@@ -268,9 +268,12 @@ def load_group(storage: optuna.storages.BaseStorage | str, name: str) -> StudyGr
     elif name in names:
         study = optuna.load_study(study_name=name, storage=storage)
         by_kind: dict[str, list[FrozenTrial]] = {}
-        for t in study.get_trials(deepcopy=False):
-            by_kind.setdefault(t.user_attrs.get(KIND) or "?", []).append(t)
         study_file = study_file_of(storage, name)
+        arms = list((study_file.get("search") or {}).get("generators") or {})
+        for t in study.get_trials(deepcopy=False):  # cut off before its kind was kept: its
+            # sampled arm, or the study's one arm
+            arm = t.params.get("generator") or (arms[0] if len(arms) == 1 else "?")
+            by_kind.setdefault(t.user_attrs.get(KIND) or arm, []).append(t)
         searches = {kind: {name: trials}
                     for kind, trials in sorted(by_kind.items(), key=_arm_order(study_file))}
         attrs = dict(study.user_attrs)

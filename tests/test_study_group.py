@@ -165,3 +165,28 @@ def test_validation_seeds_skip_search_seeds() -> None:
     assert [r.rank for r in requests] == [1, 1, 2, 2]
     assert [r.source_value for r in requests] == [0.5, 0.5, 1.0, 1.0]
 
+
+
+def test_a_single_layout_trial_cut_off_before_its_kind_was_kept_keeps_its_arm(tmp_path) -> None:
+    """A trial whose worker died after sampling its arm but before keeping `generator_kind`
+    was listed under kind `?`; its sampled arm (or the study's only arm) says which it is."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import create_trial
+
+    from hpo.group import load_group
+    from hpo.storage import open_storage
+
+    storage = open_storage(str(tmp_path / "hpo.journal"))
+    arms = CategoricalDistribution(["classical", "quantum"])
+    two = optuna.create_study(study_name="two", storage=storage)
+    two.set_user_attr("study_file", {"name": "two", "search": {"generators": {
+        "classical": {}, "quantum": {}}}})
+    two.add_trial(create_trial(state=TrialState.FAIL, params={"generator": "quantum"},
+                               distributions={"generator": arms}))
+    two.add_trial(create_trial(state=TrialState.FAIL))  # cut off before it sampled
+    assert {k: len(ts) for k, ts in load_group(storage, "two").search.items()} == {
+        "quantum": 1, "?": 1}
+    one = optuna.create_study(study_name="one", storage=storage)
+    one.set_user_attr("study_file", {"name": "one", "search": {"generators": {"hybrid": {}}}})
+    one.add_trial(create_trial(state=TrialState.FAIL))
+    assert list(load_group(storage, "one").search) == ["hybrid"]
