@@ -71,8 +71,11 @@ def export_ranking(group: StudyGroup, kinds: list[str], validated: bool | None
 
 def _seeds_of(by_kind: dict[str, list[dict[str, Any]]]) -> str:
     counts = sorted({c["n_seeds"] for cs in by_kind.values() for c in cs})
-    n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
-    return f"{n} seeds per configuration"
+    if len(counts) == 1:
+        from hpo.verdict import seeds_phrase
+
+        return f"{seeds_phrase(counts[0])} per configuration"
+    return f"{counts[0]} to {counts[-1]} seeds per configuration"
 
 
 def export_kinds(group: StudyGroup, kind: str | None) -> list[str]:
@@ -130,9 +133,11 @@ def _validated_documents(group: StudyGroup, top: int, kinds: list[str],
     configs = [c for cs in validated_by_kind(group, kinds).values() for c in cs]
     # As the report ranks them: a random-search baseline's after the searched configurations.
     configs.sort(key=lambda c: (c["n_seeds"] < 2, bool(c.get("random_search")), c["mean"]))
-    if not configs and group.layout == "single":
-        raise UsageError(f"study {group.name!r} is single-layout: no seed validation (layout: "
-                         "per-kind runs one); hpo export --search ranks its trials")
+    from hpo.report_content import no_validation_reason
+
+    if not configs and no_validation_reason(group):
+        raise UsageError(f"study {group.name!r} has no validated configuration: "
+                         f"{no_validation_reason(group)}; hpo export --search ranks its trials")
     if not configs:
         raise UsageError(f"study {group.name!r} has no validated configuration"
                          f"{' of kind ' + repr(kinds[0]) if len(kinds) == 1 else ''} yet; "

@@ -243,11 +243,12 @@ def load_group(storage: optuna.storages.BaseStorage | str, name: str) -> StudyGr
     names = _study_names(storage)
     prefix = f"{name}."
     parts = {n: parse_search_part(n[len(prefix):]) for n in names if n.startswith(prefix)}
-    # hpo keeps the study file on every study it makes: NAME.quantum made by someone else (a
-    # plain Optuna study in the same storage) is not an arm of NAME.
+    # hpo keeps the study file on every study it makes: NAME.quantum (or NAME.validation) made
+    # by someone else, a plain Optuna study in the same storage, is not a study of NAME.
     files = {n: study_file_of(storage, n) for n, part in parts.items() if part is not None}
     found = {n: parts[n] for n, kept in files.items() if kept.get("name") == name}
-    validation = validation_study_name(name) if validation_study_name(name) in names else None
+    validation = validation_study_name(name) if validation_study_name(name) in names and \
+        study_file_of(storage, validation_study_name(name)).get("name") == name else None
     searches: dict[str, dict[str, list[FrozenTrial]]] = {}
     if found:
         attrs: dict[str, Any] = {}
@@ -297,9 +298,9 @@ def member_of(storage: optuna.storages.BaseStorage, name: str) -> tuple[str, str
     name: ``gaussgan.quantum`` is ``("gaussgan", "quantum")``, ``gaussgan.validation`` is
     ``("gaussgan", "validation")``. ``None`` for a group's own name or any other study.
 
-    A study ``NAME.X`` is a member when the study file it keeps is named ``NAME`` (hpo keeps it
-    on every study it makes; a plain Optuna study ``NAME.X`` is not one), and ``NAME.validation``
-    is always; a study that has members of its own is a group, not a member.
+    A study ``NAME.X`` (``NAME.validation`` too) is a member when the study file it keeps is
+    named ``NAME``: hpo keeps it on every study it makes, and a plain Optuna study ``NAME.X`` is
+    not one. A study that has members of its own is a group, not a member.
     An arm searched several times has no study of its own: ``NAME.<arm>`` names it (role
     ``<arm>``) when a ``NAME.<arm>.s<r>`` is a member.
     """
@@ -320,8 +321,7 @@ def _stored_member_of(storage: optuna.storages.BaseStorage, names: list[str], na
         return None
     kept = study_file_of(storage, name).get("name")
     # NAME.<arm>.s<r> (an arm searched several times) first, then NAME.<role>.
-    return next(((base, role) for base, role in _member_splits(name)
-                 if name == validation_study_name(base) or kept == base), None)
+    return next(((base, role) for base, role in _member_splits(name) if kept == base), None)
 
 
 def _member_splits(name: str) -> list[tuple[str, str]]:

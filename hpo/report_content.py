@@ -268,6 +268,17 @@ def study_sigma(group: StudyGroup) -> tuple[float | None, list[float]]:
     return (float(sigma) if sigma is not None else None), []
 
 
+def no_validation_reason(group: StudyGroup) -> str | None:
+    """Why ``group`` has no seed validation to wait for (``hpo validate`` would refuse it or
+    run nothing), or ``None`` when it has one."""
+    if group.layout == "single":
+        return "a single-layout study has no seed validation; layout: per-kind runs one"
+    validation = group.study_file.get("validation") or {}
+    if validation.get("top_k", 3) == 0 or validation.get("seeds", 5) == 0:
+        return "its study file turns seed validation off (validation.top_k or seeds 0)"
+    return None
+
+
 def build_report(group: StudyGroup, *, storage: str = "",
                  generated_at: datetime | None = None) -> dict[str, Any]:
     """The whole report as JSON-ready data (NaN and infinities become ``None``)."""
@@ -280,9 +291,8 @@ def build_report(group: StudyGroup, *, storage: str = "",
     primary = compared["primary"]
     if primary is None:
         why = ("fewer than two kinds have validated configurations" if validated
-               else "a single-layout study has no seed validation; layout: per-kind runs one"
-               if group.layout == "single"
-               else "no seed validation has finished yet; run `hpo validate`")
+               else no_validation_reason(group)
+               or "no seed validation has finished yet; run `hpo validate`")
         verdict = {"sentence": f"A difference between the kinds is not established ({why}).",
                    "established": False, "winner": None, "profile_holds": None,
                    "profile_sentence": None}

@@ -161,6 +161,14 @@ def check_against_models(path: str | Path, spec: StudySpec) -> None:
                         str(path), f"search.generators.{arm}.{section}.{name}",
                         f"unknown {kind} parameter; allowed: {', '.join(allowed)}")
 
+    critic = spec.fixed.get("critic")
+    if critic is not None and not isinstance(critic, dict):
+        raise StudyFileError(str(path), "fixed.critic", "expected a mapping (hidden, "
+                             f"activation), got {type(critic).__name__}")
+    if "critic" in spec.search.shared:
+        raise StudyFileError(str(path), "search.shared.critic", "a mapping is not searched; "
+                             "search critic_width and critic_depth")
+
     # A trial at either end of each range (others at their low ends) must be a valid config.
     def check(arm: str, key: str, shared: dict[str, Any], branch: dict[str, Any]) -> None:
         try:

@@ -78,12 +78,16 @@ def _refuse_a_changed_measurement(study_name: str, stored: Mapping[str, Any],
                                   spec: StudySpec) -> None:
     """:class:`UsageError` when ``spec`` differs from the file ``study_name`` was created with in
     one of :data:`MEASUREMENT_KEYS` (both read through today's schema, so defaults added since
-    compare equal; a stored file today's schema refuses is not compared)."""
+    compare equal; a stored file today's schema refuses is not compared). The sections that
+    may change are read from ``spec``, so a rule added since to one of them (one validation
+    seed is refused now) does not turn the comparison off."""
+    now = spec.model_dump(mode="json")
+    free = ("description", "sampler", "pruner", "heartbeat", "retry", "validation")
     try:
-        before = StudySpec.model_validate(stored).model_dump(mode="json")
+        before = StudySpec.model_validate({**stored, **{key: now[key] for key in free}}
+                                          ).model_dump(mode="json")
     except ValidationError:
         return
-    now = spec.model_dump(mode="json")
     for key in MEASUREMENT_KEYS:
         changed = _first_difference(_at(before, key), _at(now, key), key)
         if changed is not None:

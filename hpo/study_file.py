@@ -410,7 +410,7 @@ def _check_searches(path: str | Path, spec: StudySpec) -> None:
     arms = len(spec.search.generators)
     if spec.layout == "per-kind" and spec.budget.trials < arms * spec.searches:
         raise StudyFileError(str(path), "budget.trials", f"{spec.budget.trials} leaves a study "
-                             f"without a trial ({arms} arms x {spec.searches} search(es), one "
+                             f"without a trial ({arms} arm(s) x {spec.searches} search(es), one "
                              f"study each); give at least {arms * spec.searches}")
     if spec.searches == 1:
         return

@@ -195,7 +195,7 @@ def _sentence(kind_a: str, kind_b: str, diff: float, low: float, high: float, p:
               reason: str = "") -> str:
     where = f"At {at}, " if at else ""
     level = f"{100 * confidence:g}%"
-    seeds = f"{n_a} and {n_b} seeds"
+    seeds = "1 seed each" if n_a == n_b == 1 else f"{n_a} and {n_b} seeds"
     if reason:
         return (f"{where}a difference between {kind_a} and {kind_b} is not established "
                 f"({reason}; {seeds}).")

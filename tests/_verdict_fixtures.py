@@ -88,6 +88,7 @@ def build_group(storage, name: str = "verdict", *, search_values=None, validatio
                     intermediate_values={10: 3 * value, 20: 2 * value, 30: value}, trial_id=0)
             study.add_trial(trial)
     vstudy = optuna.create_study(study_name=validation_study_name(name), storage=storage)
+    vstudy.set_user_attr("study_file", {**STUDY_FILE, "name": name})
     seed = 1_000_000
     for kind, configs in validation_values.items():
         source = optuna.load_study(study_name=search_study_name(name, kind), storage=storage)

@@ -151,6 +151,19 @@ def test_a_single_layout_study_is_not_told_to_run_validate(journal) -> None:
     with pytest.raises(UsageError, match="single-layout") as err:
         export_documents(group, top=1, validated=True)
     assert "hpo validate" not in str(err.value)
+    # a per-kind study whose file turns the validation off: nothing to run either
+    for kind in ("classical", "quantum"):
+        arm = optuna.create_study(study_name=f"off.{kind}", storage=storage)
+        arm.set_user_attr("study_file", {**STUDY_FILE, "name": "off",
+                                         "validation": {"top_k": 0, "seeds": 5}})
+        arm.add_trial(create_trial(value=0.5, params=_params(kind, 0), distributions=DISTS[kind],
+                                   user_attrs=_attrs(kind, 0, 0.5, 10.0)))
+    group = load_group(storage, "off")
+    assert group.layout == "per-kind"
+    sentence = build_report(group)["verdict"]["sentence"]
+    assert "turns seed validation off" in sentence and "hpo validate" not in sentence, sentence
+    with pytest.raises(UsageError, match="turns seed validation off"):
+        export_documents(group, top=1, validated=True)
 
 
 @pytest.mark.unit
@@ -166,6 +179,9 @@ def test_a_mean_over_one_seed_says_one_seed() -> None:
            "source": {"study": "s.classical", "trial": 3, "rank": 1,
                       "validated": {"mean": 0.5, "n_seeds": 1, "search_rank": 1}}}
     assert "validated: mean of 1 seed 0.5000" in dump_documents([doc], "s")
+    from hpo.verdict import compare_kinds
+
+    assert "; 1 seed each)" in compare_kinds([0.5], [0.7], "classical", "quantum").sentence
 
 
 @pytest.mark.unit

@@ -188,6 +188,7 @@ def _repeated_searches(path: Path) -> str:
 
     storage = open_storage(str(path))
     vstudy = optuna.create_study(study_name="rr.validation", storage=storage)
+    vstudy.set_user_attr("study_file", {**STUDY_FILE, "name": "rr", "searches": 2})
     for arm in ("classical", "quantum"):
         for r in (1, 2):
             study = optuna.create_study(study_name=f"rr.{arm}.s{r}", storage=storage)
@@ -260,6 +261,8 @@ def test_a_plain_optuna_study_named_like_an_arm_is_not_one(tmp_path: Path, capsy
     stray.add_trial(create_trial(value=0.01))  # better than anything in the group
     assert load_group(storage, "rr").kinds == ["classical", "quantum"]
     assert member_of(storage, "rr.control") is None
+    optuna.create_study(study_name="other.validation", storage=storage)  # no group other
+    assert member_of(storage, "other.validation") is None
     assert member_of(storage, "rr.quantum.s2") == ("rr", "quantum.s2")
     assert member_of(storage, "rr.validation") == ("rr", "validation")
     status, out, err = _export(capsys, journal, "rr")
