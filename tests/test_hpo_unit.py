@@ -7,6 +7,7 @@ training. ``pytest -m "not postgres and not browser and not e2e"`` runs these in
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
 import json
@@ -517,10 +518,12 @@ def test_a_stop_before_training_fails_the_trial_in_one_attribute(tmp_path: Path)
 def test_the_test_processes_run_one_blas_and_openmp_thread() -> None:
     """tests/conftest.py sets this before any thread pool loads; with a pool per core, two
     pytest workers thrashed 2 cores (a statistical test 7x as slow in the suite as alone)."""
-    import ot  # noqa: F401  (POT and scikit-learn bring their own OpenMP)
+    import ot  # noqa: F401  (POT, and scikit-learn where installed, bring their own OpenMP)
     import scipy.linalg  # noqa: F401
-    import sklearn.mixture  # noqa: F401
     import threadpoolctl
+
+    with contextlib.suppress(ImportError):  # the bench extra (pyproject.toml), not the tests'
+        import sklearn.mixture  # noqa: F401
 
     if os.environ.get("OPENBLAS_NUM_THREADS", "1") != "1":
         pytest.skip("the environment chose its own thread count")
@@ -679,3 +682,24 @@ def test_a_study_file_changed_in_what_it_measures_is_refused_while_its_budget_ma
     for key, update in changed.items():
         with pytest.raises(UsageError, match=rf"whose {key} was"):
             ensure_group(storage, spec.model_copy(update=update))
+
+
+def test_a_study_stored_under_a_rule_added_since_is_still_compared(tmp_path: Path) -> None:
+    """A study created while `validation.seeds: 1` was accepted: today's schema refuses that
+    stored file, and the comparison used to stop there, so its steps could change unnoticed."""
+    from hpo.group import ensure_group
+    from hpo.space import load_spec
+    from hpo.storage import open_storage
+    from hpo.stored_study_file import STUDY_FILE_SYSTEM_ATTR
+    from tests.conftest import SMOKE
+
+    spec = load_spec(SMOKE)
+    storage = open_storage(str(tmp_path / "hpo.journal"))
+    (study,) = ensure_group(storage, spec).values()
+    old = {**spec.model_dump(mode="json"), "validation": {"top_k": 1, "seeds": 1}}
+    storage.set_study_system_attr(storage.get_study_id_from_name(study.study_name),
+                                  STUDY_FILE_SYSTEM_ATTR, old)
+    ensure_group(storage, spec)  # the validation may change: fine
+    with pytest.raises(UsageError, match="whose budget.steps was 30, not 20"):
+        ensure_group(storage, spec.model_copy(update={
+            "budget": spec.budget.model_copy(update={"steps": 20})}))
