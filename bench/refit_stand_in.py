@@ -6,6 +6,7 @@ to them and scored by KL(P || stand-in), estimated on 100,000 fresh draws of P w
 density (lower is better: the stand-in is what the kNN correction measures its bias at). Prints
 the mean and worst KL over ``--repeats`` draws, the component counts, and the median fit time.
 
+    .venv/bin/pip install -e '.[bench]'   # scikit-learn: not in the test extra
     .venv/bin/python bench/refit_stand_in.py [--m 2000] [--repeats 10]
 """
 
