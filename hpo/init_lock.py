@@ -20,8 +20,9 @@ import optuna
 from optuna.storages import BaseStorage
 
 from hpo.errors import Stopped, StorageError
-from hpo.group import ensure_group
+from hpo.group import ensure_group, validation_study_name
 from hpo.locks import LockLost
+from hpo.schedule import refuse_a_changed_validation_plan
 from hpo.storage import (
     close_storage,
     display_url,
@@ -30,6 +31,7 @@ from hpo.storage import (
     reported,
     was_reached,
 )
+from hpo.stored_study_file import study_file_of
 from hpo.study_file import StudySpec
 from hpo.transient import (
     SCHEMA_RACE,
@@ -55,9 +57,15 @@ def ensure_group_studies(url: str, spec: StudySpec, *,
     (what the dashboard's plots show). ``patience_s`` and ``stop`` are
     :func:`hpo.storage.open_storage`'s, for the studies returned too.
     """
-    return under_init_lock(
-        url, spec, lambda storage: ensure_group(storage, spec, sampler=sampler, pruner=pruner,
-                                                metric=metric), patience_s, stop)
+    def create(storage: BaseStorage) -> dict[str, optuna.Study]:
+        studies = ensure_group(storage, spec, sampler=sampler, pruner=pruner, metric=metric)
+        validation = validation_study_name(spec.name)
+        if validation in studies:
+            refuse_a_changed_validation_plan(spec, studies[validation],
+                                             study_file_of(storage, validation))
+        return studies
+
+    return under_init_lock(url, spec, create, patience_s, stop)
 
 
 def under_init_lock(url: str, spec: StudySpec, create: Callable[[BaseStorage], Any],

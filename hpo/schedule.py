@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.errors import UsageError
 from hpo.group import search_plan, search_studies, validation_study_name
 from hpo.study_file import StudySpec
 from hpo.trials import KIND, SEED, VALIDATES, budget_counts, created_past, trial_seed
@@ -28,6 +29,9 @@ from hpo.trials import KIND, SEED, VALIDATES, budget_counts, created_past, trial
 VALIDATION_SEED_BASE = 1_000_000
 #: Study user attribute of ``NAME.validation``: how many validation trials were enqueued.
 ENQUEUED_ATTR = "validation_enqueued"
+#: Study user attribute of ``NAME.validation``: the study file's values it was enqueued for
+#: (:func:`validation_plan`).
+PLAN_ATTR = "validation_plan"
 
 
 def kind_budgets(total: int, kinds: Sequence[str]) -> dict[str, int]:
@@ -255,5 +259,33 @@ def decide(studies: Mapping[str, optuna.Study], spec: StudySpec,
                                    arms={name: (str(kind), r) for name, (kind, r) in plan.items()})
     vstudy = studies[validation_study_name(spec.name)]
     enqueue_validation(vstudy, requests)
+    vstudy.set_user_attr(PLAN_ATTR, validation_plan(spec))
     vstudy.set_user_attr(ENQUEUED_ATTR, len(requests))
     return group_work(spec, studies)
+
+
+def validation_plan(spec: StudySpec | Mapping[str, Any]) -> dict[str, Any]:
+    """What the seed validation is enqueued from: the search budget and the validation section
+    (of a spec, or of a study file as stored)."""
+    data = spec.model_dump(mode="json") if isinstance(spec, StudySpec) else spec
+    budget, validation = data.get("budget") or {}, data.get("validation") or {}
+    return {"budget.trials": budget.get("trials"), "validation.top_k": validation.get("top_k", 3),
+            "validation.seeds": validation.get("seeds", 5)}
+
+
+def refuse_a_changed_validation_plan(spec: StudySpec, vstudy: optuna.Study,
+                                     stored: Mapping[str, Any]) -> None:
+    """:class:`UsageError` when the group's seed validation was enqueued (once, for good) from
+    another budget or validation than ``spec`` states: a grown search's new trials would never
+    be validated, and the report would compare the old winners as the best. ``stored``: the study
+    file ``vstudy`` keeps, read where the plan was not recorded (a study enqueued before)."""
+    if vstudy.user_attrs.get(ENQUEUED_ATTR) is None:
+        return
+    planned = vstudy.user_attrs.get(PLAN_ATTR) or validation_plan(stored)
+    for key, value in validation_plan(spec).items():
+        if planned.get(key) not in (None, value):
+            raise UsageError(
+                f"study {spec.name}'s seed validation was enqueued for {key} {planned[key]}, "
+                f"not {value}, and is enqueued once: new search trials would never be "
+                "validated and hpo report would compare the old winners; give the changed "
+                "study file another name")

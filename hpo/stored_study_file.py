@@ -69,7 +69,9 @@ def keep_study_file(storage: optuna.storages.BaseStorage, study: optuna.Study,
 
 #: What a trial's value means and where it sits: a file that changes one of these after its
 #: study was created would rank trials scored differently together. The rest (budget.trials,
-#: heartbeat, retry, sampler, pruner, validation, description) may change between runs.
+#: heartbeat, retry, sampler, pruner, validation, description) may change between runs
+#: (budget.trials and validation only until the group's seed validation is enqueued:
+#: :func:`hpo.schedule.refuse_a_changed_validation_plan`).
 MEASUREMENT_KEYS = ("target", "metric", "fixed", "search", "seed", "layout", "searches",
                     "random_searches", "budget.steps", "budget.eval_every")
 

@@ -190,3 +190,34 @@ def test_a_single_layout_trial_cut_off_before_its_kind_was_kept_keeps_its_arm(tm
     one.set_user_attr("study_file", {"name": "one", "search": {"generators": {"hybrid": {}}}})
     one.add_trial(create_trial(state=TrialState.FAIL))
     assert list(load_group(storage, "one").search) == ["hybrid"]
+
+
+def test_a_budget_grown_after_the_validation_was_enqueued_is_refused(tmp_path) -> None:
+    """The validation is enqueued once: growing budget.trials afterwards ran the new search
+    trials and validated none, so the report compared the old winners (one found 1.58 in the
+    new trials beside a validated 31.9) and `hpo validate` did nothing."""
+    from hpo.errors import UsageError
+    from hpo.init_lock import ensure_group_studies
+    from hpo.schedule import ENQUEUED_ATTR, PLAN_ATTR
+    from hpo.storage import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec = load_spec(SMOKE)
+    spec = spec.model_copy(update={"budget": spec.budget.model_copy(update={"trials": 4}),
+                                   "layout": "per-kind"})
+    url = str(tmp_path / "hpo.journal")
+    assert _run(open_storage(url), spec)[-1] == "done"
+    ensure_group_studies(url, spec)  # the same file again: fine
+    grown = spec.model_copy(update={"budget": spec.budget.model_copy(update={"trials": 8})})
+    with pytest.raises(UsageError, match="enqueued for budget.trials 4, not 8"):
+        ensure_group_studies(url, grown)
+    more_seeds = spec.model_copy(update={"validation": spec.validation.model_copy(
+        update={"seeds": spec.validation.seeds + 2})})
+    with pytest.raises(UsageError, match="validation.seeds"):
+        ensure_group_studies(url, more_seeds)
+    # a group enqueued before the plan was kept: read from the study file it stores
+    vstudy = optuna.load_study(study_name=f"{spec.name}.validation", storage=open_storage(url))
+    assert vstudy.user_attrs[PLAN_ATTR]["budget.trials"] == 4 and ENQUEUED_ATTR in vstudy.user_attrs
+    vstudy.set_user_attr(PLAN_ATTR, None)
+    with pytest.raises(UsageError, match="enqueued for budget.trials 4, not 8"):
+        ensure_group_studies(url, grown)
