@@ -13,6 +13,7 @@ A PNG of its samples over the target's contours is uploaded as an artifact.
 
 from __future__ import annotations
 
+import errno
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,7 @@ from hpo.target import build_target
 from hpo.transient import dropped_connection_line
 from hpo.trial_config import store_config
 from hpo.trials import (
+    ARTIFACT_ERROR,
     KIND,
     OUTCOME,
     SAMPLES_PNG,
@@ -112,7 +114,7 @@ class Objective:
             # A trial pruned or complete whose last writes (its picture) failed ends FAIL: its
             # outcome must say why. Diverged and stopped trials have said it already.
             if trial.user_attrs.get(OUTCOME) not in (Outcome.DIVERGED, Outcome.STOPPED):
-                dropped = dropped_connection_line(err)
+                dropped = dropped_connection_line(err) or _full_store_line(err)
                 if dropped:  # not the configuration's fault: lost, and retried
                     mark_ended(trial, Outcome.LOST, f"{dropped} cut it off")
                 else:
@@ -134,12 +136,13 @@ class Objective:
             arm, config = suggest_arm(trial, self.spec, trial_seed(trial, self.spec))
         # The exportable config is a YAML artifact; the attribute is one short line (a JSON
         # mapping made the dashboard's trial pages 6,000 px wide).
+        # The arm (``hybrid``), which groups trials, first: a trial that fails from here on
+        # is still counted with its arm. The model kind is in the config.
+        trial.set_user_attr(KIND, arm)
         exported = exported_config(self.spec, self.target, self.metric, config)
         store_config(trial, self.artifact_store, exported)
         trial.set_user_attr(SEED, config["seed"])
         trial.set_user_attr("code_version", code_version())
-        # The arm (``hybrid``), which groups trials; the model kind is in the config.
-        trial.set_user_attr(KIND, arm)
         trial.set_user_attr(SIGMA, self.metric.sigma)  # every trial of a study: the same s
         last: dict[str, Any] = {}
 
@@ -150,7 +153,8 @@ class Objective:
             # final, replicated score instead of being pruned.
             if step < self.spec.budget.steps and trial.should_prune():
                 mark_ended(trial, Outcome.PRUNED, str(step))
-                self._upload_plot(trial, samples, f"pruned at step {step}, D_s {kl.value:.3f}")
+                self._after_training(trial, lambda: self._upload_plot(
+                    trial, samples, f"pruned at step {step}, D_s {kl.value:.3f}"))
                 raise optuna.TrialPruned(f"D_s {kl.value:.4f} at step {step}")
 
         try:
@@ -159,7 +163,8 @@ class Objective:
         except models.TrainingDiverged as err:
             mark_ended(trial, Outcome.DIVERGED, str(err))
             if "samples" in last:
-                self._upload_plot(trial, last["samples"], f"diverged after step {last['step']}")
+                self._after_training(trial, lambda: self._upload_plot(
+                    trial, last["samples"], f"diverged after step {last['step']}"))
             raise
         except models.TrainingStopped:
             mark_ended(trial, Outcome.STOPPED, self._stop_reason())
@@ -175,9 +180,19 @@ class Objective:
         for key in ("sigma", "kl_stderr", "kl_ci", "kl_profile", "kl_knn", "w2", "mode_coverage",
                     "n_params", "n_params_circuit", "steps", "seconds"):
             trial.set_user_attr(key, details[key])
-        store_score_details(trial, self.artifact_store, score)
+        self._after_training(trial, lambda: store_score_details(trial, self.artifact_store, score))
         mark_ended(trial, Outcome.COMPLETE)
-        self._upload_plot(trial, score.samples, score_caption(score))
+        self._after_training(trial, lambda: self._upload_plot(trial, score.samples,
+                                                              score_caption(score)))
+
+    @staticmethod
+    def _after_training(trial: optuna.Trial, write: Callable[[], Any]) -> None:
+        """An artifact written once training is over: a full or read-only file store costs the
+        artifact (its error kept in ``artifact_error``), not the trained result."""
+        try:
+            write()
+        except OSError as err:
+            trial.set_user_attr(ARTIFACT_ERROR, f"{err.strerror or err}"[:200])
 
     def _upload_plot(self, trial: optuna.Trial, samples: np.ndarray, caption: str) -> None:
         # matplotlib here, not at the top: 0.6 s of CPU that a worker whose trials are all pruned,
@@ -192,3 +207,11 @@ class Objective:
                                           file_path=str(path), study_or_trial=trial,
                                           mimetype="image/png")
         trial.set_user_attr(SAMPLES_PNG, artifact_id)
+
+
+def _full_store_line(err: BaseException) -> str | None:
+    """A file system full or read-only under the artifact store: the machine's fault, not the
+    configuration's, so the trial is lost and retried as a dropped connection's is."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return f"{err.strerror} ({err.filename or 'artifact store'})"
+    return None

@@ -42,6 +42,9 @@ WORKER_PROCESS = "worker_process"  # host:pid-namespace:pid, for the launcher's 
 VALIDATES = "validates"  # a seed validation: {study, trial, rank, search_value, arm, search}
 SIGMA = "sigma"
 SAMPLES_PNG = "samples_png"  # the artifact id of the trial's final samples over the target
+#: Why an artifact written after training (the picture, the score details) is missing: a full
+#: or read-only artifact store costs those, not the trained result.
+ARTIFACT_ERROR = "artifact_error"
 BEGUN = "begun"  # the trial's own number, written by the worker that takes it (see mark_begun)
 
 MAX_ENDED = 500  # characters of an error kept in ``ended``

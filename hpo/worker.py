@@ -45,6 +45,7 @@ from hpo.study_file import StudySpec
 from hpo.systematic import systematic_failure
 from hpo.transient import dropped_connection_line, retrying
 from hpo.trials import (
+    ARTIFACT_ERROR,
     KIND,
     Outcome,
     RetryPolicy,
@@ -332,8 +333,9 @@ def _trial_line(trial: FrozenTrial) -> str:
     value = f" D_s {trial.value:.4f}" if trial.value is not None else ""
     history = retry_history(trial)
     retry = f" (retry {len(history)} of trial {history[0]})" if history else ""
+    lost = trial.user_attrs.get(ARTIFACT_ERROR)
     return (f"trial {trial.number}{retry} {trial.user_attrs.get(KIND, '?')}: "
-            f"{ended_line(trial)}{value}")
+            f"{ended_line(trial)}{value}" + (f"; an artifact not kept: {lost}" if lost else ""))
 
 
 def _short(err: BaseException) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import io
 import json
 import os
@@ -511,6 +512,52 @@ def test_a_stop_before_training_fails_the_trial_in_one_attribute(tmp_path: Path)
     assert trial.user_attrs["outcome"] == "stopped"
     assert requeue(study, trial, RetryPolicy.from_study_file())
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.WAITING]
+
+
+class _FullAfter:
+    """A file artifact store whose disk fills after ``writes`` writes: each later write raises
+    the OSError a full file system raises."""
+
+    def __init__(self, base: Path, writes: int) -> None:
+        self.store = optuna.artifacts.FileSystemArtifactStore(str(base))
+        self.writes = writes
+
+    def write(self, artifact_id: str, content_body) -> None:
+        if self.writes <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device", f"/full/{artifact_id}")
+        self.writes -= 1
+        self.store.write(artifact_id, content_body)
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+
+def test_a_full_artifact_store_costs_artifacts_not_a_trained_result(tmp_path: Path) -> None:
+    """A trial trained to the end failed when its picture could not be written (a full disk),
+    and `failed` is not retried by default: the trained result was lost. Now it completes with
+    the error kept; a full store before training (the config) is the machine's fault: lost,
+    retried, and counted with its arm (it was `?`, and read as that kind's first failures)."""
+    from hpo.objective import Objective
+    from hpo.trials import ARTIFACT_ERROR, KIND
+
+    spec = SPEC.model_copy(update={"budget": SPEC.budget.model_copy(
+        update={"steps": 10, "eval_every": 10})})
+    (tmp_path / "a").mkdir()
+    study = optuna.create_study(storage=open_storage(str(tmp_path / "hpo.journal")))
+    study.optimize(Objective(spec, _FullAfter(tmp_path / "a", 1), "w0"), n_trials=1,
+                   catch=(Exception,))
+    (trained,) = study.get_trials()
+    assert trained.state == TrialState.COMPLETE and trained.value is not None
+    assert trained.user_attrs[ARTIFACT_ERROR] == "No space left on device"
+    assert "samples_png" not in trained.user_attrs and trained.user_attrs["config_yaml"]
+    (tmp_path / "b").mkdir()
+    study.optimize(Objective(spec, _FullAfter(tmp_path / "b", 0), "w0"), n_trials=1,
+                   catch=(Exception,))
+    untrained = study.get_trials()[1]
+    assert untrained.state == TrialState.FAIL and untrained.user_attrs["outcome"] == "lost"
+    assert untrained.user_attrs[KIND] in ("classical", "quantum")
+    assert "No space left on device" in untrained.user_attrs["ended"]
+    assert requeue(study, untrained, RetryPolicy.from_study_file())
 
 
 # --- threads ---------------------------------------------------------------------------------

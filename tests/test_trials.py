@@ -184,9 +184,10 @@ def _cut_off(statement: str) -> optuna.exceptions.StorageInternalError:
 
 def test_a_pruned_trial_whose_picture_fails_ends_failed_not_pruned(tmp_path, monkeypatch
                                                                    ) -> None:
-    """The objective marks a trial pruned, then uploads its picture; when that raises, the trial
-    ends FAIL, and its outcome must say why (not "pruned", which is never retried or counted as
-    a failure)."""
+    """The objective marks a trial pruned, then draws and uploads its picture; when drawing it
+    raises, the trial ends FAIL, and its outcome must say why (not "pruned", which is never
+    retried or counted as a failure). A full file store (OSError) costs the picture only: the
+    trial stays pruned, the error kept."""
     class AlwaysPrune(optuna.pruners.BasePruner):
         def prune(self, study: optuna.Study, trial: object) -> bool:
             return True
@@ -195,18 +196,26 @@ def test_a_pruned_trial_whose_picture_fails_ends_failed_not_pruned(tmp_path, mon
         report(1, types.SimpleNamespace(value=0.3), np.zeros((4, 2)))
         raise AssertionError("pruned at the first report")
 
+    def plot_fails(*args: object) -> None:
+        raise RuntimeError("the figure could not be drawn")
+
     def full_disk(*args: object) -> None:
-        raise OSError("no space left on device")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(hpo.objective, "train_and_score", one_report)
-    monkeypatch.setattr(hpo.objective.Objective, "_upload_plot", full_disk)
+    monkeypatch.setattr(hpo.objective.Objective, "_upload_plot", plot_fails)
     study = optuna.create_study(storage=open_storage(str(tmp_path / "hpo.journal")),
                                 pruner=AlwaysPrune())
     objective = hpo.objective.Objective(load_spec(SMOKE), artifact_store(str(tmp_path / "a")), "w0")
     study.optimize(objective, n_trials=1, catch=(Exception,))
     (trial,) = study.get_trials()
     assert trial.state == TrialState.FAIL and outcome_of(trial) is Outcome.FAILED
-    assert trial.user_attrs["ended"] == "failed: OSError: no space left on device"
+    assert trial.user_attrs["ended"] == "failed: RuntimeError: the figure could not be drawn"
+    monkeypatch.setattr(hpo.objective.Objective, "_upload_plot", full_disk)
+    study.optimize(objective, n_trials=1, catch=(Exception,))
+    kept = study.get_trials()[1]
+    assert kept.state == TrialState.PRUNED and outcome_of(kept) is Outcome.PRUNED
+    assert kept.user_attrs["artifact_error"] == "No space left on device"
 
 
 @pytest.mark.parametrize("ends", ["complete", "failed"])
