@@ -151,7 +151,10 @@ def run_study(spec: StudySpec, study_path: str, url: str, *, workers: int, artif
         print("            (*** is the database password, never printed: set HPO_STORAGE to the "
               "full URL and drop --storage)", file=out)
     if stop["signal"] is not None:
-        print("interrupted: workers stopped; their trials were re-queued", file=out)
+        requeued = "stopped" in spec.retry.outcomes  # a stop spends none of a trial's retries
+        print("interrupted: workers stopped; their trials were "
+              + ("re-queued" if requeued else "failed (retry.outcomes leaves out stopped)"),
+              file=out)
         return 130
     return 0 if done else 1
 

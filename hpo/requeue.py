@@ -17,7 +17,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.quiet import quiet_experimental
-from hpo.trials import RetryPolicy, retried_numbers, unbegun
+from hpo.trials import Outcome, RetryPolicy, outcome_of, retried_numbers, unbegun
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial, policy: RetryPolicy) -> bool:
@@ -47,9 +47,25 @@ def requeue(study: optuna.Study, trial: FrozenTrial, policy: RetryPolicy) -> boo
     latest = next(t for t in trials if t.number == trial.number)
     if not policy.retries(latest):
         return False
-    with quiet_experimental():
-        RetryHeartbeatStaleTrialCallback(max_retry=policy.max_retries)(study, latest)
+    if policy.runs_again(latest, trials):  # else its retries are spent: it counts
+        with quiet_experimental():
+            RetryHeartbeatStaleTrialCallback()(study, latest)
     return True
+
+
+def requeued_note(study: optuna.Study, trial: FrozenTrial, policy: RetryPolicy) -> str:
+    """Re-queue ``trial``, just ended, as ``policy`` says; what the worker's line adds."""
+    if trial.state != TrialState.FAIL or not policy.retries(trial):
+        return ""
+    trials = study.get_trials(deepcopy=False)
+    spent = policy.spent(trial, trials)
+    if not policy.runs_again(trial, trials):
+        return f"; its {spent} retries are spent, so it counts"
+    if not requeue(study, trial, policy):
+        return ""
+    if outcome_of(trial) is Outcome.STOPPED:
+        return "; re-queued (a stop is not counted among its retries)"
+    return f"; re-queued (retry {spent + 1} of at most {policy.max_retries})"
 
 
 def unretried(trials: Sequence[FrozenTrial], policy: RetryPolicy, older_than_s: float,
@@ -68,7 +84,7 @@ def unretried(trials: Sequence[FrozenTrial], policy: RetryPolicy, older_than_s: 
         if t.state != TrialState.FAIL or t.number in retried or not policy.retries(t):
             continue
         finished = t.datetime_complete or now
-        if (policy.spent(t) < policy.max_retries
+        if (policy.runs_again(t, trials)
                 and (now - finished).total_seconds() > older_than_s):
             found.append(t)
     return found

@@ -22,7 +22,7 @@ import datetime
 import enum
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import astuple, dataclass
 
 import optuna
@@ -203,16 +203,31 @@ class RetryPolicy:
         """Whether ``trial``'s outcome is one this policy runs again (retries left or not)."""
         return outcome_of(trial) in self.outcomes
 
-    def spent(self, trial: FrozenTrial) -> int:
-        """Retries already spent on ``trial``'s series."""
-        return len(retry_history(trial))
+    def spent(self, trial: FrozenTrial, trials: Sequence[FrozenTrial]) -> int:
+        """Retries already spent on ``trial``'s series (``trials``: its study's). A retry after
+        a stop is not one: the worker was stopped (Ctrl-C, ``docker compose stop``), nothing
+        about the trial, and four stops of a long run used to lose its configuration."""
+        by_number = {t.number: t for t in trials}
+        return sum(1 for n in retry_history(trial)
+                   if n not in by_number or outcome_of(by_number[n]) is not Outcome.STOPPED)
 
-    def stale_trial_callback(self) -> RetryHeartbeatStaleTrialCallback | None:
-        """Optuna's callback for trials failed by a stale heartbeat (LOST), if those retry."""
+    def runs_again(self, trial: FrozenTrial, trials: Sequence[FrozenTrial]) -> bool:
+        """Whether ``trial`` (ended) is to run again: an outcome this policy retries, and a stop
+        or retries left."""
+        return self.retries(trial) and (outcome_of(trial) is Outcome.STOPPED
+                                        or self.spent(trial, trials) < self.max_retries)
+
+    def stale_trial_callback(self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+        """The callback for trials failed by a stale heartbeat (LOST), if those retry: Optuna's
+        retry, counted as :meth:`spent` counts."""
         if Outcome.LOST not in self.outcomes:
             return None
-        with quiet_experimental():
-            return RetryHeartbeatStaleTrialCallback(max_retry=self.max_retries)
+
+        def retry_lost(study: optuna.Study, trial: FrozenTrial) -> None:
+            if self.spent(trial, study.get_trials(deepcopy=False)) < self.max_retries:
+                with quiet_experimental():
+                    RetryHeartbeatStaleTrialCallback()(study, trial)
+        return retry_lost
 
 
 def retry_history(trial: FrozenTrial) -> list[int]:

@@ -31,7 +31,7 @@ from hpo.group import search_plan, search_spec, validation_study_name
 from hpo.init_lock import ensure_group_studies
 from hpo.metric import objective_name
 from hpo.objective import Objective
-from hpo.requeue import recover_lost_trials, recover_unbegun_trials, requeue
+from hpo.requeue import recover_lost_trials, recover_unbegun_trials, requeue, requeued_note
 from hpo.schedule import Work, decide, surplus, validates
 from hpo.storage import (
     PATIENCE_S,
@@ -230,14 +230,7 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
         return value
 
     def on_finished(study: optuna.Study, trial: FrozenTrial) -> None:
-        note = ""
-        if trial.state == TrialState.FAIL and policy.retries(trial):
-            spent = policy.spent(trial)
-            if spent >= policy.max_retries:
-                note = f"; its {spent} retries are spent, so it counts"
-            elif requeue(study, trial, policy):
-                note = f"; re-queued (retry {spent + 1} of at most {policy.max_retries})"
-        say(_trial_line(trial) + note)
+        say(_trial_line(trial) + requeued_note(study, trial, policy))
 
     asked = datetime.datetime.now()
     try:

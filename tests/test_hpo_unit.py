@@ -179,14 +179,40 @@ def test_a_failure_that_lost_its_retry_is_requeued_once_when_old_enough() -> Non
     assert unretried(trials, POLICY, older_than_s=60) == []  # its worker may still queue it
     later = datetime.datetime.now() + datetime.timedelta(seconds=61)
     assert [t.number for t in unretried(trials, POLICY, 60, now=later)] == [stopped, stale]
-    spent = RetryPolicy(POLICY.outcomes, max_retries=0)
-    assert unretried(trials, spent, older_than_s=60, now=later) == []  # none left
+    spent = RetryPolicy(POLICY.outcomes, max_retries=0)  # none left, but a stop spends none
+    assert [t.number for t in unretried(trials, spent, 60, now=later)] == [stopped]
     assert recover_lost_trials(study, POLICY, older_than_s=-1) == [stopped, stale]
     assert recover_lost_trials(study, POLICY, older_than_s=-1) == []  # once only
     retries = [t for t in study.get_trials() if t.state == TrialState.WAITING]
     assert [original_number(t) for t in retries] == [stopped, stale]
     assert [t.params for t in retries] == [study.get_trials()[n].params for n in (stopped, stale)]
     assert budget_counts(study.get_trials()).claimed == 4
+
+
+def test_stops_spend_none_of_a_trials_retries() -> None:
+    """Ctrl-C of `hpo run` four times while one trial trained spent its 3 retries: the fourth
+    stop failed it for good and it counted, a configuration lost for pausing a run. A stop
+    says nothing about the trial; lost, diverged and failed ends still spend retries."""
+    from hpo.requeue import requeued_note
+
+    study = _study()
+    first = _failed(study, Outcome.STOPPED, "SIGINT")
+    for _ in range(5):  # more stops than the 3 retries
+        note = requeued_note(study, study.get_trials()[-1], POLICY)
+        assert note == "; re-queued (a stop is not counted among its retries)"
+        _failed(study, Outcome.STOPPED, "SIGINT")  # the retry, taken and stopped again
+    for n in range(1, 4):  # then lost: the first loss and 3 retries
+        note = requeued_note(study, study.get_trials()[-1], POLICY)
+        assert note.startswith("; re-queued"), note
+        _failed(study, Outcome.LOST, "its worker was killed")  # the retry, lost
+        assert POLICY.spent(study.get_trials()[-1], study.get_trials()) == n - 1
+    assert requeued_note(study, study.get_trials()[-1], POLICY) == (
+        "; re-queued (retry 3 of at most 3)")
+    _failed(study, Outcome.LOST, "its worker was killed")
+    trials = study.get_trials()
+    assert requeued_note(study, trials[-1], POLICY) == "; its 3 retries are spent, so it counts"
+    assert original_number(trials[-1]) == first and len(trials) == 10
+    assert not any(t.state == TrialState.WAITING for t in study.get_trials())
 
 
 def test_a_retry_keeps_what_its_original_drew_and_draws_what_a_fault_cut_off() -> None:
