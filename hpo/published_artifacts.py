@@ -10,6 +10,7 @@ included. The other sample images stay in the run's store (about 190 KB each, on
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,13 +53,15 @@ def copy_published_artifacts(source: Any, artifact_ids: Iterable[str], out_dir: 
     """Copy ``artifact_ids`` from the ``source`` store into ``out_dir/artifacts``.
 
     An id already there is left alone, so a page regenerated with ``--artifacts`` pointing at
-    its own published store reads and writes nothing twice."""
+    its own published store reads and writes nothing twice. Each copy is written beside its
+    name and renamed into it, so a copy cut short (a full disk, Ctrl-C) is never taken for a
+    published artifact; an empty file (one cut short before) is copied again."""
     path = out_dir / "artifacts"
     path.mkdir(parents=True, exist_ok=True)
     target = FileSystemArtifactStore(str(path))
     copied = present = missing = 0
     for artifact_id in artifact_ids:
-        if (path / artifact_id).is_file():
+        if (path / artifact_id).is_file() and (path / artifact_id).stat().st_size > 0:
             present += 1
             continue
         try:
@@ -66,8 +69,13 @@ def copy_published_artifacts(source: Any, artifact_ids: Iterable[str], out_dir: 
         except (ArtifactNotFound, FileNotFoundError):
             missing += 1
             continue
-        with reader:
-            target.write(artifact_id, reader)
+        partial = f".{artifact_id}.partial"  # a dot: never a published id (see above)
+        try:
+            with reader:
+                target.write(partial, reader)
+            os.replace(path / partial, path / artifact_id)
+        finally:
+            (path / partial).unlink(missing_ok=True)
         copied += 1
     if not any(path.iterdir()):  # nothing to publish: no empty folder beside the page
         path.rmdir()

@@ -54,3 +54,31 @@ def test_nothing_to_publish_leaves_no_empty_folder(tmp_path: Path) -> None:
     done = copy_published_artifacts(source, ["absent"], tmp_path / "page")
     assert (done.copied, done.missing) == (0, 1)
     assert not (tmp_path / "page" / "artifacts").exists()
+
+
+def test_a_copy_cut_short_is_never_taken_for_a_published_artifact(tmp_path: Path) -> None:
+    """A full disk under the page's folder cut a copy short and left the artifact's name holding
+    0 bytes; the next `hpo report` took it as published and said so. A copy is now renamed into
+    its name once whole, and an empty file from before is copied again."""
+    import errno
+
+    source = FileSystemArtifactStore(str(tmp_path / "run"))
+    (tmp_path / "run").mkdir()
+    source.write("a", io.BytesIO(b"config"))
+
+    class FillsUp(io.BytesIO):
+        def read(self, *args):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    class Full:
+        def open_reader(self, artifact_id):
+            return FillsUp()
+
+    out = tmp_path / "page"
+    with pytest.raises(OSError, match="No space"):
+        copy_published_artifacts(Full(), ["a"], out)
+    assert list((out / "artifacts").iterdir()) == []  # no name holding a part
+    (out / "artifacts" / "a").write_bytes(b"")  # cut short by an earlier version
+    done = copy_published_artifacts(source, ["a"], out)
+    assert (done.copied, done.present) == (1, 0)
+    assert (out / "artifacts" / "a").read_bytes() == b"config"
