@@ -9,6 +9,7 @@ Bad input is one line on stderr and exit status 2; an unreachable storage, exit 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -499,11 +500,15 @@ def main(argv: list[str] | None = None) -> int:
             limit_blas_threads(_threads(getattr(args, "threads", None)))
         except UsageError:
             pass  # the command reports it
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happened
     try:
+        import optuna  # in the try: a Ctrl-C in its second of import is "interrupted" too
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happened
         return COMMANDS[args.command](args)
+    except BrokenPipeError:  # `hpo status | head`: the reader has what it wanted
+        with contextlib.suppress(OSError, ValueError):  # no second error at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a command ended by SIGPIPE
     except HpoError as err:
         _traceback_if_asked()
         print(f"hpo {args.command}: {_at_most(str(err), MAX_ERROR_CHARS)}", file=sys.stderr)

@@ -776,3 +776,17 @@ def test_a_study_stored_under_a_rule_added_since_is_still_compared(tmp_path: Pat
     with pytest.raises(UsageError, match="whose budget.steps was 30, not 20"):
         ensure_group(storage, spec.model_copy(update={
             "budget": spec.budget.model_copy(update={"steps": 20})}))
+
+
+def test_a_ctrl_c_while_optuna_is_imported_is_interrupted_not_a_traceback(
+        tmp_path: Path, monkeypatch, capsys) -> None:
+    """`import optuna` (a second of a command's start) sat outside the handler: a Ctrl-C then
+    printed a 27-48 line KeyboardInterrupt traceback. The first thing after it stands in."""
+    from hpo.cli import main
+
+    def ctrl_c(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(optuna.logging, "set_verbosity", ctrl_c)
+    assert main(["status", "--storage", str(tmp_path / "hpo.journal")]) == 130
+    assert capsys.readouterr().err == "hpo status: interrupted\n"

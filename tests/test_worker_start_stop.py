@@ -77,3 +77,22 @@ def test_sigterm_while_a_finished_worker_exits_is_a_clean_stop(tmp_path):
     assert sent > 0
     assert worker.returncode == 0, (worker.returncode, sent, "".join(lines) + rest)
     assert "Traceback" not in rest, rest
+
+
+@pytest.mark.e2e
+def test_a_reader_that_stops_reading_ends_status_quietly(tmp_path) -> None:
+    """`hpo status | head`: the reader closes the pipe, and status ended "hpo status: Broken
+    pipe", exit 1. It ends as a command ended by SIGPIPE does: 141, nothing on stderr."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    journal = str(tmp_path / "many.journal")
+    storage = JournalStorage(JournalFileBackend(journal))
+    for i in range(3000):  # a listing longer than a pipe's buffer (64 KiB)
+        optuna.create_study(study_name=f"s{i}", storage=storage)
+    status = subprocess.Popen(hpo_cmd("status", "--storage", journal), cwd=tmp_path,
+                              env=hpo_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert status.stdout.readline().startswith(b"3000 studies")
+    status.stdout.close()
+    _, err = status.communicate(timeout=120)
+    assert (status.returncode, err) == (141, b"")
