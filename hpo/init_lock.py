@@ -58,12 +58,12 @@ def ensure_group_studies(url: str, spec: StudySpec, *,
     :func:`hpo.storage.open_storage`'s, for the studies returned too.
     """
     def create(storage: BaseStorage) -> dict[str, optuna.Study]:
-        studies = ensure_group(storage, spec, sampler=sampler, pruner=pruner, metric=metric)
         validation = validation_study_name(spec.name)
-        if validation in studies:
-            refuse_a_changed_validation_plan(spec, studies[validation],
-                                             study_file_of(storage, validation))
-        return studies
+        if validation in (s.study_name for s in storage.get_all_studies()):  # before any write
+            refuse_a_changed_validation_plan(
+                spec, storage.get_study_user_attrs(storage.get_study_id_from_name(validation)),
+                study_file_of(storage, validation))
+        return ensure_group(storage, spec, sampler=sampler, pruner=pruner, metric=metric)
 
     return under_init_lock(url, spec, create, patience_s, stop)
 

@@ -273,15 +273,16 @@ def validation_plan(spec: StudySpec | Mapping[str, Any]) -> dict[str, Any]:
             "validation.seeds": validation.get("seeds", 5)}
 
 
-def refuse_a_changed_validation_plan(spec: StudySpec, vstudy: optuna.Study,
+def refuse_a_changed_validation_plan(spec: StudySpec, user_attrs: Mapping[str, Any],
                                      stored: Mapping[str, Any]) -> None:
     """:class:`UsageError` when the group's seed validation was enqueued (once, for good) from
     another budget or validation than ``spec`` states: a grown search's new trials would never
-    be validated, and the report would compare the old winners as the best. ``stored``: the study
-    file ``vstudy`` keeps, read where the plan was not recorded (a study enqueued before)."""
-    if vstudy.user_attrs.get(ENQUEUED_ATTR) is None:
+    be validated, and the report would compare the old winners as the best. ``user_attrs``:
+    the validation study's; ``stored``: the study file it keeps, read where the plan was not
+    recorded (a study enqueued before)."""
+    if user_attrs.get(ENQUEUED_ATTR) is None:
         return
-    planned = vstudy.user_attrs.get(PLAN_ATTR) or validation_plan(stored)
+    planned = user_attrs.get(PLAN_ATTR) or validation_plan(stored)
     for key, value in validation_plan(spec).items():
         if planned.get(key) not in (None, value):
             raise UsageError(

@@ -54,13 +54,16 @@ def keep_study_file(storage: optuna.storages.BaseStorage, study: optuna.Study,
                      spec: StudySpec) -> None:
     """Keep the study file whole in :data:`STUDY_FILE_SYSTEM_ATTR` and name it in the user
     attribute ``study_file`` by one line (:func:`study_file_line`), once; a whole file found in
-    the user attribute (a study created before) is moved so. The first writer's file stays: a
-    later edit of the file does not replace it."""
+    the user attribute (a study created before) is moved so. A file changed in what a trial
+    measures is refused; one changed in what may change (a grown budget) replaces the kept one,
+    so status and the report show the budget the study now runs to (they showed the first)."""
     study_id = storage.get_study_id_from_name(study.study_name)
     system_attrs, user_attrs = storage.get_study_system_attrs(study_id), study.user_attrs
-    whole = stored_study_file(system_attrs, user_attrs) or spec.model_dump(mode="json")
+    now = spec.model_dump(mode="json")
+    whole = stored_study_file(system_attrs, user_attrs) or now
     _refuse_a_changed_measurement(study.study_name, whole, spec)
-    if STUDY_FILE_SYSTEM_ATTR not in system_attrs:
+    if STUDY_FILE_SYSTEM_ATTR not in system_attrs or whole != now:
+        whole = now
         storage.set_study_system_attr(study_id, STUDY_FILE_SYSTEM_ATTR, whole)
     line = study_file_line(whole)
     if user_attrs.get(STUDY_FILE_ATTR) != line:

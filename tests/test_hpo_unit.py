@@ -755,6 +755,13 @@ def test_a_study_file_changed_in_what_it_measures_is_refused_while_its_budget_ma
     for key, update in changed.items():
         with pytest.raises(UsageError, match=rf"whose {key} was"):
             ensure_group(storage, spec.model_copy(update=update))
+    # the study keeps the file it now runs by (status and the report read its budget there;
+    # they showed the first file's), and never a refused one
+    from hpo.stored_study_file import study_file_of
+
+    kept = study_file_of(storage, spec.name)
+    assert kept["budget"] == {**spec.budget.model_dump(mode="json"), "trials": budget.trials}
+    assert kept["metric"]["sigma"] == spec.metric.sigma and kept["seed"] == spec.seed
 
 
 def test_a_study_stored_under_a_rule_added_since_is_still_compared(tmp_path: Path) -> None:
