@@ -292,8 +292,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
              if (held := budget_counts(stored.get(name, [])).held) < b}
     if short:
         left = ", ".join(f"{k} {n}/{b}" for k, (n, b) in short.items())
-        raise UsageError(f"the search of {spec.name} is not finished ({left}); run: hpo run "
-                         f"{args.study_file}")
+        raise UsageError(f"the search of {spec.name} is not finished ({left}): hpo run "
+                         f"{args.study_file} finishes it and then validates (a run already "
+                         "going on it will)")
     return run_study(spec, args.study_file, url, workers=args.workers,
                      artifacts=checked_location(args.artifacts),
                      threads=_threads(args.threads))

@@ -797,3 +797,22 @@ def test_a_ctrl_c_while_optuna_is_imported_is_interrupted_not_a_traceback(
     monkeypatch.setattr(optuna.logging, "set_verbosity", ctrl_c)
     assert main(["status", "--storage", str(tmp_path / "hpo.journal")]) == 130
     assert capsys.readouterr().err == "hpo status: interrupted\n"
+
+
+def test_validate_before_the_search_ends_says_what_will_validate(tmp_path: Path, capsys) -> None:
+    """`hpo validate` beside a running search told the user to start `hpo run` again."""
+    import yaml
+
+    from hpo.cli import main
+    from tests.conftest import SMOKE
+
+    data = yaml.safe_load(SMOKE.read_text())
+    data.update(name="early", layout="per-kind")
+    path = tmp_path / "early.yaml"
+    path.write_text(yaml.safe_dump(data))
+    journal = str(tmp_path / "hpo.journal")
+    assert main(["init", str(path), "--storage", journal]) == 0
+    capsys.readouterr()
+    assert main(["validate", str(path), "--storage", journal]) == 2
+    err = capsys.readouterr().err
+    assert "early.classical 0/3" in err and "(a run already going on it will)" in err, err
