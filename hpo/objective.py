@@ -112,9 +112,10 @@ class Objective:
             raise  # a storage whose outage outlasted the worker's patience takes no more writes
         except Exception as err:
             # A trial pruned or complete whose last writes (its picture) failed ends FAIL: its
-            # outcome must say why. Diverged and stopped trials have said it already.
-            if trial.user_attrs.get(OUTCOME) not in (Outcome.DIVERGED, Outcome.STOPPED):
-                dropped = dropped_connection_line(err) or _full_store_line(err)
+            # outcome must say why. Diverged, stopped and lost trials have said it already.
+            if trial.user_attrs.get(OUTCOME) not in (Outcome.DIVERGED, Outcome.STOPPED,
+                                                     Outcome.LOST):
+                dropped = dropped_connection_line(err)
                 if dropped:  # not the configuration's fault: lost, and retried
                     mark_ended(trial, Outcome.LOST, f"{dropped} cut it off")
                 else:
@@ -140,7 +141,12 @@ class Objective:
         # is still counted with its arm. The model kind is in the config.
         trial.set_user_attr(KIND, arm)
         exported = exported_config(self.spec, self.target, self.metric, config)
-        store_config(trial, self.artifact_store, exported)
+        try:
+            store_config(trial, self.artifact_store, exported)
+        except OSError as err:  # a full or read-only file store: the machine's fault, retried
+            if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                mark_ended(trial, Outcome.LOST, f"{err.strerror} (artifact store) cut it off")
+            raise
         trial.set_user_attr(SEED, config["seed"])
         trial.set_user_attr("code_version", code_version())
         trial.set_user_attr(SIGMA, self.metric.sigma)  # every trial of a study: the same s
@@ -208,10 +214,3 @@ class Objective:
                                           mimetype="image/png")
         trial.set_user_attr(SAMPLES_PNG, artifact_id)
 
-
-def _full_store_line(err: BaseException) -> str | None:
-    """A file system full or read-only under the artifact store: the machine's fault, not the
-    configuration's, so the trial is lost and retried as a dropped connection's is."""
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-        return f"{err.strerror} ({err.filename or 'artifact store'})"
-    return None

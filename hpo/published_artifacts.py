@@ -69,7 +69,7 @@ def copy_published_artifacts(source: Any, artifact_ids: Iterable[str], out_dir: 
         except (ArtifactNotFound, FileNotFoundError):
             missing += 1
             continue
-        partial = f".{artifact_id}.partial"  # a dot: never a published id (see above)
+        partial = f".{artifact_id}.{os.getpid()}.partial"  # a dot: never a published id
         try:
             with reader:
                 target.write(partial, reader)

@@ -17,7 +17,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.quiet import quiet_experimental
-from hpo.trials import Outcome, RetryPolicy, outcome_of, retried_numbers, unbegun
+from hpo.trials import MAX_STOPS, RetryPolicy, retried_numbers, unbegun, was_stopped
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial, policy: RetryPolicy) -> bool:
@@ -27,7 +27,8 @@ def requeue(study: optuna.Study, trial: FrozenTrial, policy: RetryPolicy) -> boo
     another process finished or failed it first, this returns False and does nothing. A trial
     already FAIL (the worker's own ``optimize`` told it) is re-queued unless some trial already
     retries it. A trial whose outcome the policy does not retry (a lost trial, when ``lost`` is
-    not among its outcomes) is failed and stays so; ``max_retries`` bounds the series.
+    not among its outcomes) is failed and stays so; ``max_retries`` bounds the series' retries
+    after faults, :data:`hpo.trials.MAX_STOPS` those after stops.
 
     Returns
     -------
@@ -60,10 +61,11 @@ def requeued_note(study: optuna.Study, trial: FrozenTrial, policy: RetryPolicy) 
     trials = study.get_trials(deepcopy=False)
     spent = policy.spent(trial, trials)
     if not policy.runs_again(trial, trials):
-        return f"; its {spent} retries are spent, so it counts"
+        return (f"; stopped {MAX_STOPS + 1} times, so it counts" if was_stopped(trial)
+                else f"; its {spent} retries are spent, so it counts")
     if not requeue(study, trial, policy):
         return ""
-    if outcome_of(trial) is Outcome.STOPPED:
+    if was_stopped(trial):
         return "; re-queued (a stop is not counted among its retries)"
     return f"; re-queued (retry {spent + 1} of at most {policy.max_retries})"
 

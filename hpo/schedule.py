@@ -226,8 +226,11 @@ def group_work(spec: StudySpec, studies: Mapping[str, optuna.Study],
     if not validates(spec):
         return next_work(study_budgets(spec), search, None, [], None)
     vstudy = studies[validation_study_name(spec.name)]
+    attrs = vstudy.user_attrs
+    # Under the budget lock too: a worker started before another enqueued the validation
+    refuse_a_changed_validation_plan(spec, attrs, {})
     return next_work(study_budgets(spec), search, vstudy.study_name,
-                     trials_given_or_read(vstudy, trials), vstudy.user_attrs.get(ENQUEUED_ATTR))
+                     trials_given_or_read(vstudy, trials), attrs.get(ENQUEUED_ATTR))
 
 
 def trials_given_or_read(study: optuna.Study,
@@ -280,9 +283,9 @@ def refuse_a_changed_validation_plan(spec: StudySpec, user_attrs: Mapping[str, A
     be validated, and the report would compare the old winners as the best. ``user_attrs``:
     the validation study's; ``stored``: the study file it keeps, read where the plan was not
     recorded (a study enqueued before)."""
-    if user_attrs.get(ENQUEUED_ATTR) is None:
+    planned = user_attrs.get(PLAN_ATTR) or (validation_plan(stored) if stored else None)
+    if user_attrs.get(ENQUEUED_ATTR) is None or planned is None:
         return
-    planned = user_attrs.get(PLAN_ATTR) or validation_plan(stored)
     for key, value in validation_plan(spec).items():
         if planned.get(key) not in (None, value):
             raise UsageError(

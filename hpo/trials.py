@@ -205,17 +205,25 @@ class RetryPolicy:
 
     def spent(self, trial: FrozenTrial, trials: Sequence[FrozenTrial]) -> int:
         """Retries already spent on ``trial``'s series (``trials``: its study's). A retry after
-        a stop is not one: the worker was stopped (Ctrl-C, ``docker compose stop``), nothing
-        about the trial, and four stops of a long run used to lose its configuration."""
-        by_number = {t.number: t for t in trials}
-        return sum(1 for n in retry_history(trial)
-                   if n not in by_number or outcome_of(by_number[n]) is not Outcome.STOPPED)
+        a stop is not one (:func:`was_stopped`): the worker was stopped (Ctrl-C, ``docker
+        compose stop``), nothing about the trial, and four stops of a long run used to lose its
+        configuration."""
+        return len(retry_history(trial)) - self._stops(trial, trials)
 
     def runs_again(self, trial: FrozenTrial, trials: Sequence[FrozenTrial]) -> bool:
-        """Whether ``trial`` (ended) is to run again: an outcome this policy retries, and a stop
-        or retries left."""
-        return self.retries(trial) and (outcome_of(trial) is Outcome.STOPPED
-                                        or self.spent(trial, trials) < self.max_retries)
+        """Whether ``trial`` (ended) is to run again: an outcome this policy retries, and
+        retries left (for a stop, stops left: :data:`MAX_STOPS`)."""
+        if not self.retries(trial):
+            return False
+        if was_stopped(trial):
+            return self._stops(trial, trials) < MAX_STOPS
+        return self.spent(trial, trials) < self.max_retries
+
+    @staticmethod
+    def _stops(trial: FrozenTrial, trials: Sequence[FrozenTrial]) -> int:
+        by_number = {t.number: t for t in trials}
+        return sum(1 for n in retry_history(trial) if n in by_number
+                   and was_stopped(by_number[n]))
 
     def stale_trial_callback(self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
         """The callback for trials failed by a stale heartbeat (LOST), if those retry: Optuna's
@@ -228,6 +236,17 @@ class RetryPolicy:
                 with quiet_experimental():
                     RetryHeartbeatStaleTrialCallback()(study, trial)
         return retry_lost
+
+
+#: Stops a trial's series may take beyond its retries: a stop is no fault of the trial, but one
+#: on a schedule shorter than the trial (a cron timeout, a batch walltime) would repeat forever.
+MAX_STOPS = 10
+
+
+def was_stopped(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` ended because its worker was stopped. A retry that never began
+    inherits its original's outcome (Optuna copies the user attributes): it was not stopped."""
+    return outcome_of(trial) is Outcome.STOPPED and is_begun(trial)
 
 
 def retry_history(trial: FrozenTrial) -> list[int]:

@@ -161,6 +161,7 @@ def test_requeue_leaves_a_trial_finished_elsewhere_alone() -> None:
 
 def _failed(study: optuna.Study, outcome: Outcome | None, detail: str = "") -> int:
     trial = study.ask({"x": FloatDistribution(0, 1)})
+    mark_begun(trial)  # as the worker that takes it does
     if outcome is not None:
         mark_ended(trial, outcome, detail)
     study.tell(trial, state=TrialState.FAIL)
@@ -215,6 +216,34 @@ def test_stops_spend_none_of_a_trials_retries() -> None:
     assert not any(t.state == TrialState.WAITING for t in study.get_trials())
 
 
+def test_stops_end_at_ten_and_a_retry_that_never_began_is_no_stop() -> None:
+    """A stop on a schedule shorter than the trial (a cron timeout) would repeat it forever: a
+    series takes 10 stops. A retry failed before a worker began it (killed inside Optuna's ask)
+    inherits its original's `stopped` and was read as a stop: without a bound (review)."""
+    from hpo.requeue import requeued_note
+    from hpo.trials import MAX_STOPS
+
+    study = _study()
+    _failed(study, Outcome.STOPPED, "SIGTERM")
+    for _ in range(MAX_STOPS):
+        assert requeued_note(study, study.get_trials()[-1], POLICY).startswith("; re-queued")
+        _failed(study, Outcome.STOPPED, "SIGTERM")
+    assert requeued_note(study, study.get_trials()[-1], POLICY) == (
+        f"; stopped {MAX_STOPS + 1} times, so it counts")
+    assert not any(t.state == TrialState.WAITING for t in study.get_trials())
+
+    other = _study()
+    _failed(other, Outcome.STOPPED, "SIGTERM")
+    notes = []
+    for _ in range(5):
+        notes.append(requeued_note(other, other.get_trials()[-1], POLICY))
+        unbegun_retry = other.ask()  # taken, never begun: its inherited outcome is `stopped`
+        other.tell(unbegun_retry, state=TrialState.FAIL)
+    assert notes[:1] == ["; re-queued (a stop is not counted among its retries)"]
+    assert notes[1:] == [f"; re-queued (retry {n} of at most 3)" for n in (1, 2, 3)] + [
+        "; its 3 retries are spent, so it counts"]
+
+
 def test_a_retry_keeps_what_its_original_drew_and_draws_what_a_fault_cut_off() -> None:
     """A storage fault inside one of a trial's suggestions (a dropped connection) fails it before
     it trained, holding part of its configuration: its retry keeps those values and draws the
@@ -246,7 +275,8 @@ def test_a_trial_no_worker_took_is_failed_and_requeued_once_when_old_enough() ->
     stopped = _failed(study, Outcome.STOPPED, "SIGTERM")
     assert requeue(study, study.get_trials()[stopped], POLICY)
     retry = study.ask()  # the retry, taken from the queue, inherits no mark of its own
-    assert retry.user_attrs.get(BEGUN) is None and original_number(study.get_trials()[-1]) == 2
+    assert retry.user_attrs.get(BEGUN) != retry.number  # its original's mark, not its own
+    assert original_number(study.get_trials()[-1]) == 2
     trials = study.get_trials()
     later = datetime.datetime.now() + datetime.timedelta(seconds=61)
     assert unbegun(trials, older_than_s=60) == []  # its worker may be about to mark it
@@ -816,3 +846,18 @@ def test_validate_before_the_search_ends_says_what_will_validate(tmp_path: Path,
     assert main(["validate", str(path), "--storage", journal]) == 2
     err = capsys.readouterr().err
     assert "early.classical 0/3" in err and "(a run already going on it will)" in err, err
+
+
+def test_a_kept_study_file_that_cannot_be_compared_is_not_replaced(tmp_path: Path) -> None:
+    """A stored file today's schema refuses (a key since removed) is not compared; it was then
+    replaced by the running file, losing the record of what the study first ran by (review)."""
+    from hpo.group import ensure_group
+    from hpo.stored_study_file import STUDY_FILE_SYSTEM_ATTR, study_file_of
+
+    storage = open_storage(str(tmp_path / "hpo.journal"))
+    (study,) = ensure_group(storage, SPEC).values()
+    old = {**SPEC.model_dump(mode="json"), "seed": 12345, "a_key_since_removed": 1}
+    storage.set_study_system_attr(storage.get_study_id_from_name(study.study_name),
+                                  STUDY_FILE_SYSTEM_ATTR, old)
+    ensure_group(storage, SPEC)
+    assert study_file_of(storage, SPEC.name) == old

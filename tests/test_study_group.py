@@ -217,7 +217,13 @@ def test_a_budget_grown_after_the_validation_was_enqueued_is_refused(tmp_path) -
         ensure_group_studies(url, more_seeds)
     # a group enqueued before the plan was kept: read from the study file it stores
     vstudy = optuna.load_study(study_name=f"{spec.name}.validation", storage=open_storage(url))
-    assert vstudy.user_attrs[PLAN_ATTR]["budget.trials"] == 4 and ENQUEUED_ATTR in vstudy.user_attrs
+    plan = vstudy.user_attrs[PLAN_ATTR]
+    assert plan["budget.trials"] == 4 and ENQUEUED_ATTR in vstudy.user_attrs
     vstudy.set_user_attr(PLAN_ATTR, None)
     with pytest.raises(UsageError, match="enqueued for budget.trials 4, not 8"):
         ensure_group_studies(url, grown)
+    vstudy.set_user_attr(PLAN_ATTR, plan)
+    # a worker that opened the group before the validation was enqueued: refused when it
+    # next decides, under the budget lock (it went on searching the grown budget)
+    with pytest.raises(UsageError, match="enqueued for budget.trials 4, not 8"):
+        decide(ensure_group(open_storage(url), grown), grown)
