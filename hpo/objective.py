@@ -14,6 +14,7 @@ A PNG of its samples over the target's contours is uploaded as an artifact.
 from __future__ import annotations
 
 import errno
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -193,12 +194,14 @@ class Objective:
 
     @staticmethod
     def _after_training(trial: optuna.Trial, write: Callable[[], Any]) -> None:
-        """An artifact written once training is over: a full or read-only file store costs the
-        artifact (its error kept in ``artifact_error``), not the trained result."""
+        """An artifact written once training is over: a full or read-only file store, or an
+        object store that fails, costs the artifact (its error kept in ``artifact_error``), not
+        the trained result."""
         try:
             write()
-        except OSError as err:
-            trial.set_user_attr(ARTIFACT_ERROR, f"{err.strerror or err}"[:200])
+        except _store_errors() as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            trial.set_user_attr(ARTIFACT_ERROR, reason[:200])
 
     def _upload_plot(self, trial: optuna.Trial, samples: np.ndarray, caption: str) -> None:
         # matplotlib here, not at the top: 0.6 s of CPU that a worker whose trials are all pruned,
@@ -214,3 +217,10 @@ class Objective:
                                           mimetype="image/png")
         trial.set_user_attr(SAMPLES_PNG, artifact_id)
 
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    """What an artifact store's write raises when the store, not the trial, fails: a file
+    system's OSError, and botocore's errors where an object store loaded it (not imported here:
+    a file store never needs it)."""
+    boto = sys.modules.get("botocore.exceptions")
+    return (OSError,) + ((boto.BotoCoreError, boto.ClientError) if boto is not None else ())

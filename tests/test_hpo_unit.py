@@ -616,6 +616,32 @@ def test_a_full_artifact_store_costs_artifacts_not_a_trained_result(tmp_path: Pa
     assert requeue(study, untrained, RetryPolicy.from_study_file())
 
 
+def test_an_object_store_that_fails_after_training_costs_artifacts_not_the_result(
+        tmp_path: Path) -> None:
+    """The same for an S3 store: botocore's errors are not OSErrors (review)."""
+    from botocore.exceptions import EndpointConnectionError
+
+    from hpo.objective import Objective
+    from hpo.trials import ARTIFACT_ERROR
+
+    class Unreachable(_FullAfter):
+        def write(self, artifact_id: str, content_body) -> None:
+            if self.writes <= 0:
+                raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9/bucket")
+            self.writes -= 1
+            self.store.write(artifact_id, content_body)
+
+    spec = SPEC.model_copy(update={"budget": SPEC.budget.model_copy(
+        update={"steps": 10, "eval_every": 10})})
+    (tmp_path / "a").mkdir()
+    study = optuna.create_study(storage=open_storage(str(tmp_path / "hpo.journal")))
+    study.optimize(Objective(spec, Unreachable(tmp_path / "a", 1), "w0"), n_trials=1,
+                   catch=(Exception,))
+    (trained,) = study.get_trials()
+    assert trained.state == TrialState.COMPLETE and trained.value is not None
+    assert "Could not connect to the endpoint URL" in trained.user_attrs[ARTIFACT_ERROR]
+
+
 # --- threads ---------------------------------------------------------------------------------
 
 def test_the_test_processes_run_one_blas_and_openmp_thread() -> None:
