@@ -570,17 +570,20 @@ def test_a_stop_before_training_fails_the_trial_in_one_attribute(tmp_path: Path)
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.WAITING]
 
 
-class _FullAfter:
-    """A file artifact store whose disk fills after ``writes`` writes: each later write raises
-    the OSError a full file system raises."""
+class _FailsAfter:
+    """A file artifact store that fails after ``writes`` writes: each later write raises
+    ``error(artifact_id)``, by default the OSError a full file system raises."""
 
-    def __init__(self, base: Path, writes: int) -> None:
+    def __init__(self, base: Path, writes: int, error=None) -> None:
+        base.mkdir()
         self.store = optuna.artifacts.FileSystemArtifactStore(str(base))
         self.writes = writes
+        self.error = error or (lambda artifact_id: OSError(
+            errno.ENOSPC, "No space left on device", f"/full/{artifact_id}"))
 
     def write(self, artifact_id: str, content_body) -> None:
         if self.writes <= 0:
-            raise OSError(errno.ENOSPC, "No space left on device", f"/full/{artifact_id}")
+            raise self.error(artifact_id)
         self.writes -= 1
         self.store.write(artifact_id, content_body)
 
@@ -588,28 +591,29 @@ class _FullAfter:
         return getattr(self.store, name)
 
 
+def _one_short_trial(study: optuna.Study, store: _FailsAfter) -> optuna.trial.FrozenTrial:
+    """One trial of SPEC cut to 10 steps, through the real objective, on ``store``."""
+    from hpo.objective import Objective
+
+    spec = SPEC.model_copy(update={"budget": SPEC.budget.model_copy(
+        update={"steps": 10, "eval_every": 10})})
+    study.optimize(Objective(spec, store, "w0"), n_trials=1, catch=(Exception,))
+    return study.get_trials()[-1]
+
+
 def test_a_full_artifact_store_costs_artifacts_not_a_trained_result(tmp_path: Path) -> None:
     """A trial trained to the end failed when its picture could not be written (a full disk),
     and `failed` is not retried by default: the trained result was lost. Now it completes with
     the error kept; a full store before training (the config) is the machine's fault: lost,
     retried, and counted with its arm (it was `?`, and read as that kind's first failures)."""
-    from hpo.objective import Objective
     from hpo.trials import ARTIFACT_ERROR, KIND
 
-    spec = SPEC.model_copy(update={"budget": SPEC.budget.model_copy(
-        update={"steps": 10, "eval_every": 10})})
-    (tmp_path / "a").mkdir()
     study = optuna.create_study(storage=open_storage(str(tmp_path / "hpo.journal")))
-    study.optimize(Objective(spec, _FullAfter(tmp_path / "a", 1), "w0"), n_trials=1,
-                   catch=(Exception,))
-    (trained,) = study.get_trials()
+    trained = _one_short_trial(study, _FailsAfter(tmp_path / "a", 1))
     assert trained.state == TrialState.COMPLETE and trained.value is not None
     assert trained.user_attrs[ARTIFACT_ERROR] == "No space left on device"
     assert "samples_png" not in trained.user_attrs and trained.user_attrs["config_yaml"]
-    (tmp_path / "b").mkdir()
-    study.optimize(Objective(spec, _FullAfter(tmp_path / "b", 0), "w0"), n_trials=1,
-                   catch=(Exception,))
-    untrained = study.get_trials()[1]
+    untrained = _one_short_trial(study, _FailsAfter(tmp_path / "b", 0))
     assert untrained.state == TrialState.FAIL and untrained.user_attrs["outcome"] == "lost"
     assert untrained.user_attrs[KIND] in ("classical", "quantum")
     assert "No space left on device" in untrained.user_attrs["ended"]
@@ -621,23 +625,13 @@ def test_an_object_store_that_fails_after_training_costs_artifacts_not_the_resul
     """The same for an S3 store: botocore's errors are not OSErrors (review)."""
     from botocore.exceptions import EndpointConnectionError
 
-    from hpo.objective import Objective
     from hpo.trials import ARTIFACT_ERROR
 
-    class Unreachable(_FullAfter):
-        def write(self, artifact_id: str, content_body) -> None:
-            if self.writes <= 0:
-                raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9/bucket")
-            self.writes -= 1
-            self.store.write(artifact_id, content_body)
+    def unreachable(artifact_id: str) -> Exception:
+        return EndpointConnectionError(endpoint_url="http://127.0.0.1:9/bucket")
 
-    spec = SPEC.model_copy(update={"budget": SPEC.budget.model_copy(
-        update={"steps": 10, "eval_every": 10})})
-    (tmp_path / "a").mkdir()
     study = optuna.create_study(storage=open_storage(str(tmp_path / "hpo.journal")))
-    study.optimize(Objective(spec, Unreachable(tmp_path / "a", 1), "w0"), n_trials=1,
-                   catch=(Exception,))
-    (trained,) = study.get_trials()
+    trained = _one_short_trial(study, _FailsAfter(tmp_path / "a", 1, unreachable))
     assert trained.state == TrialState.COMPLETE and trained.value is not None
     assert "Could not connect to the endpoint URL" in trained.user_attrs[ARTIFACT_ERROR]
 
