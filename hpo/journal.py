@@ -278,6 +278,16 @@ def _ends_cleanly(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
+def _write_whole(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a full disk left an empty ``.bad-*`` file beside a
+    journal it had not repaired (the journal itself is only changed once this succeeds)."""
+    try:
+        path.write_bytes(data)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
 def repair_journal(path: str | Path, log: IO | None = None) -> list[str]:
     """Move a torn last line and any line that is not JSON to ``<journal>.bad-<time>``.
 
@@ -305,7 +315,7 @@ def repair_journal(path: str | Path, log: IO | None = None) -> list[str]:
     if not bad:
         return []
     aside = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-    aside.write_bytes(b"\n".join(bad) + b"\n")
+    _write_whole(aside, b"\n".join(bad) + b"\n")
     if len(bad) == 1 and torn:
         with open(path, "r+b") as f:  # only the tail changes: live readers' offsets stay valid
             f.truncate(len(data) - len(torn))
@@ -313,7 +323,7 @@ def repair_journal(path: str | Path, log: IO | None = None) -> list[str]:
             os.fsync(f.fileno())
     else:
         tmp = path.with_name(f"{path.name}.repair-{os.getpid()}")
-        tmp.write_bytes(b"".join(line + b"\n" for line in kept))
+        _write_whole(tmp, b"".join(line + b"\n" for line in kept))
         os.replace(tmp, path)
     if len(reports) > 2:  # a line for the first, one for the rest
         reports[1:] = [f"{len(reports) - 1} more lines were torn, not JSON or not journal entries"]

@@ -352,6 +352,30 @@ def test_repair_moves_a_torn_last_line_aside_and_keeps_every_trial(tmp_path: Pat
     assert repair_journal(path, log) == []  # intact now: untouched
 
 
+def test_a_repair_on_a_full_disk_leaves_no_empty_file_and_the_journal_as_it_was(
+        tmp_path: Path, monkeypatch) -> None:
+    """A full disk under the journal: the repair's `.bad-*` file was created and left empty,
+    beside a journal not repaired (fault hunt). The repair now writes it whole or not at all;
+    the next writer, with room again, repairs as ever."""
+    path = tmp_path / "hpo.journal"
+    _journal_with_trials(path, 2)
+    torn = path.read_bytes() + b'{"op_code": 5, "trial_'
+    path.write_bytes(torn)
+    real_write = Path.write_bytes
+
+    def full(self: Path, data: bytes) -> int:
+        self.touch()  # the file is made, then its bytes do not fit
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(OSError, match="No space"):
+        repair_journal(path, io.StringIO())
+    monkeypatch.setattr(Path, "write_bytes", real_write)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hpo.journal"]
+    assert path.read_bytes() == torn
+    assert len(repair_journal(path, io.StringIO())) == 1  # room again: repaired
+
+
 def test_the_backend_never_appends_after_a_torn_line(tmp_path: Path) -> None:
     path = tmp_path / "hpo.journal"
     _journal_with_trials(path, 2)
