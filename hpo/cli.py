@@ -18,7 +18,7 @@ import typing
 from collections.abc import Callable
 from pathlib import Path
 
-from hpo.errors import HpoError, UsageError, find_cause
+from hpo.errors import HpoError, UsageError, find_cause, os_error_line
 from hpo.names import STUDY_NAME, WORKER_ID
 
 EPILOG = ("storage: --storage URL, else $HPO_STORAGE, else runs/hpo.journal (embedded). "
@@ -579,8 +579,7 @@ def _known_failure(err: Exception, args: argparse.Namespace) -> str | None:
     if type(err).__name__ == "TrainingDiverged":  # models is not imported for every command
         return str(err)
     if isinstance(err, OSError):
-        where = f": {err.filename}" if err.filename else ""
-        return f"{err.strerror or err}{where}"
+        return os_error_line(err)
     if args.command in READERS and isinstance(err, UNREADABLE_RECORDS):
         line = (str(err).strip().splitlines() or [""])[0][:160]
         return (f"cannot read the stored study as hpo writes it ({type(err).__name__}: {line}): "

@@ -52,3 +52,8 @@ def find_cause(err: BaseException | None, kind: type[E] | tuple[type[E], ...], d
             return err
         err, seen = err.__cause__ or err.__context__, seen + 1
     return None
+
+
+def os_error_line(err: OSError) -> str:
+    """An OSError as people read it: ``No space left on device: /path``."""
+    return f"{err.strerror or err}{f': {err.filename}' if err.filename else ''}"

@@ -59,10 +59,12 @@ def ensure_group_studies(url: str, spec: StudySpec, *,
     """
     def create(storage: BaseStorage) -> dict[str, optuna.Study]:
         validation = validation_study_name(spec.name)
-        if validation in (s.study_name for s in storage.get_all_studies()):  # before any write
-            refuse_a_changed_validation_plan(
-                spec, storage.get_study_user_attrs(storage.get_study_id_from_name(validation)),
-                study_file_of(storage, validation))
+        try:  # before any write
+            attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(validation))
+        except KeyError:  # a new group, or one that validates nothing
+            attrs = {}
+        refuse_a_changed_validation_plan(spec, attrs,
+                                         study_file_of(storage, validation) if attrs else {})
         return ensure_group(storage, spec, sampler=sampler, pruner=pruner, metric=metric)
 
     return under_init_lock(url, spec, create, patience_s, stop)

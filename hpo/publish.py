@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.artifacts import upload_artifact
 
-from hpo.errors import UsageError
+from hpo.errors import UsageError, os_error_line
 from hpo.group import StudyGroup, load_group, member_of, set_objective_name
 from hpo.report_content import build_report
 from hpo.report_html import parameter_split, render_html
@@ -113,8 +113,7 @@ def write_report(storage: Any, name: str, out_dir: str | Path, *, artifact_store
         if note:
             noted = annotate_dashboard(storage, group, report, figures, artifact_store)
     except (OSError, optuna.exceptions.StorageInternalError) as err:  # the page is written
-        where = f": {err.filename}" if isinstance(err, OSError) and err.filename else ""
-        reason = (f"{err.strerror or err}{where}" if isinstance(err, OSError)
+        reason = (os_error_line(err) if isinstance(err, OSError)
                   else str(err).splitlines()[0][:200])
         return Published(html_path, json_path, report, [], copied, note_error=reason)
     return Published(html_path, json_path, report, noted, copied)

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.group import StudyGroup
 from hpo.report_arms import arms_section, random_search_studies
-from hpo.schedule import kind_budgets
+from hpo.schedule import kind_budgets, validation_plan
 from hpo.trials import (
     ENDED,
     KIND,
@@ -273,8 +273,8 @@ def no_validation_reason(group: StudyGroup) -> str | None:
     run nothing), or ``None`` when it has one."""
     if group.layout == "single":
         return "a single-layout study has no seed validation; layout: per-kind runs one"
-    validation = group.study_file.get("validation") or {}
-    if validation.get("top_k", 3) == 0 or validation.get("seeds", 5) == 0:
+    plan = validation_plan(group.study_file)
+    if plan["validation.top_k"] == 0 or plan["validation.seeds"] == 0:
         return "its study file turns seed validation off (validation.top_k or seeds 0)"
     return None
 

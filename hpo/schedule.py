@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UsageError
 from hpo.group import search_plan, search_studies, validation_study_name
-from hpo.study_file import StudySpec
+from hpo.study_file import StudySpec, Validation
 from hpo.trials import KIND, SEED, VALIDATES, budget_counts, created_past, trial_seed
 
 #: Validation seeds start here (plus the study's seed), far above any search trial's seed
@@ -269,11 +269,13 @@ def decide(studies: Mapping[str, optuna.Study], spec: StudySpec,
 
 def validation_plan(spec: StudySpec | Mapping[str, Any]) -> dict[str, Any]:
     """What the seed validation is enqueued from: the search budget and the validation section
-    (of a spec, or of a study file as stored)."""
+    (of a spec, or of a study file as stored: a section it leaves out has the schema's
+    defaults)."""
     data = spec.model_dump(mode="json") if isinstance(spec, StudySpec) else spec
-    budget, validation = data.get("budget") or {}, data.get("validation") or {}
-    return {"budget.trials": budget.get("trials"), "validation.top_k": validation.get("top_k", 3),
-            "validation.seeds": validation.get("seeds", 5)}
+    budget = data.get("budget") or {}
+    validation = {**Validation().model_dump(), **(data.get("validation") or {})}
+    return {"budget.trials": budget.get("trials"), "validation.top_k": validation["top_k"],
+            "validation.seeds": validation["seeds"]}
 
 
 def refuse_a_changed_validation_plan(spec: StudySpec, user_attrs: Mapping[str, Any],

@@ -61,7 +61,7 @@ def keep_study_file(storage: optuna.storages.BaseStorage, study: optuna.Study,
     system_attrs, user_attrs = storage.get_study_system_attrs(study_id), study.user_attrs
     now = spec.model_dump(mode="json")
     whole = stored_study_file(system_attrs, user_attrs) or now
-    replace = _refuse_a_changed_measurement(study.study_name, whole, spec) and whole != now
+    replace = _refuse_a_changed_measurement(study.study_name, whole, now) and whole != now
     whole = now if replace else whole
     if replace or STUDY_FILE_SYSTEM_ATTR not in system_attrs:
         storage.set_study_system_attr(study_id, STUDY_FILE_SYSTEM_ATTR, whole)
@@ -80,14 +80,14 @@ MEASUREMENT_KEYS = ("target", "metric", "fixed", "search", "seed", "layout", "se
 
 
 def _refuse_a_changed_measurement(study_name: str, stored: Mapping[str, Any],
-                                  spec: StudySpec) -> bool:
-    """:class:`UsageError` when ``spec`` differs from the file ``study_name`` was created with in
+                                  now: Mapping[str, Any]) -> bool:
+    """:class:`UsageError` when ``now`` (the study file run, as its spec dumps it) differs from
+    the file ``study_name`` was created with in
     one of :data:`MEASUREMENT_KEYS` (both read through today's schema, so defaults added since
     compare equal; a stored file today's schema refuses is not compared). The sections that
-    may change are read from ``spec``, so a rule added since to one of them (one validation
+    may change are read from ``now``, so a rule added since to one of them (one validation
     seed is refused now) does not turn the comparison off. Returns whether it compared (a file
     it could not read stays as kept: it is the record of what the study first ran by)."""
-    now = spec.model_dump(mode="json")
     free = ("description", "sampler", "pruner", "heartbeat", "retry", "validation")
     try:
         before = StudySpec.model_validate({**stored, **{key: now[key] for key in free}}
