@@ -244,7 +244,8 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
             retrying(lambda: _fail_unbegun(study, policy, asked, say))
             return 0
         cause = dropped_connection_line(err) or _short(err)
-        retrying(lambda: _recover_lost(study, policy, started[0], ended, cause, say))
+        retrying(lambda: _recover_lost(study, policy, started[0], ended, cause, say,
+                                       lambda: lock.acquire(stop)))
     finally:
         lock.release()
     return 1 if started else 0
@@ -277,11 +278,14 @@ def _storage_gave_up(err: BaseException) -> StorageError | None:
 
 def _recover_lost(study: optuna.Study, policy: RetryPolicy, number: int,
                   ended: list[tuple[TrialState, float | None]], cause: str,
-                  say: Callable[[str], None]) -> None:
+                  say: Callable[[str], None], take_lock: Callable[[], bool]) -> None:
     """After ``optimize`` failed to record trial ``number``: tell its end again when the
     objective ended (the fault cut off Optuna's tell: a trained trial keeps its result); if
     another worker already judged it stale (a late heartbeat) its retry exists; else re-queue
-    it (a FAIL that Optuna's cut-off tell did record included)."""
+    it (a FAIL that Optuna's cut-off tell did record included). A FAIL is re-queued under the
+    budget lock (``take_lock``; False: stopping, left to the next worker's recovery): a worker
+    that judged it stale queues its retry holding that lock, and one read between its FAIL and
+    its retry re-queued the trial twice in CI (a database restart)."""
     trial = _trial_numbered(study, number)
     if trial.state == TrialState.RUNNING and ended:
         state, value = ended[0]
@@ -296,6 +300,8 @@ def _recover_lost(study: optuna.Study, policy: RetryPolicy, number: int,
         say(f"trial {number} was lost to a storage fault ({cause}); re-queued")
     elif trial.state != TrialState.FAIL:
         say(f"trial {number}: its end was recorded before {cause}")
+    elif not take_lock():
+        say(f"trial {number} failed ({cause}); its retry is left to the next worker")
     elif number in retried_numbers(study.get_trials(deepcopy=False)):
         say(f"trial {number} was judged stale while it ran here (late heartbeat) and was "
             f"re-queued by another worker; its result is dropped")

@@ -44,9 +44,10 @@ from hpo.trials import (
     mark_begun,
     mark_ended,
     original_number,
+    retry_history,
     unbegun,
 )
-from hpo.worker import _fail_unbegun
+from hpo.worker import _fail_unbegun, _recover_lost
 from tests._faults import assert_exact_study
 from tests.conftest import SMOKE
 
@@ -306,6 +307,51 @@ def test_a_worker_cut_off_inside_ask_requeues_only_the_unmarked_trial_it_started
         == [cut_off]
     assert said == [f"trial {cut_off} was created but not begun (the fault cut off its start); "
                     "re-queued"]
+
+
+def test_a_trial_judged_stale_is_requeued_once_though_its_own_worker_looks_at_once(
+        tmp_path: Path) -> None:
+    """The worker that judges a trial stale fails it, then queues its retry, holding the budget
+    lock; the trial's own worker, its record cut off, re-queues a FAIL only under that lock. It
+    looked between the two in CI (a database restart) and the trial was re-queued twice."""
+    study = _study()
+    number = study.ask({"x": FloatDistribution(0, 1)}).number
+    journal = str(tmp_path / "journal.log")
+    judge, own = ProcessLock(journal, "hpo:budget:s"), ProcessLock(journal, "hpo:budget:s")
+    assert judge.acquire()
+    study.tell(number, state=TrialState.FAIL)  # the judge's FAIL; its retry comes next
+    waiting = threading.Event()
+
+    def stop() -> bool:  # polled while the own worker waits for the lock
+        waiting.set()
+        return False
+
+    said: list[str] = []
+    own_worker = threading.Thread(target=_recover_lost, args=(
+        study, POLICY, number, [], "a dropped connection", said.append, lambda: own.acquire(stop)))
+    own_worker.start()
+    while not waiting.is_set() and own_worker.is_alive():
+        time.sleep(0.01)
+    with quiet_experimental():
+        RetryHeartbeatStaleTrialCallback()(study, study.get_trials()[number])
+    judge.release()
+    own_worker.join(timeout=60)
+    own.release()
+    assert [retry_history(t) for t in study.get_trials()[1:]] == [[number]]
+    assert said == [f"trial {number} was judged stale while it ran here (late heartbeat) and was "
+                    "re-queued by another worker; its result is dropped"]
+
+
+def test_a_stopping_worker_leaves_a_failed_trial_to_the_next_workers_recovery() -> None:
+    study = _study()
+    number = study.ask({"x": FloatDistribution(0, 1)}).number
+    study.tell(number, state=TrialState.FAIL)
+    said: list[str] = []
+    _recover_lost(study, POLICY, number, [], "a dropped connection", said.append, lambda: False)
+    assert len(study.get_trials()) == 1
+    assert said == [f"trial {number} failed (a dropped connection); its retry is left to the "
+                    "next worker"]
+    assert [t.number for t in unretried(study.get_trials(), POLICY, older_than_s=-1)] == [number]
 
 
 # --- export ----------------------------------------------------------------------------------
