@@ -12,14 +12,13 @@ re-queued by another worker) or to a storage fault costs that trial, never the w
 from __future__ import annotations
 
 import datetime
-import math
 import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import IO, Any
 
 import optuna
@@ -31,7 +30,8 @@ from hpo.group import search_plan, search_spec, validation_study_name
 from hpo.init_lock import ensure_group_studies
 from hpo.metric import objective_name
 from hpo.objective import Objective
-from hpo.requeue import recover_lost_trials, recover_unbegun_trials, requeue, requeued_note
+from hpo.own_trial import fail_unbegun, recover_cut_off, requeued_note_locked
+from hpo.requeue import recover_lost_trials, recover_unbegun_trials
 from hpo.schedule import Work, decide, surplus, validates
 from hpo.storage import (
     PATIENCE_S,
@@ -52,9 +52,7 @@ from hpo.trials import (
     ended_line,
     mark_begun,
     mark_ended,
-    retried_numbers,
     retry_history,
-    unbegun,
 )
 from hpo.worker_identity import claim_worker_number, new_worker_id
 
@@ -230,7 +228,7 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
         return value
 
     def on_finished(study: optuna.Study, trial: FrozenTrial) -> None:
-        say(_trial_line(trial) + requeued_note(study, trial, policy))
+        say(_trial_line(trial) + requeued_note_locked(study, trial, policy, lock))
 
     asked = datetime.datetime.now()
     try:
@@ -241,78 +239,20 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
             raise gave_up from None  # a longer outage than our patience: one line, exit 1
         if not started:  # a storage fault before the trial began: the loop's calls retry
             say(f"storage fault before a trial began ({_short(err)}); trying again")
-            retrying(lambda: _fail_unbegun(study, policy, asked, say))
+            retrying(lambda: fail_unbegun(study, policy, asked, say))
             return 0
         cause = dropped_connection_line(err) or _short(err)
-        retrying(lambda: _recover_lost(study, policy, started[0], ended, cause, say,
-                                       lambda: lock.acquire(stop)))
+        retrying(lambda: recover_cut_off(study, policy, started[0], ended, cause, say,
+                                         lambda: lock.acquire(stop)))
     finally:
         lock.release()
     return 1 if started else 0
-
-
-def _fail_unbegun(study: optuna.Study, policy: RetryPolicy, since: datetime.datetime,
-                  say: Callable[[str], None]) -> None:
-    """Fail and re-queue the trial a fault inside Optuna's ``study.ask()`` left RUNNING.
-
-    ``ask`` creates the trial (or takes it from the queue) and then reads the study for the
-    sampler; a fault there (a database restart) ends ``optimize`` before the trial's heartbeat
-    starts, and Optuna never judges a trial without a heartbeat stale: it would stay RUNNING,
-    holding its slot, and the study would never end. This worker has held the budget lock since
-    ``since``, so every unmarked trial started since then is the one it lost (a marked one was
-    taken: by another worker, should this one have lost the lock to its lease meanwhile).
-    """
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for trial in unbegun(running, older_than_s=-math.inf):
-        if trial.datetime_start >= since:
-            requeue(study, trial, policy)
-            say(f"trial {trial.number} was created but not begun (the fault cut off its "
-                "start); re-queued")
 
 
 def _storage_gave_up(err: BaseException) -> StorageError | None:
     """The :class:`StorageError` (patience spent) behind ``err``, if any: Optuna may wrap it, or
     fail on its own while handling it."""
     return find_cause(err, StorageError, depth=20)
-
-
-def _recover_lost(study: optuna.Study, policy: RetryPolicy, number: int,
-                  ended: list[tuple[TrialState, float | None]], cause: str,
-                  say: Callable[[str], None], take_lock: Callable[[], bool]) -> None:
-    """After ``optimize`` failed to record trial ``number``: tell its end again when the
-    objective ended (the fault cut off Optuna's tell: a trained trial keeps its result); if
-    another worker already judged it stale (a late heartbeat) its retry exists; else re-queue
-    it (a FAIL that Optuna's cut-off tell did record included). A FAIL is re-queued under the
-    budget lock (``take_lock``; False: stopping, left to the next worker's recovery): a worker
-    that judged it stale queues its retry holding that lock, and one read between its FAIL and
-    its retry re-queued the trial twice in CI (a database restart)."""
-    trial = _trial_numbered(study, number)
-    if trial.state == TrialState.RUNNING and ended:
-        state, value = ended[0]
-        with suppress(ValueError, optuna.exceptions.UpdateFinishedTrialError):  # judged stale
-            study.tell(number, value, state=state)
-            say(f"trial {number}: {cause} cut off the record of its end; told again: "
-                f"{state.name.lower()}")
-            return
-        trial = _trial_numbered(study, number)
-    if trial.state == TrialState.RUNNING:
-        requeue(study, trial, policy)
-        say(f"trial {number} was lost to a storage fault ({cause}); re-queued")
-    elif trial.state != TrialState.FAIL:
-        say(f"trial {number}: its end was recorded before {cause}")
-    elif not take_lock():
-        say(f"trial {number} failed ({cause}); its retry is left to the next worker")
-    elif number in retried_numbers(study.get_trials(deepcopy=False)):
-        say(f"trial {number} was judged stale while it ran here (late heartbeat) and was "
-            f"re-queued by another worker; its result is dropped")
-    else:
-        requeued = requeue(study, trial, policy)
-        say(f"trial {number}: its failure was recorded before {cause}"
-            + ("; re-queued" if requeued else ""))
-
-
-def _trial_numbered(study: optuna.Study, number: int) -> FrozenTrial:
-    return next(t for t in study.get_trials(deepcopy=False) if t.number == number)
 
 
 @contextmanager

@@ -31,6 +31,7 @@ from hpo.export import export_documents
 from hpo.group import load_group
 from hpo.journal import RepairingJournalBackend, StaleBreakingLock, repair_journal
 from hpo.locks import ProcessLock
+from hpo.own_trial import fail_unbegun, recover_cut_off, requeued_note_locked
 from hpo.quiet import quiet_experimental
 from hpo.requeue import recover_lost_trials, recover_unbegun_trials, requeue, unretried
 from hpo.space import load_spec, suggest, training_config
@@ -47,7 +48,6 @@ from hpo.trials import (
     retry_history,
     unbegun,
 )
-from hpo.worker import _fail_unbegun, _recover_lost
 from tests._faults import assert_exact_study
 from tests.conftest import SMOKE
 
@@ -299,7 +299,7 @@ def test_a_worker_cut_off_inside_ask_requeues_only_the_unmarked_trial_it_started
     mark_begun(taken)  # another worker's, should this one have lost the lock to its lease
     cut_off = study.ask({"x": FloatDistribution(0, 1)}).number
     said: list[str] = []
-    _fail_unbegun(study, POLICY, since, said.append)
+    fail_unbegun(study, POLICY, since, said.append)
     states = {t.number: t.state for t in study.get_trials()}
     assert states[earlier] == states[taken.number] == TrialState.RUNNING
     assert states[cut_off] == TrialState.FAIL
@@ -327,7 +327,7 @@ def test_a_trial_judged_stale_is_requeued_once_though_its_own_worker_looks_at_on
         return False
 
     said: list[str] = []
-    own_worker = threading.Thread(target=_recover_lost, args=(
+    own_worker = threading.Thread(target=recover_cut_off, args=(
         study, POLICY, number, [], "a dropped connection", said.append, lambda: own.acquire(stop)))
     own_worker.start()
     while not waiting.is_set() and own_worker.is_alive():
@@ -347,10 +347,60 @@ def test_a_stopping_worker_leaves_a_failed_trial_to_the_next_workers_recovery() 
     number = study.ask({"x": FloatDistribution(0, 1)}).number
     study.tell(number, state=TrialState.FAIL)
     said: list[str] = []
-    _recover_lost(study, POLICY, number, [], "a dropped connection", said.append, lambda: False)
+    recover_cut_off(study, POLICY, number, [], "a dropped connection", said.append,
+                    lambda: False)
     assert len(study.get_trials()) == 1
     assert said == [f"trial {number} failed (a dropped connection); its retry is left to the "
                     "next worker"]
+    assert [t.number for t in unretried(study.get_trials(), POLICY, older_than_s=-1)] == [number]
+
+
+def test_a_worker_requeues_its_own_failed_trial_under_the_budget_lock(tmp_path: Path) -> None:
+    """A worker frozen (or cut off) between its trial's FAIL and its re-queue for a grace period
+    finds another worker's recovery re-queueing it under the budget lock: it waits for the lock
+    and then finds the retry, rather than queueing a second."""
+    study = _study()
+    number = study.ask({"x": FloatDistribution(0, 1)}).number
+    study.tell(number, state=TrialState.FAIL)  # its own tell: lost, so the policy retries it
+    journal = str(tmp_path / "journal.log")
+    recovery, own = ProcessLock(journal, "hpo:budget:s"), ProcessLock(journal, "hpo:budget:s")
+    assert recovery.acquire()
+    refused = threading.Event()
+    try_once = own._try
+
+    def observed_try() -> bool:
+        got = try_once()
+        if not got:
+            refused.set()
+        return got
+
+    own._try = observed_try  # type: ignore[method-assign]
+    notes: list[str] = []
+    own_worker = threading.Thread(target=lambda: notes.append(
+        requeued_note_locked(study, study.get_trials()[number], POLICY, own)))
+    own_worker.start()
+    while not refused.is_set() and own_worker.is_alive():
+        time.sleep(0.01)
+    assert recover_lost_trials(study, POLICY, older_than_s=-1) == [number]
+    recovery.release()
+    own_worker.join(timeout=60)
+    assert [retry_history(t) for t in study.get_trials()[1:]] == [[number]]
+    assert notes == [""] and not own.held
+
+
+def test_a_budget_lock_held_past_its_lease_leaves_the_retry_to_the_recovery(
+        tmp_path: Path) -> None:
+    study = _study()
+    number = study.ask({"x": FloatDistribution(0, 1)}).number
+    study.tell(number, state=TrialState.FAIL)
+    journal = str(tmp_path / "journal.log")
+    frozen = ProcessLock(journal, "hpo:budget:s")
+    own = ProcessLock(journal, "hpo:budget:s", lease_s=0.3)
+    assert frozen.acquire()
+    note = requeued_note_locked(study, study.get_trials()[number], POLICY, own)
+    frozen.release()
+    assert note == "; its retry is left to the next worker (the budget lock is held elsewhere)"
+    assert len(study.get_trials()) == 1
     assert [t.number for t in unretried(study.get_trials(), POLICY, older_than_s=-1)] == [number]
 
 

@@ -108,7 +108,9 @@ def test_a_trial_whose_end_is_cut_off_is_told_again_with_its_result(
         return 0.5
 
     class HeldLock:
-        def acquire(self, stop: object = None) -> bool:
+        lease_s = 30.0
+
+        def acquire(self, stop: object = None, wait_s: float = 0.0) -> bool:
             return True
 
         def release(self) -> None:

@@ -236,7 +236,9 @@ def test_an_end_recorded_before_its_tell_was_cut_off_is_kept_or_requeued_at_once
         return 0.5
 
     class HeldLock:
-        def acquire(self, stop: object = None) -> bool:
+        lease_s = 30.0
+
+        def acquire(self, stop: object = None, wait_s: float = 0.0) -> bool:
             return True
 
         def release(self) -> None:
