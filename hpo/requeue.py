@@ -9,6 +9,7 @@ often, is :class:`hpo.trials.RetryPolicy`; everything here goes through Optuna's
 
 from __future__ import annotations
 
+import copy
 import datetime
 from collections.abc import Sequence
 
@@ -49,8 +50,8 @@ def requeue(study: optuna.Study, trial: FrozenTrial, policy: RetryPolicy) -> boo
     if not policy.retries(latest):
         return False
     if policy.runs_again(latest, trials):  # else its retries are spent: it counts
-        with quiet_experimental():
-            RetryHeartbeatStaleTrialCallback()(study, latest)
+        with quiet_experimental():  # a copy: the callback appends to the trial's own history
+            RetryHeartbeatStaleTrialCallback()(study, copy.deepcopy(latest))
     return True
 
 

@@ -151,6 +151,9 @@ def test_requeue_fails_a_running_trial_once_and_keeps_params_and_first_number() 
     assert running.number == 2 and running.params == trials[1].params
     assert requeue(study, study.get_trials()[2], POLICY)
     assert original_number(study.get_trials()[3]) == 1
+    # Optuna's callback appends to the history it is given: the storage's own copy of the
+    # retried trial must not read [1, 2] after (its process saw it as a retry of itself)
+    assert [retry_history(t) for t in study.get_trials(deepcopy=False)] == [[], [], [1], [1, 2]]
 
 
 def test_requeue_leaves_a_trial_finished_elsewhere_alone() -> None:
