@@ -22,7 +22,15 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.errors import UsageError
 from hpo.group import search_plan, search_studies, validation_study_name
 from hpo.study_file import StudySpec, Validation
-from hpo.trials import KIND, SEED, VALIDATES, budget_counts, created_past, trial_seed
+from hpo.trials import (
+    KIND,
+    SEED,
+    VALIDATES,
+    budget_counts,
+    created_past,
+    duplicate_retry,
+    trial_seed,
+)
 
 #: Validation seeds start here (plus the study's seed), far above any search trial's seed
 #: (``seed + trial number``), and skip any seed a search trial used.
@@ -184,18 +192,26 @@ def study_budgets(spec: StudySpec) -> dict[str, int]:
 
 
 def surplus(spec: StudySpec, study: str, number: int, user_attrs: Mapping[str, Any],
-            trials: Sequence[FrozenTrial]) -> bool:
-    """Whether trial ``number`` of ``study`` was created past the group's plan: in a search
-    study, past its share of the budget; in the validation study, any trial not enqueued by it.
+            trials: Sequence[FrozenTrial]) -> str | None:
+    """Why trial ``number`` of ``study`` is surplus, never to be trained, else None: created
+    past the group's plan (in a search study, past its share of the budget; in the validation
+    study, any trial not enqueued by it), or a second retry of one trial
+    (:func:`hpo.trials.duplicate_retry`).
 
     A worker checks this once its trial exists, outside the budget lock: a worker frozen while
     it held the lock (SIGSTOP, ``docker compose pause``) loses the lock after its lease and, when
-    it wakes, may create a trial another worker already ran in its place.
+    it wakes, may create a trial another worker already ran in its place; a database restart
+    takes the lock from under its holder alike.
     """
+    retried = duplicate_retry(number, trials)
+    if retried is not None:
+        return (f"a second retry of trial {retried} (two processes queued one: a database "
+                "restart had taken the budget lock from under one of them)")
     budgets = study_budgets(spec)
-    if study in budgets:
-        return created_past(budgets[study], number, trials)
-    return VALIDATES not in user_attrs
+    past = (created_past(budgets[study], number, trials) if study in budgets
+            else VALIDATES not in user_attrs)
+    return ("the budget was full when it was created (its worker woke after losing the budget "
+            "lock to its lease)") if past else None
 
 
 def validates(spec: StudySpec) -> bool:

@@ -319,6 +319,22 @@ def created_past(budget: int, number: int, trials: Sequence[FrozenTrial]) -> boo
     return len(earlier) >= budget
 
 
+def duplicate_retry(number: int, trials: Sequence[FrozenTrial]) -> int | None:
+    """The trial that trial ``number`` retries when an earlier trial already retries it, else
+    None: a second retry, never to be trained.
+
+    Each retry is queued under the budget lock, but a database restart ends the session that
+    holds it while its holder goes on: two processes may then queue one retry each. Of the two
+    the later by number is the duplicate, whichever process looks first.
+    """
+    this = next((t for t in trials if t.number == number), None)
+    parent = retry_history(this)[-1:] if this is not None else []
+    if not parent:
+        return None
+    earlier = any(t.number < number and retry_history(t)[-1:] == parent for t in trials)
+    return parent[0] if earlier else None
+
+
 def budget_counts(trials: Sequence[FrozenTrial]) -> BudgetCounts:
     """Count a study's trials against its budget: the one definition of what a slot is.
 

@@ -214,9 +214,9 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
         mark_begun(trial)  # under the lock: a worker holding it never sees a taken trial unmarked
         lock.release()  # the trial is RUNNING: every worker now counts it
         trials = retrying(lambda: study.get_trials(deepcopy=False))
-        if surplus(spec, study.study_name, trial.number, trial.user_attrs, trials):
-            mark_ended(trial, Outcome.SURPLUS, "the budget was full when it was created (its "
-                       "worker woke after losing the budget lock to its lease); not trained")
+        why = surplus(spec, study.study_name, trial.number, trial.user_attrs, trials)
+        if why is not None:
+            mark_ended(trial, Outcome.SURPLUS, f"{why}; not trained")
             raise SurplusTrial(trial.number)
         started.append(trial.number)
         try:

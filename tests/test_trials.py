@@ -30,6 +30,7 @@ from hpo.trials import (
     RetryPolicy,
     budget_counts,
     created_past,
+    duplicate_retry,
     error_of,
     local_pid,
     mark_ended,
@@ -327,6 +328,43 @@ def test_a_worker_that_wakes_past_the_budget_never_trains_its_trial(tmp_path, mo
     assert outcome_of(trials[2]) is Outcome.SURPLUS and not trials[2].intermediate_values
     assert budget_counts(trials).finished == 2
     assert "surplus: the budget was full" in log[-1], log
+
+
+def test_a_second_retry_of_one_trial_is_surplus_and_never_trained(tmp_path, monkeypatch
+                                                                   ) -> None:
+    """A database restart ends the session that holds the budget lock while its holder goes on,
+    so two processes may each queue a retry of one failed trial (CI, test_a_database_restart_...).
+    The later by number ends surplus before training, whoever takes it; the budget holds."""
+    spec = load_spec(_failing_study(tmp_path, None))  # budget 2
+    storage = JournalStorage(optuna.storages.journal.JournalFileBackend(
+        str(tmp_path / "hpo.journal")))
+    study = optuna.create_study(study_name="retries", storage=storage)
+    x = {"x": FloatDistribution(0, 1)}
+    study.add_trial(create_trial(state=TrialState.FAIL, params={"x": 0.5}, distributions=x))
+    for state in (TrialState.COMPLETE, TrialState.WAITING):  # the first retry ran; a second
+        study.add_trial(create_trial(state=state, value=1.0 if state.is_finished() else None,
+                                     params={"x": 0.5}, distributions=x,
+                                     system_attrs={"retry_history": [0]}))
+    assert duplicate_retry(1, study.get_trials()) is None
+    assert duplicate_retry(2, study.get_trials()) == 0
+    assert not created_past(2, 2, study.get_trials())  # the budget alone would train it
+    monkeypatch.setattr(hpo.objective, "train_and_score", lambda *a, **k: pytest.fail("trained"))
+
+    class Lock:
+        def acquire(self, stop: object = None) -> bool:
+            return True
+
+        def release(self) -> None:
+            pass
+
+    objective = hpo.objective.Objective(kind_spec(spec, "classical"),
+                                        artifact_store(str(tmp_path / "artifacts")), "w1")
+    log: list[str] = []
+    assert _run_one(study, spec, objective, Lock(), lambda: False, log.append) == 0
+    trials = study.get_trials()
+    assert outcome_of(trials[2]) is Outcome.SURPLUS and not trials[2].intermediate_values
+    assert budget_counts(trials).finished == 1
+    assert "surplus: a second retry of trial 0" in log[-1], log
 
 
 def test_a_worker_process_is_judged_only_in_its_own_pid_namespace(monkeypatch) -> None:
