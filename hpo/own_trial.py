@@ -25,19 +25,22 @@ from hpo.locks import ProcessLock
 from hpo.requeue import requeue, requeued_note
 from hpo.trials import RetryPolicy, retried_numbers, unbegun
 
-LEFT_NOTE = "; its retry is left to the next worker (the budget lock is held elsewhere)"
+LEFT_NOTE = "; its retry is left to the next worker (the budget lock could not be had)"
+#: Seconds a worker whose trial just failed waits for the budget lock: it is held for
+#: milliseconds at a time, and a stopped worker is to end within seconds.
+LOCK_WAIT_S = 5.0
 
 
 def requeued_note_locked(study: optuna.Study, trial: FrozenTrial, policy: RetryPolicy,
                          lock: ProcessLock) -> str:
     """:func:`hpo.requeue.requeued_note` for the worker's own trial just ended, holding the
     budget lock when the trial failed. Not given up on a stop (a stopped trial is re-queued as
-    its worker stops); a lock held elsewhere for longer than its lease leaves the retry to the
-    next worker's recovery."""
+    its worker stops); a lock not had within :data:`LOCK_WAIT_S` (or the lock's lease, if
+    shorter: a holder frozen, a server gone) leaves the retry to the next worker's recovery."""
     if trial.state != TrialState.FAIL or not policy.retries(trial):
         return requeued_note(study, trial, policy)
     try:
-        lock.acquire(wait_s=lock.lease_s)
+        lock.acquire(wait_s=min(lock.lease_s, LOCK_WAIT_S))
     except StorageError:
         return LEFT_NOTE
     try:
@@ -71,8 +74,9 @@ def recover_cut_off(study: optuna.Study, policy: RetryPolicy, number: int,
     """After ``optimize`` failed to record trial ``number``: tell its end again when the
     objective ended (the fault cut off Optuna's tell: a trained trial keeps its result); if
     another worker already judged it stale (a late heartbeat) its retry exists; else re-queue
-    it (a FAIL that Optuna's cut-off tell did record included). A FAIL is re-queued under the
-    budget lock (``take_lock``; False: stopping, left to the next worker's recovery)."""
+    it (a FAIL that Optuna's cut-off tell did record included). It re-queues under the budget
+    lock (``take_lock``); stopping (False), a FAIL is left to the next worker's recovery, and
+    a RUNNING trial is still failed and re-queued (the tell decides which process does it)."""
     trial = _trial_numbered(study, number)
     if trial.state == TrialState.RUNNING and ended:
         state, value = ended[0]
@@ -83,10 +87,14 @@ def recover_cut_off(study: optuna.Study, policy: RetryPolicy, number: int,
             return
         trial = _trial_numbered(study, number)
     if trial.state == TrialState.RUNNING:
-        requeue(study, trial, policy)
-        say(f"trial {number} was lost to a storage fault ({cause}); re-queued")
+        take_lock()
+        requeued = requeue(study, trial, policy)
+        say(f"trial {number} was lost to a storage fault ({cause})"
+            + ("; re-queued" if requeued else ""))
     elif trial.state != TrialState.FAIL:
         say(f"trial {number}: its end was recorded before {cause}")
+    elif not policy.retries(trial):
+        say(f"trial {number}: its failure was recorded before {cause}")
     elif not take_lock():
         say(f"trial {number} failed ({cause}); its retry is left to the next worker")
     elif number in retried_numbers(study.get_trials(deepcopy=False)):

@@ -391,7 +391,7 @@ def test_a_worker_requeues_its_own_failed_trial_under_the_budget_lock(tmp_path: 
     assert notes == [""] and not own.held
 
 
-def test_a_budget_lock_held_past_its_lease_leaves_the_retry_to_the_recovery(
+def test_a_budget_lock_not_had_within_its_lease_leaves_the_retry_to_the_recovery(
         tmp_path: Path) -> None:
     study = _study()
     number = study.ask({"x": FloatDistribution(0, 1)}).number
@@ -402,7 +402,7 @@ def test_a_budget_lock_held_past_its_lease_leaves_the_retry_to_the_recovery(
     assert frozen.acquire()
     note = requeued_note_locked(study, study.get_trials()[number], POLICY, own)
     frozen.release()
-    assert note == "; its retry is left to the next worker (the budget lock is held elsewhere)"
+    assert note == "; its retry is left to the next worker (the budget lock could not be had)"
     assert len(study.get_trials()) == 1
     assert [t.number for t in unretried(study.get_trials(), POLICY, older_than_s=-1)] == [number]
 
