@@ -2,10 +2,10 @@
 
 One real ``hpo worker`` process runs a small study on a fresh database of the test PostgreSQL with
 ``HPO_ARTIFACTS=s3://bucket/prefix``, against moto's S3 server started here on 127.0.0.1. While
-it runs, ``pg_stat_activity`` for that database is sampled: a worker holds at most two
-connections (one pooled, one for the budget lock), which is what lets hundreds of workers share
-one server (docs/scaling.md). Then ``hpo dashboard``, given the same environment, serves the
-trial's PNG out of the bucket.
+it runs, the worker's own sockets to the server are sampled (and ``pg_stat_activity`` for that
+database beside them): a worker holds at most two connections (one pooled, one for the budget
+lock), which is what lets hundreds of workers share one server (docs/scaling.md). Then
+``hpo dashboard``, given the same environment, serves the trial's PNG out of the bucket.
 """
 
 from __future__ import annotations
