@@ -227,12 +227,12 @@ class RetryPolicy:
 
     def stale_trial_callback(self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
         """The callback for trials failed by a stale heartbeat (LOST), if those retry: Optuna's
-        retry, counted as :meth:`spent` counts."""
+        retry where :meth:`runs_again` says (a surplus trial judged stale is not retried)."""
         if Outcome.LOST not in self.outcomes:
             return None
 
         def retry_lost(study: optuna.Study, trial: FrozenTrial) -> None:
-            if self.spent(trial, study.get_trials(deepcopy=False)) < self.max_retries:
+            if self.runs_again(trial, study.get_trials(deepcopy=False)):
                 with quiet_experimental():
                     RetryHeartbeatStaleTrialCallback()(study, trial)
         return retry_lost

@@ -196,8 +196,8 @@ def _recover_lost_trials(study: optuna.Study, spec: StudySpec, say: Callable[[st
     each. Both are given the heartbeat's grace period to be re-queued by their own worker."""
     policy = RetryPolicy.from_study_file(spec.retry)
     for number in recover_lost_trials(study, policy, spec.heartbeat.grace_period):
-        say(f"trial {number} of {study.study_name} failed without its retry (its process was "
-            "killed in between); re-queued")
+        say(f"trial {number} of {study.study_name} failed without its retry (the process that "
+            "failed it did not queue one: killed, stopped or cut off); re-queued")
     for number in recover_unbegun_trials(study, policy, spec.heartbeat.grace_period):
         say(f"trial {number} of {study.study_name} was created but never begun (its worker died "
             "or lost the storage inside Optuna's ask); re-queued")

@@ -367,6 +367,23 @@ def test_a_second_retry_of_one_trial_is_surplus_and_never_trained(tmp_path, monk
     assert "surplus: a second retry of trial 0" in log[-1], log
 
 
+def test_a_surplus_trial_judged_stale_is_not_retried() -> None:
+    """A surplus trial (a second retry, marked before training) left RUNNING by a worker frozen
+    or cut off before its tell is judged stale by another worker: Optuna's callback would queue
+    a retry of it, which no rule then calls a duplicate, and it would train the configuration a
+    second time (the restart-storm hunt, in a step-by-step run against a real server)."""
+    study = optuna.create_study()
+    x = {"x": FloatDistribution(0, 1)}
+    for outcome in ("surplus", None):  # judged stale: FAIL, with or without a recorded outcome
+        attrs = {"outcome": outcome} if outcome else {}
+        study.add_trial(create_trial(state=TrialState.FAIL, params={"x": 0.5}, distributions=x,
+                                     user_attrs=attrs))
+    retry_lost = RetryPolicy.from_study_file().stale_trial_callback()
+    for trial in study.get_trials():
+        retry_lost(study, trial)
+    assert [retry_history(t) for t in study.get_trials()] == [[], [], [1]]
+
+
 def test_a_worker_process_is_judged_only_in_its_own_pid_namespace(monkeypatch) -> None:
     """A compose worker on the host network has this host's name and a PID of its container's
     namespace: `hpo run` here must not take its PID for one of this host's processes."""
