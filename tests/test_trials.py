@@ -44,6 +44,19 @@ from tests.conftest import LIGHT_METRIC, SMOKE, study_variant
 pytestmark = pytest.mark.unit
 
 
+class _HeldLock:
+    """A budget lock that ``_run_one`` always gets: the lock a worker holds, or one whose lease
+    already ran out while it believed it held it."""
+
+    lease_s = 30.0
+
+    def acquire(self, stop: object = None, wait_s: float = 0.0) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
 def _ended(state: TrialState, **attrs: object) -> optuna.trial.FrozenTrial:
     return create_trial(state=state, value=1.0 if state == TrialState.COMPLETE else None,
                         params={}, distributions={}, user_attrs=attrs,
@@ -236,20 +249,11 @@ def test_an_end_recorded_before_its_tell_was_cut_off_is_kept_or_requeued_at_once
             raise _cut_off("INSERT INTO trial_intermediate_values")
         return 0.5
 
-    class HeldLock:
-        lease_s = 30.0
-
-        def acquire(self, stop: object = None, wait_s: float = 0.0) -> bool:
-            return True
-
-        def release(self) -> None:
-            pass
-
     spec = load_spec(SMOKE)
     study = optuna.create_study(storage=open_storage(str(tmp_path / "hpo.journal")),
                                 study_name=next(iter(study_budgets(spec))))
     said: list[str] = []
-    assert _run_one(study, spec, objective, HeldLock(), lambda: False, said.append) == 1
+    assert _run_one(study, spec, objective, _HeldLock(), lambda: False, said.append) == 1
     monkeypatch.undo()
     trials = study.get_trials()
     dropped = "a dropped database connection (server closed the connection unexpectedly)"
@@ -310,19 +314,13 @@ def test_a_worker_that_wakes_past_the_budget_never_trains_its_trial(tmp_path, mo
 
     monkeypatch.setattr(hpo.objective, "train_and_score", counted_training)
 
-    class StaleLock:  # what the woken worker holds: a lock whose lease already ran out
-        def acquire(self, stop: object = None) -> bool:
-            return True
-
-        def release(self) -> None:
-            pass
-
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
     study = optuna.load_study(study_name="retries", storage=storage)
     objective = hpo.objective.Objective(kind_spec(spec, "classical"), artifact_store(artifacts),
                                         "w1")
     log: list[str] = []
-    assert _run_one(study, spec, objective, StaleLock(), lambda: False, log.append) == 0
+    # the woken worker's lock: its lease already ran out, yet it believes it holds it
+    assert _run_one(study, spec, objective, _HeldLock(), lambda: False, log.append) == 0
     trials = study.get_trials()
     assert len(trials) == 3 and not trained
     assert outcome_of(trials[2]) is Outcome.SURPLUS and not trials[2].intermediate_values
@@ -350,17 +348,10 @@ def test_a_second_retry_of_one_trial_is_surplus_and_never_trained(tmp_path, monk
     assert not created_past(2, 2, study.get_trials())  # the budget alone would train it
     monkeypatch.setattr(hpo.objective, "train_and_score", lambda *a, **k: pytest.fail("trained"))
 
-    class Lock:
-        def acquire(self, stop: object = None) -> bool:
-            return True
-
-        def release(self) -> None:
-            pass
-
     objective = hpo.objective.Objective(kind_spec(spec, "classical"),
                                         artifact_store(str(tmp_path / "artifacts")), "w1")
     log: list[str] = []
-    assert _run_one(study, spec, objective, Lock(), lambda: False, log.append) == 0
+    assert _run_one(study, spec, objective, _HeldLock(), lambda: False, log.append) == 0
     trials = study.get_trials()
     assert outcome_of(trials[2]) is Outcome.SURPLUS and not trials[2].intermediate_values
     assert budget_counts(trials).finished == 1
