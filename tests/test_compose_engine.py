@@ -75,6 +75,7 @@ STEP_TIMEOUT_S = 420    # any one wait below; the machine is shared
 THROTTLE_QUOTA = 5000   # CFS quota per 100 ms period, during the pause: 5% of a core per worker
 TOKEN_ID = re.compile(r"[^:]+:\d+:[0-9a-f]{8}")
 COMPOSE_V2 = os.environ.get("QGAN_HPO_COMPOSE", "v1") == "v2"
+LOG_DIR = REPO / "runs" / "compose-test-logs"  # every container's log, kept after each run
 _compose_env: dict[str, str] = {}  # DOCKER_CONFIG for Compose v2's plugin
 
 
@@ -237,8 +238,23 @@ def stack(engine) -> Iterator[Stack]:
     try:
         yield stack
     finally:
+        _keep_logs(stack, "last")
         subprocess.run(down, env=_env(), capture_output=True, timeout=300)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _keep_logs(stack: Stack, phase: str) -> None:
+    """Every container's whole log, both streams with timestamps, in :data:`LOG_DIR`/``phase``
+    before `down` removes them: a worker's bad exit is read there (a tail in an assertion
+    message once cut off the traceback that said where it struck)."""
+    shutil.rmtree(LOG_DIR / phase, ignore_errors=True)
+    (LOG_DIR / phase).mkdir(parents=True)
+    for service in ("db", "init", "worker", "dashboard"):
+        for c in stack.containers(service):
+            result = _run([DOCKER, "logs", "--timestamps", c["Id"]], check=False)
+            (LOG_DIR / phase / f"{c['Name'].strip('/')}.log").write_text(
+                f"exit {c['State']['ExitCode']}, restarts {c['RestartCount']}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
 
 
 @pytest.mark.timeout(3600)  # a cold run builds the stand-ins and the image first
@@ -288,7 +304,9 @@ def test_compose_stack_on_a_real_engine(stack: Stack):
         c for c in stack.containers("worker") if c["Id"] == victim)["RestartCount"] >= 1)
     # The database restarted under the workers: they ride through it.
     done_before = budget_spent(stack.trials())
+    _mark("restarting the database")  # the times a worker's log is read against
     stack.compose("restart", "db")
+    _mark("the database restarted")
     stack.wait("a trial finished after the database restart",
                lambda: budget_spent(stack.trials()) > done_before)
 
@@ -304,10 +322,13 @@ def test_compose_stack_on_a_real_engine(stack: Stack):
         f"fewer than {MARGIN} trials left before `stop`: raise BUDGET"
     # Full speed to wind down: a worker scoring at THROTTLE might overrun the grace period.
     _run([DOCKER, "update", "--cpu-quota", "-1", *(c["Id"] for c in workers)])
+    _mark("stopping the stack")
     stack.compose("stop", "-t", "120")  # the grace period, longer here: 2 shared cores
+    _keep_logs(stack, "first")  # before the assertion below: the logs of a bad exit are kept
     for c in stack.containers("worker") + stack.containers("init"):
         assert not c["State"]["Running"] and c["State"]["ExitCode"] == 0, \
-            (c["Name"], c["State"]["ExitCode"], c["RestartCount"], _container_log(c["Id"]))
+            (c["Name"], c["State"]["ExitCode"], c["State"]["FinishedAt"], c["RestartCount"],
+             _container_log(c["Id"]))
     stack.compose("start", "db")
     stopped = stack.wait("the database back", stack.trials)
     assert not running(stopped), f"RUNNING after stop: {running(stopped)}"
@@ -315,6 +336,7 @@ def test_compose_stack_on_a_real_engine(stack: Stack):
 
     # `down` (the volumes stay) and `up` again resume the study to exactly its budget.
     db_logs = [stack.compose("logs", "--no-color", "db")]
+    _keep_logs(stack, "first")
     stack.compose("down", "-t", "120")
     stack.compose("up", "-d", "--no-build", "--scale", f"worker={WORKERS}")
     stack.wait("every worker done", lambda: (w := stack.containers("worker")) and all(
@@ -356,11 +378,16 @@ def test_compose_stack_on_a_real_engine(stack: Stack):
           file=sys.stderr)
 
 
+def _mark(step: str) -> None:
+    print(f"compose: {step} at {time.strftime('%H:%M:%S', time.gmtime())} UTC", file=sys.stderr)
+
+
 def _container_log(container: str) -> str:
     """The container's last lines, both streams (a worker logs on stderr, hpo's own on stdout):
-    what a failed exit status is read with."""
-    result = _run([DOCKER, "logs", "--timestamps", "--tail", "30", container], check=False)
-    return f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+    what a failed exit status is read with; the whole log is kept in :data:`LOG_DIR`."""
+    result = _run([DOCKER, "logs", "--timestamps", "--tail", "60", container], check=False)
+    return (f"(whole logs in {LOG_DIR})\nstdout:\n{result.stdout[-3000:]}\n"
+            f"stderr:\n{result.stderr[-6000:]}")
 
 
 def _states(trials) -> dict[str, int]:
