@@ -132,10 +132,12 @@ class ProcessLock:
             return self._try_file()
         if self._conn is None:  # an unreachable server raises here (after the engine's patience)
             self._conn = self._engine.connect()
-        try:
+        try:  # the rollback too: a restart between it and the try cut it off in CI
             txn = self._conn.begin()
             got = self._conn.execute(sqlalchemy.text("SELECT pg_try_advisory_xact_lock(:k)"),
                                      {"k": self._key}).scalar()
+            if not got:
+                txn.rollback()
         except sqlalchemy.exc.DBAPIError as err:
             if not err.connection_invalidated and not isinstance(
                     err, sqlalchemy.exc.OperationalError):
@@ -144,9 +146,7 @@ class ProcessLock:
             return False
         if got:
             self._txn = txn
-            return True
-        txn.rollback()
-        return False
+        return bool(got)
 
     def _try_file(self) -> bool:
         self._path.parent.mkdir(parents=True, exist_ok=True)

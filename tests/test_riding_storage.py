@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy
 from optuna.storages import RDBStorage
 
+from hpo.locks import ProcessLock
 from hpo.riding_storage import RidingRDBStorage
 from hpo.schedule import study_budgets
 from hpo.space import load_spec
@@ -25,9 +26,12 @@ from tests.conftest import PG_ADMIN_URL, SMOKE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
+ROLLBACK = "ROLLBACK"
+
 
 class SessionCutter:
-    """Ends the storage's session just before its next statement that mentions ``table``."""
+    """Ends the storage's session just before its next statement that mentions ``table``, or
+    its next rollback (``ROLLBACK``)."""
 
     def __init__(self, engine: sqlalchemy.Engine) -> None:
         self.admin = sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT",
@@ -35,14 +39,21 @@ class SessionCutter:
         self.table: str | None = None
         self.cut = 0
         sqlalchemy.event.listen(engine, "before_cursor_execute", self._before)
+        sqlalchemy.event.listen(engine, "rollback", self._before_rollback)
 
     def arm(self, table: str) -> None:
         self.table = table
 
     def _before(self, conn: sqlalchemy.Connection, cursor: object, statement: str,
                 *args: object) -> None:
-        if self.table is None or self.table not in statement:
-            return
+        if self.table is not None and self.table != ROLLBACK and self.table in statement:
+            self._cut(conn)
+
+    def _before_rollback(self, conn: sqlalchemy.Connection) -> None:
+        if self.table == ROLLBACK:
+            self._cut(conn)
+
+    def _cut(self, conn: sqlalchemy.Connection) -> None:
         self.table = None
         pid = conn.connection.dbapi_connection.get_backend_pid()  # type: ignore[union-attr]
         with self.admin.connect() as admin:
@@ -123,3 +134,29 @@ def test_a_trial_whose_end_is_cut_off_is_told_again_with_its_result(
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 0.5
     assert said[-1].startswith("trial 0: a dropped database connection (") and said[-1].endswith(
         "cut off the record of its end; told again: complete"), said
+
+
+def test_a_lock_poll_whose_session_ends_before_its_rollback_tries_again(pg_url: str) -> None:
+    """A poll that finds the budget lock held rolls its transaction back. In CI a database
+    restart fell between the two (a worker throttled to 5% of a core waits 95 ms between its
+    slices): the rollback's error left the worker's claim, and the worker ended with status 1.
+    The poll drops the connection and tries again, on a new one."""
+    holder = ProcessLock(pg_url, "hpo:budget:s", engine=_lock_engine(pg_url))
+    waiter_engine = _lock_engine(pg_url)
+    waiter = ProcessLock(pg_url, "hpo:budget:s", engine=waiter_engine)
+    try:
+        assert holder.acquire(wait_s=10)
+        cutter = SessionCutter(waiter_engine)
+        cutter.arm(ROLLBACK)
+        assert not waiter.acquire(stop=lambda: cutter.cut == 1, wait_s=60)  # cut, not raised
+        holder.release()
+        assert waiter.acquire(wait_s=60)  # on a new connection
+        assert not holder.acquire(stop=lambda: True)
+    finally:
+        waiter.close()
+        holder.close()
+        assert cutter.cut == 1
+
+
+def _lock_engine(url: str) -> sqlalchemy.Engine:
+    return sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
