@@ -12,6 +12,7 @@ it, and is done; a single-layout group is done at once.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,11 +22,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UsageError
 from hpo.group import search_plan, search_studies, validation_study_name
+from hpo.requeue import unretried
 from hpo.study_file import StudySpec, Validation
 from hpo.trials import (
     KIND,
     SEED,
     VALIDATES,
+    RetryPolicy,
     budget_counts,
     created_past,
     duplicate_retry,
@@ -152,7 +155,7 @@ class Work:
 
 def next_work(budgets: Mapping[str, int], search: Mapping[str, Sequence[FrozenTrial]],
               validation: str | None, validation_trials: Sequence[FrozenTrial],
-              enqueued: int | None) -> Work:
+              enqueued: int | None, policy: RetryPolicy) -> Work:
     """The next piece of work of a study group.
 
     Parameters
@@ -168,22 +171,34 @@ def next_work(budgets: Mapping[str, int], search: Mapping[str, Sequence[FrozenTr
         The trials of the validation study (empty if it has none).
     enqueued : int or None
         The validation study's :data:`ENQUEUED_ATTR`; ``None`` before the validation is enqueued.
+    policy : RetryPolicy
+        The study file's: a failed trial it runs again whose retry is not yet queued holds the
+        group open (:func:`_unsettled`).
     """
     held = {k: budget_counts(search.get(k, [])).held for k in budgets}
     study = next_search_kind(held, budgets)
     if study is not None:
         return Work("search", study)
-    if any(not t.state.is_finished() for ts in search.values() for t in ts):
-        return Work("wait")  # a running trial may yet fail and be retried
+    if any(_unsettled(ts, policy) for ts in search.values()):
+        return Work("wait")
     if validation is None:
         return Work("done")
     if enqueued is None:
         return Work("enqueue", validation)
     if any(t.state == TrialState.WAITING for t in validation_trials):
         return Work("validate", validation)
-    if any(t.state == TrialState.RUNNING for t in validation_trials):
+    if _unsettled(validation_trials, policy):
         return Work("wait")
     return Work("done")
+
+
+def _unsettled(trials: Sequence[FrozenTrial], policy: RetryPolicy) -> bool:
+    """A trial that may yet run again: running (it may fail and be retried), or failed with its
+    retry not yet queued (its worker stopped, or could not take the budget lock: the next
+    worker's recovery queues it, :func:`hpo.requeue.recover_lost_trials`). Workers that said
+    "done" there left the failure in the study's count."""
+    return any(not t.state.is_finished() for t in trials) or bool(
+        unretried(trials, policy, older_than_s=-math.inf))
 
 
 def study_budgets(spec: StudySpec) -> dict[str, int]:
@@ -239,14 +254,15 @@ def group_work(spec: StudySpec, studies: Mapping[str, optuna.Study],
     just read them, saves reading them again."""
     search = {name: trials_given_or_read(studies[name], trials)
               for name in search_studies(spec)}
+    policy = RetryPolicy.from_study_file(spec.retry)
     if not validates(spec):
-        return next_work(study_budgets(spec), search, None, [], None)
+        return next_work(study_budgets(spec), search, None, [], None, policy)
     vstudy = studies[validation_study_name(spec.name)]
     attrs = vstudy.user_attrs
     # Under the budget lock too: a worker started before another enqueued the validation
     refuse_a_changed_validation_plan(spec, attrs, {})
     return next_work(study_budgets(spec), search, vstudy.study_name,
-                     trials_given_or_read(vstudy, trials), attrs.get(ENQUEUED_ATTR))
+                     trials_given_or_read(vstudy, trials), attrs.get(ENQUEUED_ATTR), policy)
 
 
 def trials_given_or_read(study: optuna.Study,

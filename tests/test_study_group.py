@@ -20,6 +20,7 @@ from hpo.group import (
 )
 from hpo.schedule import (
     ENQUEUED_ATTR,
+    Work,
     decide,
     enqueue_validation,
     kind_budgets,
@@ -227,3 +228,35 @@ def test_a_budget_grown_after_the_validation_was_enqueued_is_refused(tmp_path) -
     # next decides, under the budget lock (it went on searching the grown budget)
     with pytest.raises(UsageError, match="enqueued for budget.trials 4, not 8"):
         decide(ensure_group(open_storage(url), grown), grown)
+
+
+def test_a_failure_awaiting_its_retry_holds_the_group_open(finished_group) -> None:
+    """A failed trial the retry policy runs again, its retry not yet queued (its worker was
+    stopped, or could not take the budget lock, and left it to the next worker's recovery),
+    counted as a spent slot: on the last slot the workers said "done" and the study ended with
+    the failure. They wait for the recovery instead, then run the retry."""
+    from optuna.trial import create_trial
+
+    from hpo.requeue import recover_lost_trials
+    from hpo.trials import OUTCOME, RetryPolicy
+
+    spec, storage, _ = finished_group
+    policy = RetryPolicy.from_study_file(spec.retry)
+    studies = ensure_group(storage, spec)
+    vstudy = studies[validation_study_name(spec.name)]
+    assert decide(studies, spec).action == "done"
+    for outcome, action in (("failed", "done"), ("stopped", "wait")):  # the default policy
+        vstudy.add_trial(create_trial(state=TrialState.FAIL, user_attrs={OUTCOME: outcome}))
+        assert decide(studies, spec).action == action, outcome
+    assert recover_lost_trials(vstudy, policy, older_than_s=-1) == [31]
+    assert decide(studies, spec).action == "validate"
+    # in the search: its last slot's failure (told by another process: lost) would have ended
+    # the search and enqueued the validation without it
+    two = spec.model_copy(update={"budget": spec.budget.model_copy(update={"trials": 2})})
+    fresh = ensure_group(optuna.storages.InMemoryStorage(), two)
+    classical, quantum = (fresh[search_study_name(spec.name, k)] for k in ("classical", "quantum"))
+    classical.add_trial(create_trial(value=1.0))
+    quantum.tell(quantum.ask().number, state=TrialState.FAIL)
+    assert decide(fresh, two).action == "wait"
+    assert recover_lost_trials(quantum, policy, older_than_s=-1) == [0]
+    assert decide(fresh, two) == Work("search", quantum.study_name)
