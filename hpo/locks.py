@@ -130,8 +130,13 @@ class ProcessLock:
     def _try(self) -> bool:
         if self._path is not None:
             return self._try_file()
-        if self._conn is None:  # an unreachable server raises here (after the engine's patience)
-            self._conn = self._engine.connect()
+        if self._conn is None:
+            try:  # an unreachable server raises StorageError here, after the engine's patience
+                self._conn = self._engine.connect()
+            except sqlalchemy.exc.DBAPIError as err:
+                if not err.connection_invalidated:
+                    raise  # never reached (a wrong URL is not an outage): said at once
+                return False  # ended while SQLAlchemy read a first connection's settings
         try:  # the rollback too: a restart between it and the try cut it off in CI
             txn = self._conn.begin()
             got = self._conn.execute(sqlalchemy.text("SELECT pg_try_advisory_xact_lock(:k)"),

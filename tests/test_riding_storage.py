@@ -55,15 +55,19 @@ class SessionCutter:
 
     def _cut(self, conn: sqlalchemy.Connection) -> None:
         self.table = None
-        pid = conn.connection.dbapi_connection.get_backend_pid()  # type: ignore[union-attr]
-        with self.admin.connect() as admin:
-            admin.execute(sqlalchemy.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            deadline = time.monotonic() + 10
-            while admin.execute(sqlalchemy.text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
-                    {"pid": pid}).scalar_one() and time.monotonic() < deadline:
-                time.sleep(0.02)
+        end_session(self.admin, conn.connection.dbapi_connection.get_backend_pid())  # type: ignore[union-attr]
         self.cut += 1
+
+
+def end_session(admin: sqlalchemy.Engine, pid: int) -> None:
+    """The server ends session ``pid``; returns once it is gone."""
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        deadline = time.monotonic() + 10
+        while conn.execute(sqlalchemy.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                {"pid": pid}).scalar_one() and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 @pytest.fixture
@@ -160,3 +164,26 @@ def test_a_lock_poll_whose_session_ends_before_its_rollback_tries_again(pg_url: 
 
 def _lock_engine(url: str) -> sqlalchemy.Engine:
     return sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+
+
+def test_a_lock_whose_first_connection_is_cut_off_tries_again(pg_url: str) -> None:
+    """SQLAlchemy reads the server's settings on an engine's first connection, after the
+    connect itself (which waits out an unreachable server): a session ended there (a database
+    restart as compose restarts a worker) raised out of the worker's first claim, status 1."""
+    engine = _lock_engine(pg_url)
+    cut = []
+
+    def end_first_session(dbapi_connection: object, record: object) -> None:
+        if not cut:
+            cut.append(dbapi_connection.get_backend_pid())  # type: ignore[attr-defined]
+            end_session(sqlalchemy.create_engine(
+                PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool),
+                cut[0])
+
+    sqlalchemy.event.listen(engine, "first_connect", end_first_session, insert=True)
+    lock = ProcessLock(pg_url, "hpo:budget:s", engine=engine)
+    try:
+        assert lock.acquire(wait_s=60)
+    finally:
+        lock.close()
+    assert len(cut) == 1
