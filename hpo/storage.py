@@ -74,6 +74,12 @@ def lease_seconds() -> float:
 
 
 _REACHED: set[str] = set()  # URLs this process has connected to once
+#: What PostgreSQL answers a connection while it stops or starts (SQLSTATE 57P03): the server is
+#: there, so the URL is right. psycopg2 gives a refused connection no SQLSTATE, hence its words
+#: (English unless the server's lc_messages says otherwise: then reported at once, as before).
+_RESTARTING = ("the database system is starting up", "the database system is shutting down",
+               "the database system is in recovery mode",
+               "the database system is not yet accepting connections")
 _GAVE_UP: dict[str, float] = {}  # URL -> seconds waited, when an outage outlasted patience
 
 
@@ -88,7 +94,8 @@ def patient_connect(url: str, patience_s: float, stop: Callable[[], bool] | None
     """A DBAPI ``connect`` that retries an unreachable server for up to ``patience_s`` seconds,
     with exponential backoff (0.25 s doubling to 5 s) and jitter (x0.5-1.5), so that many workers
     do not reconnect in step. A server this process has never reached is reported at once (a
-    wrong URL is not an outage). Then, or when ``stop()`` answers True, it raises
+    wrong URL is not an outage), unless it answered that it is stopping or starting (a worker
+    compose restarted into the database's restart). Then, or when ``stop()`` answers True, it raises
     :class:`StorageError` (which no storage layer wraps or retries: the worker ends with one
     line). ``options`` are libpq session options."""
     parsed = sqlalchemy.engine.make_url(url)
@@ -107,6 +114,8 @@ def patient_connect(url: str, patience_s: float, stop: Callable[[], bool] | None
                 _REACHED.add(url)
                 return connection
             except dbapi.OperationalError as err:
+                if patience_s > 0 and any(m in str(err) for m in _RESTARTING):
+                    _REACHED.add(url)  # it answered: what follows, down or up, is an outage
                 if url not in _REACHED:
                     raise
                 if url in _GAVE_UP:  # patience is spent once per process, not once per call

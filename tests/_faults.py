@@ -284,8 +284,14 @@ class PrivatePostgres:
         self._as_postgres("pg_ctl", "-D", str(self.data), "-o", options,
                           "-l", str(self.root / "server.log"), "-w", "-t", "180", "start")
 
-    def stop(self, mode: str = "fast") -> None:
-        self._as_postgres("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "180", "stop")
+    def stop(self, mode: str = "fast", wait: bool = True) -> None:
+        """``pg_ctl stop``; ``wait=False`` returns at once (a smart stop then waits for the
+        open sessions, refusing new ones: "the database system is shutting down")."""
+        self._as_postgres("pg_ctl", "-D", str(self.data), "-m", mode,
+                          *(("-w", "-t", "180") if wait else ("-W",)), "stop")
+
+    def log(self) -> str:
+        return (self.root / "server.log").read_text(errors="replace")
 
     def database(self) -> str:
         """A fresh database on this server; its URL."""

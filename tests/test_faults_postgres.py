@@ -235,6 +235,36 @@ def test_a_database_restart_is_ridden_through(private_pg: PrivatePostgres, tmp_p
         assert_clean_log(w.log_path)
 
 
+def test_a_worker_started_into_a_database_restart_waits_for_it(
+        private_pg: PrivatePostgres, tmp_path: Path, procs: Processes) -> None:
+    """A worker that has never reached its server says so at once (a wrong URL is not an
+    outage), but a server that answers "shutting down" or "starting up" is there: a worker that
+    compose restarted into the database's restart ended with status 1 (the compose test, CI) and
+    needed another restart. It waits for the server, within its patience, and runs."""
+    import sqlalchemy
+
+    url = private_pg.database()
+    study = fault_study(tmp_path, "into-restart", trials=1)
+    assert subprocess.run([sys.executable, "-m", "hpo", "init", str(study)], cwd=tmp_path,
+                          env=hpo_env(HPO_STORAGE=url), capture_output=True).returncode == 0
+    session = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool).connect()
+    try:
+        refused = private_pg.log().count("the database system is shutting down")
+        private_pg.stop("smart", wait=False)  # waits for `session`, refusing new ones
+        (worker,) = _workers(procs, study, url, 1, tmp_path)
+        wait_for("the worker refused while the server shuts down", lambda: private_pg.log().count(
+            "the database system is shutting down") > refused, timeout=STARTUP_S)
+        assert worker.poll() is None, worker.log_path.read_text()
+    finally:
+        session.close()  # the smart stop ends now
+    wait_for("the server stopped", lambda: not (private_pg.data / "postmaster.pid").exists(),
+             timeout=STARTUP_S)
+    private_pg.start()
+    assert wait_all([worker]) == [0]
+    assert_exact_study(trials_of(url, "into-restart"), 1)
+    assert_clean_log(worker.log_path)
+
+
 def test_an_outage_longer_than_the_pool_timeout_keeps_the_heartbeat(
         private_pg: PrivatePostgres, tmp_path: Path, procs: Processes) -> None:
     """A worker's two threads share its one pooled connection: while one waits out an outage
