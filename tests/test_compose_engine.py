@@ -328,7 +328,7 @@ def test_compose_stack_on_a_real_engine(stack: Stack):
     _run([DOCKER, "update", "--cpu-quota", "-1", *(c["Id"] for c in workers)])
     _mark("stopping the stack")
     stack.compose("stop", "-t", "120")  # the grace period, longer here: 2 shared cores
-    _keep_logs(stack, "first")  # before the assertion below: the logs of a bad exit are kept
+    _keep_logs(stack, "first")  # before `down` below, which removes these containers
     for c in stack.containers("worker") + stack.containers("init"):
         assert not c["State"]["Running"] and c["State"]["ExitCode"] == 0, \
             (c["Name"], c["State"]["ExitCode"], c["State"]["FinishedAt"], c["RestartCount"],
@@ -347,7 +347,6 @@ def test_compose_stack_on_a_real_engine(stack: Stack):
 
     # `down` (the volumes stay) and `up` again resume the study to exactly its budget.
     db_logs = [stack.compose("logs", "--no-color", "db")]
-    _keep_logs(stack, "first")
     stack.compose("down", "-t", "120")
     stack.compose("up", "-d", "--no-build", "--scale", f"worker={WORKERS}")
     stack.wait("every worker done", lambda: (w := stack.containers("worker")) and all(

@@ -168,7 +168,8 @@ def _lock_engine(url: str) -> sqlalchemy.Engine:
     return sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
 
 
-def test_a_lock_whose_first_connection_is_cut_off_tries_again(pg_url: str) -> None:
+def test_a_lock_whose_first_connection_is_cut_off_tries_again(
+        pg_url: str, postgres: sqlalchemy.Engine) -> None:
     """SQLAlchemy reads the server's settings on an engine's first connection, after the
     connect itself (which waits out an unreachable server): a session ended there (a database
     restart as compose restarts a worker) raised out of the worker's first claim, status 1."""
@@ -178,9 +179,7 @@ def test_a_lock_whose_first_connection_is_cut_off_tries_again(pg_url: str) -> No
     def end_first_session(dbapi_connection: object, record: object) -> None:
         if not cut:
             cut.append(dbapi_connection.get_backend_pid())  # type: ignore[attr-defined]
-            end_session(sqlalchemy.create_engine(
-                PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool),
-                cut[0])
+            end_session(postgres, cut[0])
 
     sqlalchemy.event.listen(engine, "first_connect", end_first_session, insert=True)
     lock = ProcessLock(pg_url, "hpo:budget:s", engine=engine)
