@@ -41,10 +41,15 @@ def test_sigterm_while_training_stops_at_the_next_step_and_requeues_once(
     study = fault_study(tmp_path, "sigterm", trials=2, steps=600)
     worker = procs.start("worker", str(study), "--worker-id", "stopped", cwd=tmp_path,
                          log=tmp_path / "w.log", HPO_STORAGE=storage_url)
-    (trial,) = wait_for("a trial under way", lambda: running_with_report(storage_url, "sigterm"),
-                        timeout=STARTUP_S)
-    os.kill(worker.pid, signal.SIGTERM)
+    wait_for("a trial under way", lambda: running_with_report(storage_url, "sigterm"),
+             timeout=STARTUP_S)
+    # The reports at the signal, read with the worker frozen: a count read before it went stale
+    # on a loaded machine (2 then, 4 at the end: two reports came before the signal did).
+    os.kill(worker.pid, signal.SIGSTOP)
+    (trial,) = running_with_report(storage_url, "sigterm")
     reports_then = len(trial.intermediate_values)
+    os.kill(worker.pid, signal.SIGTERM)
+    os.kill(worker.pid, signal.SIGCONT)
     assert worker.wait(timeout=30) == 0, (tmp_path / "w.log").read_text()
     log = assert_clean_log(tmp_path / "w.log")
     assert log.count("re-queued") == 1, log
