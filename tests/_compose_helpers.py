@@ -363,21 +363,26 @@ def tcp_connections_of(pid: int, port: int) -> int:
     """How many TCP connections to ``port`` process ``pid`` holds open (ESTABLISHED), read from
     /proc: what the process itself holds. ``pg_stat_activity`` also lists a session whose client
     has closed it until its backend exits, which on a loaded host came after the process had
-    opened its next connection (a peak of 3 in CI where the worker never held more than 2)."""
+    opened its next connection (a peak of 3 in CI where the worker never held more than 2).
+
+    Distinct sockets are counted, not lines: the kernel writes /proc/net/tcp a page per read,
+    resuming by position, so while other processes open and close sockets a read can show a
+    line twice (19 of 3031 reads beside two threads churning connections, 2026-12-05); counting
+    lines once reported a peak of 4, each of the worker's 2 sockets twice, in CI."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         with contextlib.suppress(OSError):  # an fd closed meanwhile
             target = os.readlink(fd)
             if target.startswith("socket:["):
                 inodes.add(target[len("socket:["):-1])
-    held = 0
+    held = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()  # sl local remote state ... uid timeout inode
             if (int(fields[2].rsplit(":", 1)[1], 16) == port and fields[3] == "01"
                     and fields[9] in inodes):
-                held += 1
-    return held
+                held.add(fields[9])
+    return len(held)
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
