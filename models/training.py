@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .adam import FusedAdam
 from .base import Generator
 from .config import resolve_config
 from .critic import Critic
@@ -93,19 +94,16 @@ def _check(value: torch.Tensor, step: int, what: str) -> None:
         raise TrainingDiverged(step, what)
 
 
-def optimizers(generator: Generator, critic: Critic,
-               cfg: dict) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+def optimizers(generator: Generator, critic: Critic, cfg: dict) -> tuple[FusedAdam, FusedAdam]:
     """Adam for the generator and for the critic. Fused: for networks this small the unfused
-    per-tensor update costs more than a critic forward pass."""
-    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg["lr_generator"], betas=cfg["betas"],
-                             fused=True)
-    opt_c = torch.optim.Adam(critic.parameters(), lr=cfg["lr_critic"], betas=cfg["betas"],
-                             fused=True)
-    return opt_g, opt_c
+    per-tensor update costs more than a critic forward pass (models/adam.py: why not torch.optim).
+    """
+    return (FusedAdam(generator.parameters(), cfg["lr_generator"], cfg["betas"]),
+            FusedAdam(critic.parameters(), cfg["lr_critic"], cfg["betas"]))
 
 
-def training_step(generator: Generator, critic: Critic, opt_g: torch.optim.Optimizer,
-                  opt_c: torch.optim.Optimizer, real_batch: Callable[[], torch.Tensor],
+def training_step(generator: Generator, critic: Critic, opt_g: FusedAdam,
+                  opt_c: FusedAdam, real_batch: Callable[[], torch.Tensor],
                   noise: torch.Generator, cfg: dict, step: int) -> tuple[float, float]:
     """One WGAN-GP iteration: ``n_critic`` critic steps, then one generator step. Returns the last
     critic loss and the generator loss; raises :class:`TrainingDiverged` (at ``step``) on NaN/inf.
@@ -119,7 +117,7 @@ def training_step(generator: Generator, critic: Critic, opt_g: torch.optim.Optim
         real = real_batch()
         loss_c = critic_loss(critic, real, fake, cfg["gp_weight"], noise)
         _check(loss_c, step, "critic loss")
-        opt_c.zero_grad(set_to_none=True)
+        opt_c.zero_grad()
         loss_c.backward()
         opt_c.step()
 
@@ -128,7 +126,7 @@ def training_step(generator: Generator, critic: Critic, opt_g: torch.optim.Optim
     _check(fake, step, "generator output")
     loss_g = -critic(fake).mean()
     _check(loss_g, step, "generator loss")
-    opt_g.zero_grad(set_to_none=True)
+    opt_g.zero_grad()
     loss_g.backward()
     opt_g.step()
     return loss_c.item(), loss_g.item()

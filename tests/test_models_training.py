@@ -118,3 +118,28 @@ def test_generators_learn_a_gaussian(generator: dict) -> None:
     assert np.linalg.norm(start.mean(axis=0) - target) > 1.5
     assert np.linalg.norm(samples.mean(axis=0) - target) < 0.5, samples.mean(axis=0)
     assert np.all((samples.std(axis=0) > 0.2) & (samples.std(axis=0) < 1.0)), samples.std(axis=0)
+
+
+def torch_adam(generator, critic, cfg):
+    return (torch.optim.Adam(generator.parameters(), lr=cfg["lr_generator"], betas=cfg["betas"],
+                             fused=True),
+            torch.optim.Adam(critic.parameters(), lr=cfg["lr_critic"], betas=cfg["betas"],
+                             fused=True))
+
+
+@pytest.mark.parametrize("generator", [{"kind": "classical"}, QUANTUM])
+def test_fused_adam_gives_torch_optim_adams_weights_to_the_bit(generator: dict,
+                                                               monkeypatch) -> None:
+    # ground truth: torch.optim.Adam(fused=True), which models/adam.py stands in for
+    config = {"seed": 5, "steps": 30, "batch_size": 64, "eval_every": 30, "generator": generator}
+    ours = train(config, gaussian())
+    monkeypatch.setattr("models.training.optimizers", torch_adam)
+    theirs = train(config, gaussian())
+    for mine, truth in [(ours.generator, theirs.generator), (ours.critic, theirs.critic)]:
+        weights = dict(truth.named_parameters())
+        assert len(weights) > 0
+        for name, p in mine.named_parameters():
+            assert torch.equal(p, weights[name]), name
+    assert not torch.equal(final_samples(ours), final_samples(train({**config, "steps": 29},
+                                                                     gaussian())))
+
