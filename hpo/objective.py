@@ -18,7 +18,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -27,7 +27,6 @@ from optuna.trial import TrialState
 
 import models
 from hpo.errors import StorageError
-from hpo.evaluate import Score, train_and_score
 from hpo.group import kind_spec
 from hpo.metric import resolved_metric
 from hpo.score_details import store_score_details
@@ -54,6 +53,9 @@ from hpo.trials import (
 )
 from hpo.version import code_version
 from metrics import GaussianMixture, KLEstimate
+
+if TYPE_CHECKING:
+    from hpo.evaluate import Score
 
 
 def trial_seed(trial: optuna.Trial, spec: StudySpec) -> int:
@@ -163,6 +165,10 @@ class Objective:
                 self._after_training(trial, lambda: self._upload_plot(
                     trial, samples, f"pruned at step {step}, D_s {kl.value:.3f}"))
                 raise optuna.TrialPruned(f"D_s {kl.value:.4f} at step {step}")
+
+        # torch with it, at the first trial: a worker that finds the budget taken never loads
+        # it (hpo.worker)
+        from hpo.evaluate import train_and_score
 
         try:
             score = train_and_score(config, self.target, self.metric, report,

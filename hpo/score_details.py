@@ -10,13 +10,15 @@ questioned, but 600+ characters that widened the dashboard's trial page as one J
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from hpo.evaluate import Score
 from hpo.trial_documents import download_document, upload_document
 from metrics import KLEstimate
+
+if TYPE_CHECKING:
+    from hpo.evaluate import Score  # torch: only a worker that trains imports it
 
 #: User attribute holding the details artifact's id.
 DETAILS_ARTIFACT_ATTR = "kl_details_json"

