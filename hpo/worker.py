@@ -123,8 +123,7 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
                     time.sleep(BUDGET_POLL_S)  # the others hold the remaining slots
                     continue
                 study, objective = claimed
-                _torch_threads(threads)
-                ran += _run_one(study, spec, objective, lock, stop, say)
+                ran += _run_one(study, spec, objective, lock, stop, say, threads)
         except Stopped:
             pass  # asked to stop while it waited to start: it holds no trial
         finally:
@@ -134,8 +133,10 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
 
 
 def _torch_threads(threads: int) -> None:
-    """torch's threads, set before each trial rather than at the start: a worker that finds the
-    budget taken never imports torch (2.1 -> 0.9 CPU-s and 290 -> 108 MB for such a worker)."""
+    """torch's threads, set in each trial rather than at the start: a worker that finds the
+    budget taken never imports torch (2.1 -> 0.9 CPU-s and 290 -> 108 MB for such a worker).
+    Called once the budget lock is released: the import takes a second or more, and the other
+    workers wait for that lock to claim their trials."""
     import torch
 
     torch.set_num_threads(threads)
@@ -211,7 +212,7 @@ def _recover_lost_trials(study: optuna.Study, spec: StudySpec, say: Callable[[st
 
 
 def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: Any,
-             stop: Callable[[], bool], say: Callable[[str], None]) -> int:
+             stop: Callable[[], bool], say: Callable[[str], None], threads: int = 1) -> int:
     """One trial under the held lock, released as soon as the trial is RUNNING; 1 if it ran."""
     started: list[int] = []
     ended: list[tuple[TrialState, float | None]] = []  # how the objective ended, to tell again
@@ -226,6 +227,7 @@ def _run_one(study: optuna.Study, spec: StudySpec, objective: Objective, lock: A
             mark_ended(trial, Outcome.SURPLUS, f"{why}; not trained")
             raise SurplusTrial(trial.number)
         started.append(trial.number)
+        _torch_threads(threads)
         try:
             value = objective(trial)
         except optuna.TrialPruned:

@@ -397,3 +397,22 @@ def test_a_worker_process_is_judged_only_in_its_own_pid_namespace(monkeypatch) -
     hpo.launcher._recover_orphans([study], spec, io.StringIO())
     states = [t.state for t in study.get_trials()[:2]]
     assert states == [TrialState.RUNNING, TrialState.FAIL]  # only the local one is re-queued
+
+
+def test_torch_is_loaded_after_the_budget_lock_is_released(tmp_path, monkeypatch) -> None:
+    """A worker imports torch at its first trial (a second or more), so never under the budget
+    lock that every other worker waits on to claim its trial."""
+    class Lock(_HeldLock):
+        held = True
+
+        def release(self) -> None:
+            self.held = False
+
+    lock, seen = Lock(), []
+    monkeypatch.setattr("hpo.worker._torch_threads", lambda threads: seen.append(
+        (lock.held, threads)))
+    spec = load_spec(SMOKE)
+    study = optuna.create_study(storage=open_storage(str(tmp_path / "hpo.journal")),
+                                study_name=next(iter(study_budgets(spec))))
+    assert _run_one(study, spec, lambda trial: 0.5, lock, lambda: False, print, threads=3) == 1
+    assert seen == [(False, 3)]
