@@ -172,6 +172,12 @@ def test_next_run_recovers_trials_of_a_run_killed_outright(tmp_path: Path) -> No
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
 
 
+def _imported(result: subprocess.CompletedProcess) -> set[str]:
+    """The modules a process run with PYTHONPROFILEIMPORTTIME=1 imported (from its stderr)."""
+    return {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+            if line.startswith("import time:")}
+
+
 def test_commands_that_train_nothing_never_import_torch(tmp_path: Path) -> None:
     """init, status and export load no torch (seconds of CPU a process here; the suite and
     every `docker compose up` start many): the objective's name comes from hpo.metric."""
@@ -179,8 +185,7 @@ def test_commands_that_train_nothing_never_import_torch(tmp_path: Path) -> None:
     for argv in (["init", str(SMOKE), "--storage", journal], ["status", "--storage", journal],
                  ["export", "smoke", "--storage", journal]):
         result = run_hpo(*argv, cwd=tmp_path, PYTHONPROFILEIMPORTTIME="1")
-        imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
-                    if line.startswith("import time:")}
+        imported = _imported(result)
         assert "hpo" in imported, (argv, result.stderr[-500:])
         assert "torch" not in imported, (argv[0], "imported torch")
 
@@ -195,8 +200,7 @@ def test_a_worker_that_finds_the_budget_taken_never_imports_torch(tmp_path: Path
                     PYTHONPROFILEIMPORTTIME="1")
     late = run_hpo("worker", str(study), "--storage", journal, cwd=tmp_path,
                    PYTHONPROFILEIMPORTTIME="1")
-    imported = [{line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
-                 if line.startswith("import time:")} for result in (first, late)]
+    imported = [_imported(result) for result in (first, late)]
     assert first.returncode == 0 and "done: ran 1 trial(s)" in first.stderr, first.stderr[-800:]
     assert late.returncode == 0 and "done: ran 0 trial(s)" in late.stderr, late.stderr[-800:]
     assert "torch" in imported[0]

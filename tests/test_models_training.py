@@ -142,4 +142,3 @@ def test_fused_adam_gives_torch_optim_adams_weights_to_the_bit(generator: dict,
             assert torch.equal(p, weights[name]), name
     assert not torch.equal(final_samples(ours), final_samples(train({**config, "steps": 29},
                                                                      gaussian())))
-

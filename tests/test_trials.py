@@ -414,5 +414,7 @@ def test_torch_is_loaded_after_the_budget_lock_is_released(tmp_path, monkeypatch
     spec = load_spec(SMOKE)
     study = optuna.create_study(storage=open_storage(str(tmp_path / "hpo.journal")),
                                 study_name=next(iter(study_budgets(spec))))
-    assert _run_one(study, spec, lambda trial: 0.5, lock, lambda: False, print, threads=3) == 1
+    said: list[str] = []
+    assert _run_one(study, spec, lambda trial: 0.5, lock, lambda: False, said.append,
+                    threads=3) == 1
     assert seen == [(False, 3)]
