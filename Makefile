@@ -16,7 +16,7 @@ unexport PYTHONDONTWRITEBYTECODE
 # modules, in one process before any test starts (the test processes would each compile them
 # at once). Whatever it misses is cached at its first import. All of .venv/lib with compileall
 # on both cores took 21 s and 40 CPU-s here (2026-12-05); this import, 14 s on one core.
-WARM_IMPORTS := hpo.cli, hpo.worker, hpo.objective, models.training, metrics, ot, \
+WARM_IMPORTS := hpo.cli, hpo.worker, hpo.evaluate, models.training, metrics, ot, \
 	matplotlib.pyplot, pennylane, optuna_dashboard, pytest, xdist, playwright.sync_api
 $(BIN)/hpo: pyproject.toml
 	$(PY) -m venv $(VENV)
