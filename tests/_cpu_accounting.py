@@ -1,4 +1,5 @@
-"""CPU seconds per test: its own and its child processes', listed by ``--cpu-top N``.
+"""CPU seconds per test: its own and its child processes', listed by ``--cpu-top N``; and, with
+``--timeline PATH``, each test's start and end (wall clock, pytest-xdist worker).
 
 CI on this machine is CPU-bound (two cores, three pytest processes and the compose test), so a
 test's wall time says more about the load than about its cost; its CPU is what CI pays. Child
@@ -8,7 +9,9 @@ a database server's or a container's CPU does not.
 
 from __future__ import annotations
 
+import os
 import resource
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +30,8 @@ def _cpu_seconds() -> float:
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--cpu-top", type=int, default=0, metavar="N",
                      help="list the N tests that used the most CPU (own and child processes)")
+    parser.addoption("--timeline", metavar="PATH",
+                     help="append each test's start and end (time, worker, node id) to PATH")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -56,3 +61,19 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
                                     f"{sum(s for s, _ in spent):.0f} CPU-s in all")
     for seconds, nodeid in spent[:top]:
         terminalreporter.write_line(f"{seconds:8.1f} CPU-s  {nodeid}")
+
+
+def _timeline(config: pytest.Config, event: str, nodeid: str) -> None:
+    path = config.getoption("--timeline")
+    if path:  # one short line per write: the workers' lines do not interleave within one
+        with open(path, "a") as log:
+            log.write(f"{time.time():.3f} {event} "
+                      f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')} {nodeid}\n")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """In the process that runs the test: its setup, call and teardown."""
+    _timeline(item.config, "start", item.nodeid)
+    yield
+    _timeline(item.config, "end", item.nodeid)
