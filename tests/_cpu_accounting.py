@@ -1,5 +1,6 @@
 """CPU seconds per test: its own and its child processes', listed by ``--cpu-top N``; and, with
-``--timeline PATH``, each test's start and end (wall clock, pytest-xdist worker).
+``--timeline PATH``, each test's start and end (wall clock, pytest-xdist worker), which
+bench/test_schedule.py replays through xdist's scheduler.
 
 CI on this machine is CPU-bound (two cores, three pytest processes and the compose test), so a
 test's wall time says more about the load than about its cost; its CPU is what CI pays. Child
