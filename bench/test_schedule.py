@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shlex
 import statistics
 import subprocess
 import sys
@@ -63,7 +64,10 @@ def collected(marker: str) -> list[str]:
     out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
                           "-p", "no:cacheprovider", "-m", marker],
                          cwd=REPO, capture_output=True, text=True, check=False).stdout
-    return [line for line in out.splitlines() if "::" in line]
+    tests = [line for line in out.splitlines() if "::" in line]
+    if not tests:
+        sys.exit(f"pytest collected no test for -m {marker!r}:\n" + out[-500:])
+    return tests
 
 
 class _Worker:
@@ -109,8 +113,15 @@ def replay(order: list[str], duration: dict[str, float], workers: int) -> list[f
     for node in nodes:
         scheduler.add_node_collection(node, order)
     scheduler.schedule()
-    clock, ends = 0.0, {}
-    busy_until = {node: duration.get(order[node.queue[0]], 0.0) for node in nodes if node.queue}
+    busy_until: dict[_Worker, float] = {}  # each worker's end of its running test
+
+    def start_the_idle(clock: float) -> None:
+        for n in nodes:
+            if n.queue and n not in busy_until:
+                busy_until[n] = clock + duration.get(order[n.queue[0]], 0.0)
+
+    ends: dict[_Worker, float] = {}
+    start_the_idle(0.0)
     while busy_until:
         node = min(busy_until, key=busy_until.__getitem__)
         clock = busy_until.pop(node)
@@ -118,9 +129,7 @@ def replay(order: list[str], duration: dict[str, float], workers: int) -> list[f
         scheduler.mark_test_complete(node, done)
         while any(n.answer_steal(scheduler) for n in nodes):
             pass
-        for n in nodes:  # the test just done may have sent tests to a worker that had none
-            if n.queue and n not in busy_until:
-                busy_until[n] = clock + duration.get(order[n.queue[0]], 0.0)
+        start_the_idle(clock)  # the test just done may have sent tests to a worker that had none
         if not node.queue:
             ends[node] = clock  # its last test, unless it is sent more later
     return [ends.get(node, 0.0) for node in nodes]
@@ -149,7 +158,7 @@ def main() -> None:
     missing = [t for t in now if t not in duration]
     orders = {"as collected now (e2e first)": now, "module order": module_order(now)}
     total = sum(duration.get(t, 0.0) for t in now)
-    print(f"`.venv/bin/python bench/test_schedule.py {args.timeline}`: {len(now)} tests "
+    print(f"`.venv/bin/python bench/test_schedule.py {shlex.join(sys.argv[1:])}`: {len(now)} tests "
           f"collected ({len(missing)} not in the timeline, replayed as 0 s), "
           f"{total:.0f} worker-seconds logged")
     print("logged ends: " + ", ".join(f"{w} {t:.0f} s" for w, t in logged_ends.items()))
