@@ -30,6 +30,7 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     wrapped pruner says so *and* it has not improved for ``patience`` reports.
     """
     p, budget = spec.pruner, spec.budget
+    first_rung = p.min_resource or budget.eval_every  # resources are generator steps, as reported
     if p.kind == "none":
         return optuna.pruners.NopPruner()
     if p.kind == "median":
@@ -40,13 +41,13 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
         pruner = optuna.pruners.PercentilePruner(
             p.percentile, n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps,
             interval_steps=budget.eval_every)
-    elif p.kind == "successive_halving":  # resources are generator steps, as reported
+    elif p.kind == "successive_halving":
         pruner = optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=budget.eval_every, reduction_factor=p.reduction_factor,
+            min_resource=first_rung, reduction_factor=p.reduction_factor,
             min_early_stopping_rate=p.min_early_stopping_rate)
     else:
         pruner = optuna.pruners.HyperbandPruner(
-            min_resource=budget.eval_every, max_resource=budget.steps,
+            min_resource=first_rung, max_resource=budget.steps,
             reduction_factor=p.reduction_factor)
     if p.patience is not None:
         with quiet_experimental():

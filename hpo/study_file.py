@@ -204,6 +204,9 @@ class Pruner(_Strict):
     reduction_factor: int = Field(3, ge=2, description="hyperband, successive_halving")
     min_early_stopping_rate: int = Field(0, ge=0, description="successive_halving: rungs "
                                          "skipped before the first promotion check")
+    min_resource: int | None = Field(None, ge=1, description="hyperband, successive_halving: "
+                                     "the first rung, in generator steps; None = "
+                                     "budget.eval_every")
     patience: int | None = Field(None, ge=0, description="wrap in PatientPruner when set")
 
 
@@ -329,6 +332,7 @@ def read_study_file(path: str | Path) -> StudySpec:
     spec = _parse(path, StudySpec)
     _check_arms(path, spec)
     _check_searches(path, spec)
+    _check_rungs(path, spec)
     _check_target(path, spec)
     return spec
 
@@ -422,6 +426,15 @@ def _check_searches(path: str | Path, spec: StudySpec) -> None:
         raise StudyFileError(str(path), "budget.trials", f"{spec.budget.trials} search trials "
                              f"do not divide equally over {len(spec.search.generators)} arms x "
                              f"{spec.searches} searches; give a multiple of {studies}")
+
+
+def _check_rungs(path: str | Path, spec: StudySpec) -> None:
+    """A first rung at or past the last step would never prune (Hyperband: Optuna refuses it)."""
+    first = spec.pruner.min_resource
+    if first is not None and first >= spec.budget.steps:
+        raise StudyFileError(str(path), "pruner.min_resource", f"{first} is not before the last "
+                             f"step ({spec.budget.steps}): no trial would ever be judged; give "
+                             "fewer steps than budget.steps")
 
 
 def _check_target(path: str | Path, spec: StudySpec) -> None:

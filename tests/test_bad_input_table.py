@@ -188,6 +188,8 @@ ROWS: dict[str, Row] = {
     "percentile 100": init(study(pruner__kind="percentile", pruner__percentile=100),
                            "pruner.percentile"),
     "reduction factor 1": init(study(pruner__reduction_factor=1), "pruner.reduction_factor"),
+    "first rung at the last step": init(study(pruner__kind="successive_halving",
+                                              pruner__min_resource=30), "pruner.min_resource"),
     "heartbeat interval 0": init(study(heartbeat__interval=0), "heartbeat.interval"),
     "heartbeat interval 1e9": init(study(heartbeat__interval=10**9,
                                          heartbeat__grace_period=10**9 + 1), "3600"),

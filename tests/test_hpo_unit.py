@@ -1004,3 +1004,35 @@ def test_a_kept_study_file_that_cannot_be_compared_is_not_replaced(tmp_path: Pat
                                   STUDY_FILE_SYSTEM_ATTR, old)
     ensure_group(storage, SPEC)
     assert study_file_of(storage, SPEC.name) == old
+
+
+@pytest.mark.parametrize("kind", ["successive_halving", "hyperband"])
+def test_the_first_rung_is_the_study_files_min_resource(kind: str) -> None:
+    """``min_resource: 800`` with halving: a trial worse than the one before it at every report
+    runs to step 800 and stops there, not at the first report (100, ``eval_every``)."""
+    from hpo.strategy import make_pruner
+
+    spec = load_spec(SMOKE)
+    spec = spec.model_copy(update={
+        "budget": spec.budget.model_copy(update={"steps": 3000, "eval_every": 100}),
+        "pruner": spec.pruner.model_copy(update={
+            "kind": kind, "min_resource": 800, "reduction_factor": 2, "patience": None})})
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="rungs", pruner=make_pruner(spec))
+
+    def objective(trial: optuna.Trial) -> float:
+        for step in range(100, 3001, 100):
+            trial.report(10.0 * (trial.number + 1) / step, step)
+            if step < 3000 and trial.should_prune():
+                raise optuna.TrialPruned()
+        return 10.0 * (trial.number + 1) / 3000
+
+    study.optimize(objective, n_trials=2)
+    states = [t.state for t in study.trials]
+    assert states[0] == optuna.trial.TrialState.COMPLETE
+    if kind == "successive_halving":
+        assert states[1] == optuna.trial.TrialState.PRUNED
+        assert max(study.trials[1].intermediate_values) == 800
+    else:  # a bracket's first rung is min_resource times a power of the reduction factor
+        pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+        assert all(max(t.intermediate_values) >= 800 for t in pruned)
