@@ -62,6 +62,9 @@ STAGES: dict[str, list[dict[str, list[Any]]]] = {
         {"lr_generator": [1e-2], "n_qubits": [2, 4], "n_layers": [1, 3],
          "ansatz": ["gaussgan", "strongly_entangling"]},  # 8 points
         {"lr_generator": [1e-3]},  # 16
+        {"lr_generator": [3e-3]},  # 24 (recorded 2026-12-06, to choose a pruner on both kinds)
+        {"ansatz": ["reuploading"]},  # 36
+        {"n_qubits": [6]},  # 54
     ],
 }
 #: Every other searched parameter, held at one value of its range. n_critic 3 and batch 128 (the
@@ -69,8 +72,13 @@ STAGES: dict[str, list[dict[str, list[Any]]]] = {
 FIXED: dict[str, dict[str, Any]] = {
     "classical": {"n_critic": 3, "batch_size": 128, "beta1": 0.5, "latent": "normal",
                   "activation": "relu"},
-    "quantum": {"lr_critic": 1e-3, "n_critic": 3, "batch_size": 128, "beta1": 0.5,
-                "head": "linear"},
+    "quantum": {"lr_critic": 1e-3, "n_critic": 3, "batch_size": 128, "beta1": 0.5},
+}
+#: Held at one value here while the study searched them, fixed by the study file since (quantum:
+#: ``fixed: {head: linear}``): a point trains with the same value either way, so the file's
+#: must agree, and the recorder passes it only while the study still searches it.
+FIXED_BY_THE_STUDY_SINCE: dict[str, dict[str, Any]] = {
+    "quantum": {"head": "linear"},
 }
 
 
@@ -106,6 +114,13 @@ def recorded_keys(path: Path) -> set[str]:
 
 def training_config_of(spec, kind: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
     values = {**FIXED[kind], **params}
+    for name, value in FIXED_BY_THE_STUDY_SINCE.get(kind, {}).items():
+        if name not in spec.search.generators[kind].search:
+            fixed = spec.search.generators[kind].fixed.get(name)
+            if fixed != value:
+                raise SystemExit(f"the study fixes {name}={fixed!r}; the record has {value!r}")
+        else:
+            values[name] = value
     shared = {k: v for k, v in values.items() if k in spec.search.shared}
     branch = {k: v for k, v in values.items() if k in spec.search.generators[kind].search}
     unknown = set(values) - set(shared) - set(branch)

@@ -159,3 +159,20 @@ def test_the_table_is_read_back_and_a_hole_in_the_grid_refused(tmp_path) -> None
     table = load_table(path, "classical", stages=stages)
     assert table.grid == {"a": (0, 1), "b": ("x", "y")}
     assert len(table.curves) == 4
+
+
+def test_the_recorder_trains_what_the_study_file_fixes_and_refuses_a_disagreement() -> None:
+    """The quantum record held ``head: linear`` while the study searched it; the study file fixes
+    it since. A point trains with the linear head either way, and a file that fixes another head
+    would make new points unlike the recorded ones: refused."""
+    from bench.record_curves import training_config_of
+
+    spec = load_spec("studies/gaussgan.yaml")
+    point = {"lr_generator": 1e-2, "n_qubits": 4, "n_layers": 3, "ansatz": "gaussgan"}
+    assert training_config_of(spec, "quantum", point, 0)["generator"]["head"] == "linear"
+    quantum = spec.search.generators["quantum"]
+    other = spec.model_copy(update={"search": spec.search.model_copy(update={"generators": {
+        **spec.search.generators,
+        "quantum": quantum.model_copy(update={"fixed": {**quantum.fixed, "head": "mlp"}})}})})
+    with pytest.raises(SystemExit, match="head"):
+        training_config_of(other, "quantum", point, 0)
