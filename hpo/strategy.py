@@ -30,7 +30,10 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     wrapped pruner says so *and* it has not improved for ``patience`` reports.
     """
     p, budget = spec.pruner, spec.budget
-    first_rung = p.min_resource or budget.eval_every  # resources are generator steps, as reported
+    # Resources are generator steps, as reported. Successive halving judges first a quarter of
+    # the way through (the GAN curves that end best start slowly: docs/search-efficiency.md);
+    # Hyperband's brackets start at the first report and skip rungs themselves.
+    quarter = -(-budget.steps // (4 * budget.eval_every)) * budget.eval_every
     if p.kind == "none":
         return optuna.pruners.NopPruner()
     if p.kind == "median":
@@ -43,11 +46,11 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
             interval_steps=budget.eval_every)
     elif p.kind == "successive_halving":
         pruner = optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=first_rung, reduction_factor=p.reduction_factor,
+            min_resource=p.min_resource or quarter, reduction_factor=p.reduction_factor,
             min_early_stopping_rate=p.min_early_stopping_rate)
     else:
         pruner = optuna.pruners.HyperbandPruner(
-            min_resource=first_rung, max_resource=budget.steps,
+            min_resource=p.min_resource or budget.eval_every, max_resource=budget.steps,
             reduction_factor=p.reduction_factor)
     if p.patience is not None:
         with quiet_experimental():

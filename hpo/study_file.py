@@ -195,18 +195,22 @@ class Sampler(_Strict):
 
 
 class Pruner(_Strict):
-    """Which trials stop early on their intermediate KL."""
+    """Which trials stop early on their intermediate KL. The defaults are the strategy that
+    docs/search-efficiency.md measured to need the least CPU on gaussgan's curves: successive
+    halving judged first a quarter of the way through training, then halfway."""
 
-    kind: Literal["none", "median", "percentile", "hyperband", "successive_halving"] = "median"
-    n_startup_trials: int = Field(5, ge=0)
-    n_warmup_steps: int = Field(0, ge=0)
+    kind: Literal["none", "median", "percentile", "hyperband",
+                  "successive_halving"] = "successive_halving"
+    n_startup_trials: int = Field(5, ge=0, description="median, percentile")
+    n_warmup_steps: int = Field(0, ge=0, description="median, percentile")
     percentile: float = Field(25.0, gt=0, lt=100)
-    reduction_factor: int = Field(3, ge=2, description="hyperband, successive_halving")
+    reduction_factor: int = Field(2, ge=2, description="hyperband, successive_halving")
     min_early_stopping_rate: int = Field(0, ge=0, description="successive_halving: rungs "
                                          "skipped before the first promotion check")
     min_resource: int | None = Field(None, ge=1, description="hyperband, successive_halving: "
-                                     "the first rung, in generator steps; None = "
-                                     "budget.eval_every")
+                                     "the first rung, in generator steps; None: successive "
+                                     "halving a quarter of budget.steps, rounded up to a "
+                                     "report, Hyperband budget.eval_every")
     patience: int | None = Field(None, ge=0, description="wrap in PatientPruner when set")
 
 

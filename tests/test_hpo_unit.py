@@ -1006,31 +1006,39 @@ def test_a_kept_study_file_that_cannot_be_compared_is_not_replaced(tmp_path: Pat
     assert study_file_of(storage, SPEC.name) == old
 
 
-@pytest.mark.parametrize("kind", ["successive_halving", "hyperband"])
-def test_the_first_rung_is_the_study_files_min_resource(kind: str) -> None:
-    """``min_resource: 800`` with halving: a trial worse than the one before it at every report
-    runs to step 800 and stops there, not at the first report (100, ``eval_every``)."""
+@pytest.mark.parametrize(("kind", "min_resource", "steps"), [
+    ("successive_halving", 800, 3000), ("hyperband", 800, 3000),
+    (None, None, 3000),  # no pruner section: halving from a quarter of 3000, at a report
+    (None, None, 3200)])
+def test_the_first_rung_is_the_study_files_min_resource(kind: str | None,
+                                                        min_resource: int | None,
+                                                        steps: int) -> None:
+    """``min_resource: 800`` with halving, or a study file that names no pruner: a trial worse
+    than the one before it at every report runs to step 800 and stops there, not at the first
+    report (100, ``eval_every``)."""
     from hpo.strategy import make_pruner
+    from hpo.study_file import Pruner
 
     spec = load_spec(SMOKE)
+    pruner = Pruner() if kind is None else spec.pruner.model_copy(update={
+        "kind": kind, "min_resource": min_resource, "reduction_factor": 2, "patience": None})
     spec = spec.model_copy(update={
-        "budget": spec.budget.model_copy(update={"steps": 3000, "eval_every": 100}),
-        "pruner": spec.pruner.model_copy(update={
-            "kind": kind, "min_resource": 800, "reduction_factor": 2, "patience": None})})
+        "budget": spec.budget.model_copy(update={"steps": steps, "eval_every": 100}),
+        "pruner": pruner})
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="rungs", pruner=make_pruner(spec))
 
     def objective(trial: optuna.Trial) -> float:
-        for step in range(100, 3001, 100):
+        for step in range(100, steps + 1, 100):
             trial.report(10.0 * (trial.number + 1) / step, step)
-            if step < 3000 and trial.should_prune():
+            if step < steps and trial.should_prune():
                 raise optuna.TrialPruned()
-        return 10.0 * (trial.number + 1) / 3000
+        return 10.0 * (trial.number + 1) / steps
 
     study.optimize(objective, n_trials=2)
     states = [t.state for t in study.trials]
     assert states[0] == optuna.trial.TrialState.COMPLETE
-    if kind == "successive_halving":
+    if kind != "hyperband":
         assert states[1] == optuna.trial.TrialState.PRUNED
         assert max(study.trials[1].intermediate_values) == 800
     else:  # a bracket's first rung is min_resource times a power of the reduction factor
