@@ -40,7 +40,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hpo.strategy import make_pruner, make_sampler  # noqa: E402
-from hpo.study_file import StudySpec  # noqa: E402
+from hpo.study_file import Pruner, Sampler, StudySpec  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "gaussgan_curves.jsonl"
 #: "Reached the best": within this many nats of the best final D_s recorded.
@@ -94,11 +94,17 @@ def _tpe(pruner: dict[str, Any], **sampler: Any) -> Strategy:
     return Strategy("tpe", pruner, {**_TPE, **sampler})
 
 
-_SH = {"kind": "successive_halving", "reduction_factor": 3, "min_early_stopping_rate": 0}
-_HB = {"kind": "hyperband", "reduction_factor": 3}
+#: Successive halving and Hyperband from the first report (step 100), a third going on.
+_SH = {"kind": "successive_halving", "reduction_factor": 3, "min_early_stopping_rate": 0,
+       "min_resource": 100}
+_HB = {"kind": "hyperband", "reduction_factor": 3, "min_resource": 100}
+#: Successive halving from step 800: the worse half stops at 800 and again at 1600, nothing
+#: before (the curves that end best start slowly: docs/search-efficiency.md).
+_HALVING = {**_SH, "reduction_factor": 2, "min_resource": 800}
 
 #: The strategies compared. "tpe + median (warmup 500, patience 2)" was studies/gaussgan.yaml's
-#: sampler and pruner at 40 trials a search (docs/search-efficiency.md says why it stays).
+#: sampler and pruner at 40 trials a search; "the defaults" (since 2026-12-06, successive halving
+#: from step 800 on this budget) is the strategy docs/search-efficiency.md chose.
 STRATEGIES: dict[str, Strategy] = {
     "random": Strategy("random", {"kind": "none"}),
     "random + median (warmup 500)": Strategy("random", {**_MEDIAN, **_NONE}),
@@ -116,15 +122,25 @@ STRATEGIES: dict[str, Strategy] = {
     "tpe + hyperband, patience 2": _tpe({**_HB, **_PATIENT}),
     "tpe, 4 start-up trials + median (warmup 500, patience 2)": _tpe(
         {**_MEDIAN, **_PATIENT}, n_startup_trials=4),
+    "tpe + successive halving from step 800 (rf 2)": _tpe({**_HALVING, **_NONE}),
+    "tpe + successive halving from step 800 (rf 2), patience 2": _tpe({**_HALVING, **_PATIENT}),
+    # The defaults: what a study file that names no sampler or pruner searches with (TPE with
+    # 10 start-up trials, successive halving from a quarter of budget.steps); this row follows
+    # the schema. The next two follow the study file: its own sampler and pruner (every field
+    # as the file sets it), and its sampler with the default pruner.
+    "the defaults": Strategy("tpe", Pruner().model_dump(),
+                             {k: v for k, v in Sampler().model_dump().items() if k != "seed"}),
+    "the study file's": Strategy("tpe", {}, {}),
+    "the study file's sampler + the default pruner": Strategy("tpe", Pruner().model_dump(), {}),
 }
 
 #: The strategies drawn in the figure (all of them crowd it).
 FIGURE_STRATEGIES = ("random", "tpe", "tpe + median (warmup 500, patience 2)",
-                     "tpe + median (warmup 500)", "tpe + successive halving",
-                     "tpe + successive halving, patience 2", "tpe + hyperband, patience 2")
+                     "tpe + successive halving", "tpe + successive halving, patience 2",
+                     "tpe + hyperband, patience 2", "the defaults")
 
-#: The strategies whose 25-75% band is drawn: random search and the study file's.
-BANDED = ("random", "tpe + median (warmup 500, patience 2)")
+#: The strategies whose 25-75% band is drawn: random search and the defaults.
+BANDED = ("random", "the defaults")
 
 
 @dataclass(frozen=True)
@@ -469,7 +485,11 @@ def main() -> None:
     diverged = sum(c.final is None for c in table.curves.values())
     command = (f".venv/bin/python bench/search_efficiency.py {args.study_file} --kind {args.kind}"
                f" --repeats {args.repeats} --trials {args.trials}"
+               + (f" --data {args.data}" if args.data.resolve() != DEFAULT_DATA else "")
                + (f" --first-seed {args.first_seed}" if args.first_seed else "")
+               + (" --strategies " + " ".join(n if n.isidentifier() else f'"{n}"'
+                                               for n in args.strategies)
+                  if args.strategies != list(STRATEGIES) else "")
                + (f" --figure {args.figure}" if args.figure else "")
                + (f" --doc {args.doc}" if args.doc else ""))
     out = [
