@@ -101,6 +101,8 @@ _HB = {"kind": "hyperband", "reduction_factor": 3, "min_resource": 100}
 #: Successive halving from step 800: the worse half stops at 800 and again at 1600, nothing
 #: before (the curves that end best start slowly: docs/search-efficiency.md).
 _HALVING = {**_SH, "reduction_factor": 2, "min_resource": 800}
+#: Every pruner field at the schema's default: what a study file without a pruner section gets.
+_DEFAULT_PRUNER = Pruner().model_dump()
 
 #: The strategies compared. "tpe + median (warmup 500, patience 2)" was studies/gaussgan.yaml's
 #: sampler and pruner at 40 trials a search; "the defaults" (since 2026-12-06, successive halving
@@ -128,10 +130,10 @@ STRATEGIES: dict[str, Strategy] = {
     # 10 start-up trials, successive halving from a quarter of budget.steps); this row follows
     # the schema. The next two follow the study file: its own sampler and pruner (every field
     # as the file sets it), and its sampler with the default pruner.
-    "the defaults": Strategy("tpe", Pruner().model_dump(),
+    "the defaults": Strategy("tpe", _DEFAULT_PRUNER,
                              {k: v for k, v in Sampler().model_dump().items() if k != "seed"}),
     "the study file's": Strategy("tpe", {}, {}),
-    "the study file's sampler + the default pruner": Strategy("tpe", Pruner().model_dump(), {}),
+    "the study file's sampler + the default pruner": Strategy("tpe", _DEFAULT_PRUNER, {}),
 }
 
 #: The strategies drawn in the figure (all of them crowd it).

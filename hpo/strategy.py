@@ -30,10 +30,6 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     wrapped pruner says so *and* it has not improved for ``patience`` reports.
     """
     p, budget = spec.pruner, spec.budget
-    # Resources are generator steps, as reported. Successive halving judges first a quarter of
-    # the way through (the GAN curves that end best start slowly: docs/search-efficiency.md);
-    # Hyperband's brackets start at the first report and skip rungs themselves.
-    quarter = -(-budget.steps // (4 * budget.eval_every)) * budget.eval_every
     if p.kind == "none":
         return optuna.pruners.NopPruner()
     if p.kind == "median":
@@ -45,10 +41,14 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
             p.percentile, n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps,
             interval_steps=budget.eval_every)
     elif p.kind == "successive_halving":
+        # Resources are generator steps, as reported. By default the first rung is a quarter of
+        # the way through, at a report: the GAN curves that end best start slowly
+        # (docs/search-efficiency.md).
+        quarter = -(-budget.steps // (4 * budget.eval_every)) * budget.eval_every
         pruner = optuna.pruners.SuccessiveHalvingPruner(
             min_resource=p.min_resource or quarter, reduction_factor=p.reduction_factor,
             min_early_stopping_rate=p.min_early_stopping_rate)
-    else:
+    else:  # Hyperband's brackets start at the first report and skip rungs themselves
         pruner = optuna.pruners.HyperbandPruner(
             min_resource=p.min_resource or budget.eval_every, max_resource=budget.steps,
             reduction_factor=p.reduction_factor)
