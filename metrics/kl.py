@@ -29,6 +29,13 @@ replicates, the evaluation points' noise (standard error of the per-point terms)
 Monte Carlo corrections, their own noise. The 95% interval is a Student-t interval with
 Welch-Satterthwaite degrees of freedom. With one replicate it still exists, but the generator-draw
 noise is not in it (``KLEstimate.interval_sources`` says what is).
+
+``points="rqmc"`` (``"smoothed"`` only) scores replicate r on its own randomized quasi-Monte Carlo
+set r (fixed by the seed, so every trial's replicate r sees the same points): for the same n the
+evaluation points' noise falls several- to tens-fold (docs/kl-estimators.md). A scrambled set
+cannot measure its own error, so the replicates' spread, which then holds both noises, is the
+whole standard error (Student-t, R - 1 degrees of freedom); with one replicate there is no
+interval (NaN).
 """
 
 from __future__ import annotations
@@ -43,14 +50,15 @@ from scipy import special  # stdtrit(df, q) is scipy.stats.t.ppf(q, df), without
 
 from ._density import kde_log_density, knn_log_density
 from ._gauss_sum import gauss_sums
+from ._points import rqmc_points
 from ._validation import check_replicates, check_target
 from .mixture import GaussianMixture
 from .refit import stand_in_mixture
 from .resolution import DEFAULT_PROFILE, check_sigma, default_sigma, smoothed_target
 
 __all__ = [
-    "CORRECTIONS", "DEFAULT_K", "DEFAULT_N_TARGET", "KLEstimate", "METHODS", "kl_divergence",
-    "kl_profile",
+    "CORRECTIONS", "DEFAULT_K", "DEFAULT_N_TARGET", "KLEstimate", "METHODS", "POINTS",
+    "kl_divergence", "kl_profile",
 ]
 
 #: Default number of target evaluation points.
@@ -65,6 +73,10 @@ CORRECTIONS: dict[str, tuple[str, ...]] = {
     "knn": ("refit", "null", "none"),
     "kde": ("refit", "null", "none"),
 }
+#: How ``method="smoothed"`` draws its evaluation points; the first is the default. ``"iid"``:
+#: independent draws from Q_s, the same for every replicate. ``"rqmc"``: randomized quasi-Monte
+#: Carlo (:mod:`metrics._points`), an independent scrambled set per replicate.
+POINTS: tuple[str, ...] = ("iid", "rqmc")
 #: P = Q draws averaged for ``correction="null"``, per method (once per process, cached).
 N_NULL = {"knn": 128, "kde": 16}
 #: Draws from the refitted mixture averaged for ``correction="refit"``, per method (every call).
@@ -129,6 +141,9 @@ class KLEstimate:
     delta_correction : float or None
         ``"smoothed"`` only: the delta-method bias estimate, beside the jackknife's ``correction``
         as a diagnostic; a gap of more than about ``stderr`` between them says s or m is too small.
+    points : str
+        ``"iid"`` or ``"rqmc"`` (``POINTS``). With ``"rqmc"`` the evaluation points' noise is
+        inside ``stderr_replicates`` and ``stderr_points`` is ``nan``.
     """
 
     value: float
@@ -151,6 +166,7 @@ class KLEstimate:
     stderr_correction: float
     interval_sources: tuple[str, ...]
     delta_correction: float | None
+    points: str = "iid"
 
     @property
     def covers_generator_draws(self) -> bool:
@@ -220,6 +236,21 @@ def _interval(values: np.ndarray, point_terms: np.ndarray, corr_se: float, corr_
     return stderr, value - half, value + half, se_reps, se_points, tuple(sources)
 
 
+def _replicate_interval(values: np.ndarray
+                        ) -> tuple[float, float, float, float, float, tuple[str, ...]]:
+    """As :func:`_interval` where each replicate has its own evaluation points: the replicates'
+    spread holds both noises (df R - 1); one replicate has no interval."""
+    r = values.shape[0]
+    value = float(values.mean())
+    if r < 2:
+        nan = float("nan")
+        return nan, nan, nan, nan, nan, ()
+    stderr = float(values.std(ddof=1) / math.sqrt(r))
+    half = float(special.stdtrit(r - 1, 0.975)) * stderr
+    return stderr, value - half, value + half, stderr, float("nan"), (GENERATOR_DRAWS,
+                                                                      EVALUATION_POINTS)
+
+
 # ---------------------------------------------------------------------------- smoothed
 
 
@@ -239,9 +270,17 @@ def _smoothed_terms(log_q: np.ndarray, x: np.ndarray, y: np.ndarray, sigma: floa
 
 
 def _smoothed(target: GaussianMixture, reps: list[np.ndarray], sigma: float, n: int, seed: int,
-              correction: str) -> dict[str, Any]:
-    x, log_q = _evaluation_points(smoothed_target(target, sigma), n, seed)
-    raw, jack, delta = zip(*(_smoothed_terms(log_q, x, y, sigma) for y in reps), strict=True)
+              correction: str, points: str) -> dict[str, Any]:
+    source = smoothed_target(target, sigma)
+    if points == "iid":
+        x, log_q = _evaluation_points(source, n, seed)
+        raw, jack, delta = zip(*(_smoothed_terms(log_q, x, y, sigma) for y in reps), strict=True)
+    else:  # replicate r on its own set r; the weights make each set's mean unbiased
+        weighted = []
+        for r, y in enumerate(reps):
+            x, log_q, weight = rqmc_points(source, n, seed, r)
+            weighted.append(tuple(t * weight for t in _smoothed_terms(log_q, x, y, sigma)))
+        raw, jack, delta = zip(*weighted, strict=True)
     raw_v = np.array([t.mean() for t in raw])
     delta_v = np.array([t.mean() for t in delta])
     chosen = {"jackknife": jack, "delta": delta, "none": raw}[correction]
@@ -347,6 +386,7 @@ def kl_divergence(
     k: int = DEFAULT_K,
     correction: str | None = None,
     bandwidth: float | None = None,
+    points: str = "iid",
 ) -> KLEstimate:
     """Estimate KL(Q||P) in nats, Q = ``target`` (exact), P known through ``samples``.
 
@@ -376,6 +416,9 @@ def kl_divergence(
         itself: 128 draws for knn, 16 for kde, cached per process) or ``"none"``.
     bandwidth : float or None, default None
         ``method="kde"`` only: isotropic kernel standard deviation; None is Scott's rule.
+    points : {"iid", "rqmc"}, default "iid"
+        ``method="smoothed"`` only: independent evaluation points shared by every replicate, or
+        an independent randomized quasi-Monte Carlo set per replicate (module docstring).
 
     Returns
     -------
@@ -403,6 +446,10 @@ def kl_divergence(
         raise ValueError("sigma applies to method='smoothed' only")
     if method != "kde" and bandwidth is not None:
         raise ValueError("bandwidth applies to method='kde' only")
+    if points not in POINTS:
+        raise ValueError(f"points must be one of {POINTS}, got {points!r}")
+    if method != "smoothed" and points != "iid":
+        raise ValueError("points='rqmc' applies to method='smoothed' only")
     if method == "smoothed":
         sigma = default_sigma(target) if sigma is None else check_sigma(sigma)
         min_points = 2
@@ -423,14 +470,17 @@ def kl_divergence(
 
     if method == "smoothed":
         assert sigma is not None
-        parts = _smoothed(target, reps, sigma, n_target, seed, correction)
+        parts = _smoothed(target, reps, sigma, n_target, seed, correction, points)
     else:
         parts = _neighbours(target, reps, n_target, seed, method, k, bandwidth, correction)
     values = parts["values"]
     if not np.all(np.isfinite(values)):  # pragma: no cover - guarded by the distance floors
         raise ValueError(f"KL estimate is not finite ({values.tolist()}); check the samples")
-    stderr, ci_low, ci_high, se_reps, se_points, sources = _interval(
-        values, parts["terms"], parts["corr_se"], parts["corr_draws"])
+    if points == "rqmc":
+        stderr, ci_low, ci_high, se_reps, se_points, sources = _replicate_interval(values)
+    else:
+        stderr, ci_low, ci_high, se_reps, se_points, sources = _interval(
+            values, parts["terms"], parts["corr_se"], parts["corr_draws"])
     return KLEstimate(
         value=float(values.mean()),
         stderr=stderr,
@@ -452,6 +502,7 @@ def kl_divergence(
         stderr_correction=float(parts["corr_se"]),
         interval_sources=sources,
         delta_correction=parts["delta_correction"],
+        points=points,
     )
 
 
