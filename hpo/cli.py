@@ -460,8 +460,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     steps = doc.get("train", {}).get("steps", "?")
 
     def progress(step: int, kl, samples) -> None:  # on stderr, so --json stays parseable
-        print(f"step {step}/{steps}: D_s {kl.value:.4f} (s={kl.sigma:g}, {kl.n_target} points)",
-              file=sys.stderr, flush=True)
+        print(f"step {step}/{steps}: D_s {kl.value:.4f} "
+              f"(s={kl.sigma:g}, {kl.n_target} {kl.points} points)", file=sys.stderr, flush=True)
 
     score = train_exported(doc, args.config, progress)
     result = score.as_dict()

@@ -3,11 +3,13 @@
 The score is the study's metric: D_s = KL(Q_s||P_s) at the study's resolution s (the metric's
 ``sigma``, else ``metrics.default_sigma`` of the target), jackknife-corrected, over ``replicates``
 independent draws of ``eval_samples`` generator points against ``n_target`` fixed points drawn from
-Q_s; beside it the resolution profile (D at 0.5, 1 and 2 times s), the k-NN estimate of the
-unsmoothed KL(Q||P) as a diagnostic, Wasserstein-2 and mode coverage. Intermediate reports are
-pruning signals: D_s from one draw of ``eval_samples`` points against only ``n_report`` evaluation
-points (their interval is wider; see docs/kl-estimators.md). Every random draw is seeded from the
-config, so the same config on the same machine gives the same number.
+Q_s (independent draws shared by the replicates, or with ``points: rqmc`` a scrambled Sobol set
+per replicate); beside it the resolution profile (D at 0.5, 1 and 2 times s), the k-NN estimate
+of the unsmoothed KL(Q||P) as a diagnostic, Wasserstein-2 and mode coverage. Intermediate
+reports are pruning signals: D_s from one draw of ``eval_samples`` points against only
+``n_report`` evaluation points (their interval is wider; see docs/kl-estimators.md). Every
+random draw is seeded from the config, so the same config on the same machine gives the same
+number.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def train_and_score(config: dict[str, Any], target: GaussianMixture, metric: Met
     def on_eval(step: int, samples: np.ndarray) -> None:
         if report is not None:
             report(step, kl_divergence(target, samples, sigma=sigma, seed=seed,
-                                       n_target=metric.n_report), samples)
+                                       n_target=metric.n_report, points=metric.points), samples)
 
     result = models.train(config, target.sample, on_eval, should_stop)
 
@@ -105,11 +107,12 @@ def train_and_score(config: dict[str, Any], target: GaussianMixture, metric: Met
     for replicate in draws:
         if not np.all(np.isfinite(replicate)):
             raise models.TrainingDiverged(result.steps, "final generator samples")
-    kl = unless_stopped(kl_divergence, target, draws, sigma=sigma, seed=seed, n_target=n_target)
+    kl = unless_stopped(kl_divergence, target, draws, sigma=sigma, seed=seed, n_target=n_target,
+                        points=metric.points)
     profile = tuple(
         (factor, kl if factor == 1.0 else
          unless_stopped(kl_divergence, target, draws, sigma=factor * sigma, seed=seed,
-                        n_target=n_target))
+                        n_target=n_target, points=metric.points))
         for factor in DEFAULT_PROFILE
     )
     knn = None

@@ -38,7 +38,7 @@ def correction_summary(kl: KLEstimate) -> str:
     the two corrections larger than the stderr says s or m is too small to trust the number."""
     delta = "" if kl.delta_correction is None else f" (delta {kl.delta_correction:+.4f})"
     return (f"{kl.correction_method} {kl.correction:+.4f}{delta} | {kl.replicates} x m {kl.m}, "
-            f"n {kl.n_target}")
+            f"n {kl.n_target}{' rqmc' if kl.points == 'rqmc' else ''}")
 
 
 def store_score_details(trial: optuna.Trial, artifact_store: Any, score: Score) -> str:

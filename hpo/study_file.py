@@ -42,6 +42,8 @@ RESERVED_ARM_NAMES = ("validation",)
 # Size bounds (docs/study-files.md says why): what one worker on a workstation can hold and finish.
 MAX_TRIALS = 100_000          # a storage row and a training run each: 70 CPU-days at a minute each
 MAX_STEPS = models_config.MAX_STEPS
+#: The fewest evaluation points per kind of points (Metric.points).
+MIN_N_TARGET = {"iid": 10_000, "rqmc": 2048}
 MAX_N_TARGET = 1_000_000      # target points held and queried by every evaluation (16 MB)
 MAX_EVAL_SAMPLES = models_config.MAX_EVAL_SAMPLES
 MAX_SEED = 2**31 - 1          # seeds are offset per trial and per worker, and must stay < 2**32
@@ -170,8 +172,13 @@ class Metric(_Strict):
         description="resolution s of D_s = KL(Q_s||P_s), data units (1e-6 to 1e6: far outside, "
         "the kernels under- or overflow and every trial fails); "
         "None = metrics.default_sigma(target)")
-    n_target: int = Field(20_000, ge=10_000, le=MAX_N_TARGET,
-                          description="fixed target points scored against")
+    points: Literal["iid", "rqmc"] = Field(
+        "iid", description="evaluation points of the final score: independent draws shared by "
+        "the replicates, or a randomized quasi-Monte Carlo set per replicate (less noise for the "
+        "same n: docs/kl-estimators.md); reports use set 0")
+    n_target: int = Field(20_000, le=MAX_N_TARGET,
+                          description="fixed target points scored against (at least 10000 "
+                          "independent ones, or 2048 rqmc)")
     n_report: int = Field(2_000, ge=500, le=MAX_N_TARGET,
                           description="evaluation points of intermediate reports")
     eval_samples: int = Field(2_000, ge=100, le=MAX_EVAL_SAMPLES,
@@ -180,6 +187,17 @@ class Metric(_Strict):
     knn: bool = Field(True, description="also record the k-NN estimate of KL(Q||P) (kl_knn)")
     k: int | None = Field(None, ge=1, le=50, description="k-NN neighbours; None = its default")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the target evaluation points")
+
+    @field_validator("n_target")
+    @classmethod
+    def _enough_points(cls, value: int, info: ValidationInfo) -> int:
+        # The floors leave about the same evaluation-point noise: 2048 scrambled points err
+        # less than 10000 independent ones on bench/score_points.py's draws.
+        floor = MIN_N_TARGET[info.data.get("points", "iid")]
+        if value < floor:
+            raise ValueError(f"Input should be greater than or equal to {floor} with "
+                             f"{info.data.get('points', 'iid')} points")
+        return value
 
 
 class Sampler(_Strict):

@@ -174,6 +174,8 @@ ROWS: dict[str, Row] = {
     "eval_every 0": init(study(budget__eval_every=0), "budget.eval_every"),
     "n_target 1e12": init(study(metric__n_target=10**12), "1000000"),
     "n_target 5": init(study(metric__n_target=5), "10000"),
+    "n_target 1000 rqmc": init(study(metric__n_target=1000, metric__points="rqmc"), "2048"),
+    "points sobol": init(study(metric__points="sobol"), "metric.points"),
     "eval_samples 10 million": init(study(metric__eval_samples=10**7), "200000"),
     "eval_samples 10": init(study(metric__eval_samples=10), "metric.eval_samples"),
     "replicates 1": init(study(metric__replicates=1), "metric.replicates"),

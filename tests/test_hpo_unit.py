@@ -621,6 +621,23 @@ def test_training_stops_between_steps_when_asked() -> None:
     assert steps == [1, 2, 3] and err.value.step == 4
 
 
+def test_a_study_file_with_rqmc_points_scores_reports_and_the_final_score_with_them() -> None:
+    from hpo.evaluate import train_and_score
+    from hpo.study_file import Metric
+    from metrics import GaussianMixture
+
+    reports = []
+    config = {"generator": {"kind": "classical", "hidden": [8]}, "critic": {"hidden": [8]},
+              "steps": 4, "eval_every": 2, "eval_samples": 100, "batch_size": 16, "seed": 0}
+    metric = Metric(points="rqmc", n_target=2048, n_report=500, eval_samples=100, replicates=2)
+    score = train_and_score(config, GaussianMixture.preset("gaussgan"), metric,
+                            lambda step, kl, samples: reports.append(kl))
+    assert [(kl.points, kl.n_target, kl.replicates) for kl in reports] == [("rqmc", 500, 1)] * 2
+    assert all(e.points == "rqmc" and e.n_target == 2048 for _, e in score.profile)
+    assert score.kl.covers_generator_draws and score.kl.ci_low < score.kl.ci_high
+    assert score.knn is not None and score.knn.points == "iid"  # the k-NN diagnostic: iid
+
+
 # --- the package's own shape -----------------------------------------------------------------
 
 HPO = Path(__file__).resolve().parents[1] / "hpo"
