@@ -31,6 +31,12 @@ total, of the measured trials and of the projected full ones.
 
     nice -n 19 .venv/bin/python bench/trial_split.py studies/gaussgan.yaml [--trials 3]
         [--steps 300] [--prefill N] [--postgres] [--blas-threads 1]
+        [--metric points=rqmc --metric n_target=4096 ...] [--save-draws DIR]
+
+``--metric KEY=VALUE`` replaces one key of the study file's ``metric`` (validated as a study file
+is), so one sitting can time the study's scoring beside another; ``--save-draws`` keeps each
+trial's final generator draws (``DIR/<kind>-<trial>.npy``, shape (replicates, m, 2)) for
+bench/score_points.py.
 """
 
 from __future__ import annotations
@@ -127,6 +133,17 @@ def instrument(split: Split) -> None:
         return f"{method} s={kwargs['sigma']:g}" if method == "smoothed" else method
 
     hpo.evaluate.kl_divergence = split.wrap(hpo.evaluate.kl_divergence, evaluation, kl_label)
+    final_samples = hpo.evaluate.final_samples
+
+    def saving_final_samples(*args: Any, **kwargs: Any) -> Any:
+        draws = final_samples(*args, **kwargs)
+        if SAVE_DRAWS["dir"] is not None:
+            import numpy as np
+
+            np.save(Path(SAVE_DRAWS["dir"]) / f"{SAVE_DRAWS['name']}.npy", np.stack(draws))
+        return draws
+
+    hpo.evaluate.final_samples = saving_final_samples
     for name in ("wasserstein2", "mode_coverage", "final_samples"):
         setattr(hpo.evaluate, name, split.wrap(getattr(hpo.evaluate, name), evaluation,
                                                lambda *a, _name=name, **k: _name))
@@ -134,6 +151,10 @@ def instrument(split: Split) -> None:
         setattr(hpo.objective, name, split.wrap(getattr(hpo.objective, name), "artifacts"))
     hpo.objective.Objective._upload_plot = split.wrap(hpo.objective.Objective._upload_plot,
                                                       "artifacts")
+
+
+# Where --save-draws puts the next trial's final draws, and under which name.
+SAVE_DRAWS: dict[str, str | None] = {"dir": None, "name": None}
 
 
 def timed_storage(storage: Any, split: Split) -> Any:
@@ -202,8 +223,9 @@ def run_kind(url: str, spec: Any, kind: str, args: argparse.Namespace, workdir: 
     timed_storage(storage, split)
     objective = Objective(short, artifact_store(str(workdir / "artifacts")), "bench")
     rows = []
-    for _ in range(args.trials):
+    for i in range(args.trials):
         split.reset()
+        SAVE_DRAWS["name"] = f"{kind}-{args.prefill + i}"
         cpu, wall = time.process_time(), time.perf_counter()
         study.optimize(objective, n_trials=1)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -295,6 +317,11 @@ def main() -> None:
                              "budget share)")
     parser.add_argument("--postgres", action="store_true",
                         help="also on a temporary PostgreSQL database at 127.0.0.1:5432")
+    parser.add_argument("--metric", action="append", default=[], metavar="KEY=VALUE",
+                        help="replace a key of the study file's metric (YAML value), e.g. "
+                             "points=rqmc; repeatable")
+    parser.add_argument("--save-draws", type=Path, default=None, metavar="DIR",
+                        help="keep each trial's final draws as DIR/<kind>-<trial>.npy")
     parser.add_argument("--blas-threads", type=int, default=1,
                         help="OpenBLAS threads (default 1, as hpo worker sets them; 0: numpy's "
                              "default, one per core)")
@@ -319,6 +346,27 @@ def main() -> None:
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     spec = load_spec(args.study_file)
+    if args.metric:
+        import pydantic
+        import yaml
+
+        from hpo.study_file import Metric
+
+        changes = {}
+        for item in args.metric:
+            key, sep, value = item.partition("=")
+            if not sep:
+                parser.error(f"--metric takes KEY=VALUE, got {item!r}")
+            changes[key] = yaml.safe_load(value)
+        try:
+            metric = Metric.model_validate({**spec.metric.model_dump(), **changes})
+        except pydantic.ValidationError as err:
+            first = err.errors()[0]
+            parser.error(f"--metric {'.'.join(map(str, first['loc']))}: {first['msg']}")
+        spec = spec.model_copy(update={"metric": metric})
+    if args.save_draws is not None:
+        args.save_draws.mkdir(parents=True, exist_ok=True)
+        SAVE_DRAWS["dir"] = str(args.save_draws)
     if args.steps % spec.budget.eval_every:
         parser.error(f"--steps must be a multiple of eval_every ({spec.budget.eval_every})")
     kinds = list(spec.search.generators)
@@ -333,7 +381,8 @@ def main() -> None:
     command = "nice -n 19 .venv/bin/python bench/trial_split.py " + shlex.join(sys.argv[1:])
     print(f"{command}\n{args.study_file}: {args.trials} trials per kind of {args.steps} steps "
           f"(a full trial: {spec.budget.steps}), each kind's study prefilled with "
-          f"{args.prefill} trials; torch threads {torch.get_num_threads()}, BLAS threads: "
+          f"{args.prefill} trials; metric {spec.metric.model_dump()}; "
+          f"torch threads {torch.get_num_threads()}, BLAS threads: "
           f"{blas}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores",
           flush=True)
     warm_up(spec)
