@@ -939,6 +939,7 @@ def test_a_study_file_changed_in_what_it_measures_is_refused_while_its_budget_ma
     ensure_group(storage, spec.model_copy(update={"budget": budget}))  # more trials: fine
     changed = {
         "metric.sigma": {"metric": spec.metric.model_copy(update={"sigma": 2.0})},
+        "metric.points": {"metric": spec.metric.model_copy(update={"points": "rqmc"})},
         "budget.steps": {"budget": spec.budget.model_copy(update={"steps": 20})},
         "seed": {"seed": spec.seed + 1},
     }
@@ -970,6 +971,15 @@ def test_a_study_stored_under_a_rule_added_since_is_still_compared(tmp_path: Pat
     storage.set_study_system_attr(storage.get_study_id_from_name(study.study_name),
                                   STUDY_FILE_SYSTEM_ATTR, old)
     ensure_group(storage, spec)  # the validation may change: fine
+    # a file stored before metric.points existed was scored with independent points: it
+    # compares equal to `points: iid` and is refused `rqmc`
+    metric = {key: v for key, v in old["metric"].items() if key != "points"}
+    storage.set_study_system_attr(storage.get_study_id_from_name(study.study_name),
+                                  STUDY_FILE_SYSTEM_ATTR, {**old, "metric": metric})
+    ensure_group(storage, spec)
+    with pytest.raises(UsageError, match="whose metric.points was \"iid\", not \"rqmc\""):
+        ensure_group(storage, spec.model_copy(update={"metric": spec.metric.model_copy(
+            update={"points": "rqmc"})}))
     with pytest.raises(UsageError, match="whose budget.steps was 30, not 20"):
         ensure_group(storage, spec.model_copy(update={
             "budget": spec.budget.model_copy(update={"steps": 20})}))
