@@ -14,7 +14,7 @@ is the evaluation points' noise alone:
 - value: D_s at s, mean over the seeds.
 
     nice -n 19 .venv/bin/python bench/score_points.py [--draws NAME=FILE ...] [--sets near,far]
-        [--settings iid:20000,rqmc:4096,rqmc:8192] [--seeds 8] [--report 2000]
+        [--settings iid:20000,rqmc:4096,rqmc:8192] [--seeds 8] [--reports iid:2000,rqmc:1024]
 """
 
 from __future__ import annotations

@@ -196,7 +196,8 @@ def warm_up(spec: Any) -> None:
     for kind in dict.fromkeys(arm_kind(a, b) for a, b in spec.search.generators.items()):
         models.train({"generator": {"kind": kind}, "steps": 20, "eval_every": 20}, target.sample)
     draws = [target.sample(metric.eval_samples, rng=r) for r in range(2)]
-    kl_divergence(target, draws, sigma=metric.sigma, seed=metric.seed, n_target=metric.n_report)
+    kl_divergence(target, draws, sigma=metric.sigma, seed=metric.seed, n_target=metric.n_report,
+                  points=metric.points)
     kl_divergence(target, draws, method="knn", seed=metric.seed, n_target=metric.n_report)
     wasserstein2(target, draws[0], seed=metric.seed)
 

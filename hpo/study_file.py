@@ -44,6 +44,7 @@ MAX_TRIALS = 100_000          # a storage row and a training run each: 70 CPU-da
 MAX_STEPS = models_config.MAX_STEPS
 #: The fewest evaluation points per kind of points (Metric.points).
 MIN_N_TARGET = {"iid": 10_000, "rqmc": 2048}
+MIN_RQMC_REPLICATES = 4
 MAX_N_TARGET = 1_000_000      # target points held and queried by every evaluation (16 MB)
 MAX_EVAL_SAMPLES = models_config.MAX_EVAL_SAMPLES
 MAX_SEED = 2**31 - 1          # seeds are offset per trial and per worker, and must stay < 2**32
@@ -193,11 +194,20 @@ class Metric(_Strict):
     def _enough_points(cls, value: int, info: ValidationInfo) -> int:
         # The floors leave about the same evaluation-point noise: 2048 scrambled points err
         # less than 10000 independent ones on bench/score_points.py's draws.
-        floor = MIN_N_TARGET[info.data.get("points", "iid")]
-        if value < floor:
-            raise ValueError(f"Input should be greater than or equal to {floor} with "
-                             f"{info.data.get('points', 'iid')} points")
+        points = info.data.get("points")
+        if points is not None and value < MIN_N_TARGET[points]:  # None: points itself failed
+            raise ValueError(f"Input should be greater than or equal to {MIN_N_TARGET[points]} "
+                             f"with {points} points")
         return value
+
+    @model_validator(mode="after")
+    def _replicates_for_an_interval(self) -> Metric:
+        # With scrambled points the interval is the replicates' spread on R - 1 degrees of
+        # freedom: at 2 or 3 the t quantile (12.7, 4.3) would swamp what the points saved.
+        if self.points == "rqmc" and self.replicates < MIN_RQMC_REPLICATES:
+            raise ValueError(f"points: rqmc needs replicates >= {MIN_RQMC_REPLICATES} (its "
+                             f"interval is their spread), got {self.replicates}")
+        return self
 
 
 class Sampler(_Strict):
@@ -464,9 +474,15 @@ def _check_target(path: str | Path, spec: StudySpec) -> None:
     from hpo.target import build_target
 
     try:
-        build_target(spec.target)
+        target = build_target(spec.target)
     except ValueError as err:
         raise StudyFileError(str(path), _target_key(spec), str(err)) from None
+    components = int((target.weights > 0).sum())
+    if spec.metric.points == "rqmc" and spec.metric.n_report < components:
+        # rqmc gives every component a point: every trial would fail at its first report
+        raise StudyFileError(str(path), "metric.n_report", f"{spec.metric.n_report} is below "
+                             f"the target's {components} components: points: rqmc needs a "
+                             "point per component")
 
 
 def _target_key(spec: StudySpec) -> str:

@@ -33,7 +33,8 @@ def component_counts(weights: np.ndarray, n: int) -> np.ndarray:
     positive weight (its weight then makes up the rest), summing to ``n``."""
     w = np.asarray(weights, dtype=float)
     if n < int((w > 0).sum()):
-        raise ValueError(f"n ({n}) is smaller than the mixture's {int((w > 0).sum())} components")
+        raise ValueError(f"points='rqmc' needs a point per component: n_target {n} is below the "
+                         f"target's {int((w > 0).sum())} components of positive weight")
     exact = n * w
     counts = np.floor(exact).astype(np.int64)
     counts[(w > 0) & (counts == 0)] = 1
@@ -46,7 +47,9 @@ def component_counts(weights: np.ndarray, n: int) -> np.ndarray:
     return counts
 
 
-@lru_cache(maxsize=64)
+# 16: the 5 replicates at 3 resolutions of a final score and the reports' set (up to 32 MB each
+# at the largest n_target).
+@lru_cache(maxsize=16)
 def rqmc_points(source: GaussianMixture, n: int, seed: int, replicate: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(x, log_q, weight)``: ``n`` points for ``replicate``, their exact log density under
@@ -57,7 +60,8 @@ def rqmc_points(source: GaussianMixture, n: int, seed: int, replicate: int
     for k, count in enumerate(counts):
         if count == 0:
             continue
-        rng = np.random.default_rng([_RQMC_STREAM, seed, replicate, k])
+        # k + 1: SeedSequence drops trailing zeros, which would let [.., 0] meet other streams
+        rng = np.random.default_rng([_RQMC_STREAM, seed, replicate, k + 1])
         sobol = qmc.Sobol(d=2, scramble=True, seed=rng)
         u = sobol.random_base2(int(np.ceil(np.log2(count))))[:count]  # a prefix: still unbiased
         z = ndtri(np.clip(u, _EDGE, 1.0 - _EDGE))

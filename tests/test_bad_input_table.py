@@ -176,6 +176,12 @@ ROWS: dict[str, Row] = {
     "n_target 5": init(study(metric__n_target=5), "10000"),
     "n_target 1000 rqmc": init(study(metric__n_target=1000, metric__points="rqmc"), "2048"),
     "points sobol": init(study(metric__points="sobol"), "metric.points"),
+    "rqmc, 3 replicates": init(study(metric__points="rqmc", metric__replicates=3),
+                               "replicates >= 4"),
+    "rqmc, a point per component": init(study(
+        metric__points="rqmc", metric__n_report=500, metric__replicates=4,
+        target={"weights": [1 / 501] * 501, "means": [[float(i), 0.0] for i in range(501)],
+                "covariances": [[[1.0, 0.0], [0.0, 1.0]]] * 501}), "metric.n_report: 500"),
     "eval_samples 10 million": init(study(metric__eval_samples=10**7), "200000"),
     "eval_samples 10": init(study(metric__eval_samples=10), "metric.eval_samples"),
     "replicates 1": init(study(metric__replicates=1), "metric.replicates"),

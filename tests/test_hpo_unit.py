@@ -629,10 +629,11 @@ def test_a_study_file_with_rqmc_points_scores_reports_and_the_final_score_with_t
     reports = []
     config = {"generator": {"kind": "classical", "hidden": [8]}, "critic": {"hidden": [8]},
               "steps": 4, "eval_every": 2, "eval_samples": 100, "batch_size": 16, "seed": 0}
-    metric = Metric(points="rqmc", n_target=2048, n_report=500, eval_samples=100, replicates=2)
+    metric = Metric(points="rqmc", n_target=2048, n_report=500, eval_samples=100, replicates=4)
     score = train_and_score(config, GaussianMixture.preset("gaussgan"), metric,
                             lambda step, kl, samples: reports.append(kl))
     assert [(kl.points, kl.n_target, kl.replicates) for kl in reports] == [("rqmc", 500, 1)] * 2
+    assert score.kl.replicates == 4
     assert all(e.points == "rqmc" and e.n_target == 2048 for _, e in score.profile)
     assert score.kl.covers_generator_draws and score.kl.ci_low < score.kl.ci_high
     assert score.knn is not None and score.knn.points == "iid"  # the k-NN diagnostic: iid
