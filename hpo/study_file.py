@@ -197,7 +197,7 @@ class Metric(_Strict):
         points = info.data.get("points")
         if points is not None and value < MIN_N_TARGET[points]:  # None: points itself failed
             raise ValueError(f"Input should be greater than or equal to {MIN_N_TARGET[points]} "
-                             f"with {points} points")
+                             f"with {points} points (got {value})")
         return value
 
     @model_validator(mode="after")
