@@ -135,15 +135,11 @@ def instrument(split: Split) -> None:
     hpo.evaluate.kl_divergence = split.wrap(hpo.evaluate.kl_divergence, evaluation, kl_label)
     final_samples = hpo.evaluate.final_samples
 
-    def saving_final_samples(*args: Any, **kwargs: Any) -> Any:
-        draws = final_samples(*args, **kwargs)
-        if SAVE_DRAWS["dir"] is not None:
-            import numpy as np
+    def kept_final_samples(*args: Any, **kwargs: Any) -> Any:
+        LAST_DRAWS[:] = final_samples(*args, **kwargs)  # saved after the trial, untimed
+        return LAST_DRAWS
 
-            np.save(Path(SAVE_DRAWS["dir"]) / f"{SAVE_DRAWS['name']}.npy", np.stack(draws))
-        return draws
-
-    hpo.evaluate.final_samples = saving_final_samples
+    hpo.evaluate.final_samples = kept_final_samples
     for name in ("wasserstein2", "mode_coverage", "final_samples"):
         setattr(hpo.evaluate, name, split.wrap(getattr(hpo.evaluate, name), evaluation,
                                                lambda *a, _name=name, **k: _name))
@@ -153,8 +149,8 @@ def instrument(split: Split) -> None:
                                                       "artifacts")
 
 
-# Where --save-draws puts the next trial's final draws, and under which name.
-SAVE_DRAWS: dict[str, str | None] = {"dir": None, "name": None}
+# The last trial's final generator draws, for --save-draws.
+LAST_DRAWS: list[Any] = []
 
 
 def timed_storage(storage: Any, split: Split) -> Any:
@@ -224,13 +220,17 @@ def run_kind(url: str, spec: Any, kind: str, args: argparse.Namespace, workdir: 
     timed_storage(storage, split)
     objective = Objective(short, artifact_store(str(workdir / "artifacts")), "bench")
     rows = []
-    for i in range(args.trials):
+    for _ in range(args.trials):
         split.reset()
-        SAVE_DRAWS["name"] = f"{kind}-{args.prefill + i}"
+        LAST_DRAWS.clear()
         cpu, wall = time.process_time(), time.perf_counter()
         study.optimize(objective, n_trials=1)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         trial = study.get_trials(deepcopy=False)[-1]
+        if args.save_draws is not None and LAST_DRAWS:
+            import numpy as np
+
+            np.save(args.save_draws / f"{kind}-{trial.number}.npy", np.stack(LAST_DRAWS))
         seconds = {p: list(split.seconds.get(p, [0.0, 0.0])) for p in PARTS[:-1]}
         seconds["other"] = [cpu - sum(s[0] for s in seconds.values()),
                             wall - sum(s[1] for s in seconds.values())]
@@ -351,7 +351,7 @@ def main() -> None:
         import pydantic
         import yaml
 
-        from hpo.study_file import Metric
+        from hpo.study_file import Metric, one_line_error
 
         changes = {}
         for item in args.metric:
@@ -362,12 +362,10 @@ def main() -> None:
         try:
             metric = Metric.model_validate({**spec.metric.model_dump(), **changes})
         except pydantic.ValidationError as err:
-            first = err.errors()[0]
-            parser.error(f"--metric {'.'.join(map(str, first['loc']))}: {first['msg']}")
+            parser.error(str(one_line_error("--metric", Metric, err)))
         spec = spec.model_copy(update={"metric": metric})
     if args.save_draws is not None:
         args.save_draws.mkdir(parents=True, exist_ok=True)
-        SAVE_DRAWS["dir"] = str(args.save_draws)
     if args.steps % spec.budget.eval_every:
         parser.error(f"--steps must be a multiple of eval_every ({spec.budget.eval_every})")
     kinds = list(spec.search.generators)
