@@ -10,7 +10,9 @@ Why not scikit-learn's ``GaussianMixture`` (warm-started from the same mixture, 
 measured by ``bench/refit_stand_in.py``, it fits the same stand-in where every start component
 has samples, but keeps a component the samples do not show (it cannot drop one), so on ring8
 with two modes missing its stand-in is further from P (KL 0.0108 against 0.0090); its speed is
-about the same (26 to 106 ms per fit here, either way).
+about the same (26 to 106 ms per fit here, either way), before this module's
+EM computed its log-sum-exp by hand (2026-12-06: a stand-in 1.6-1.7x faster, the same fit to
+2e-13).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import logsumexp
 
 from .mixture import GaussianMixture
 
@@ -47,15 +48,21 @@ def refit_mixture(
     floor = VARIANCE_FLOOR * float(np.linalg.eigvalsh(start.covariances).min()) * np.eye(2)
     mixture, previous = start, -np.inf
     for _ in range(max_iter):
+        # One exp pass for both the likelihood and the responsibilities (log-sum-exp by hand:
+        # scipy's spent more time checking its input than summing, run every iteration here).
         joint = mixture.component_log_prob(samples) + np.log(mixture.weights)
-        log_lik = logsumexp(joint, axis=1)
-        resp = np.exp(joint - log_lik[:, None])  # (m, K)
+        top = joint.max(axis=1, keepdims=True)
+        resp = np.exp(joint - top)  # (m, K)
+        total = resp.sum(axis=1, keepdims=True)
+        log_lik = (top + np.log(total))[:, 0]
+        resp /= total
         counts = resp.sum(axis=0)
         keep = counts >= MIN_POINTS_PER_COMPONENT
         resp, counts = resp[:, keep], counts[keep]
         means = resp.T @ samples / counts[:, None]
         diff = samples[None, :, :] - means[:, None, :]  # (K, m, 2)
-        covs = np.einsum("mk,kmi,kmj->kij", resp, diff, diff) / counts[:, None, None] + floor
+        weighted = diff * resp.T[:, :, None]
+        covs = weighted.transpose(0, 2, 1) @ diff / counts[:, None, None] + floor
         mixture = GaussianMixture(counts / counts.sum(), means, covs)
         gain, previous = log_lik.mean() - previous, log_lik.mean()
         if gain < tol and keep.all():
