@@ -6,6 +6,9 @@ and importing torch (hpo.evaluate trains) cost each of those processes seconds o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from hpo.study_file import Metric, StudySpec
 from hpo.target import build_target
 from metrics import GaussianMixture, default_sigma, divergence_name
@@ -22,3 +25,13 @@ def resolved_metric(metric: Metric, target: GaussianMixture) -> Metric:
 def objective_name(spec: StudySpec) -> str:
     """The study's objective as the dashboard names it: ``D_s KL(Q||P) [nats], s = ...``."""
     return divergence_name(resolved_metric(spec.metric, build_target(spec.target)).sigma)
+
+
+def w2_points(metric: Mapping[str, Any]) -> int:
+    """The points W2 was solved on under a stored file's metric section: ``w2_points``, capped
+    by ``eval_samples`` as :func:`metrics.wasserstein2` caps it (files from before the setting
+    read through its default, which is what they ran)."""
+    def setting(key: str) -> int:  # not validated: a report reads whatever a study ran by
+        return int(metric.get(key, Metric.model_fields[key].default))
+
+    return min(setting("w2_points"), setting("eval_samples"))

@@ -19,6 +19,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.group import StudyGroup
+from hpo.metric import w2_points
 from hpo.report_arms import arms_section, random_search_studies
 from hpo.schedule import kind_budgets, validation_plan
 from hpo.trials import (
@@ -326,7 +327,8 @@ def build_report(group: StudyGroup, *, storage: str = "",
                    "sigmas_seen": sigmas_seen, "m": metric.get("eval_samples"),
                    "n": metric.get("n_target"), "points": metric.get("points", "iid"),
                    "replicates": metric.get("replicates"),
-                   "profile_factors": list(DEFAULT_PROFILE)},
+                   "profile_factors": list(DEFAULT_PROFILE),
+                   "w2_points": w2_points(metric)},
         "verdict": verdict,
         "kinds": {
             kind: {"search": _search_summary(group, kind, trials),

@@ -110,7 +110,8 @@ def render_html(report: dict[str, Any], figures: Mapping[str, bytes | None]) -> 
         f"<h1>{e(report['study'])}: which generator kind learns the target better?</h1>",
         f"<p>Objective: <b>{e(metric['name'])}</b>, the Gaussian-smoothed KL(Q||P) at resolution "
         f"s, estimated with m = {_f(metric['m'])} generator points per replicate against "
-        f"n = {_f(metric['n'])} target points; lower is better. Intervals are 95%.</p>",
+        f"n = {_f(metric['n'])} target points; lower is better. Intervals are 95%. W2: exact, "
+        f"on {_f(metric.get('w2_points'))} generator and target points.</p>",
         "<h2 id='verdict'>Verdict</h2>",
         f"<p class='verdict {'established' if verdict['established'] else 'not'}' "
         f"id='verdict-sentence'>{e(verdict['sentence'])}</p>",

@@ -639,6 +639,28 @@ def test_a_study_file_with_rqmc_points_scores_reports_and_the_final_score_with_t
     assert score.knn is not None and score.knn.points == "iid"  # the k-NN diagnostic: iid
 
 
+def test_w2_is_solved_on_the_study_files_w2_points_of_the_first_draw() -> None:
+    """``metric.w2_points`` reaches the transport problem (capped by the draw's size, as
+    every study before the setting ran); a trial's report reads the same number back."""
+    from hpo.evaluate import train_and_score
+    from hpo.metric import w2_points
+    from hpo.study_file import Metric
+    from metrics import GaussianMixture, wasserstein2
+
+    config = {"generator": {"kind": "classical", "hidden": [8]}, "critic": {"hidden": [8]},
+              "steps": 2, "eval_every": 2, "eval_samples": 300, "batch_size": 16, "seed": 0}
+    target = GaussianMixture.preset("gaussgan")
+    w2 = {}
+    for points in (100, 2000):
+        metric = Metric(eval_samples=300, w2_points=points, knn=False)
+        score = train_and_score(config, target, metric)
+        assert score.w2 == wasserstein2(target, score.samples, seed=0, max_points=points)
+        w2[w2_points(metric.model_dump())] = score.w2
+    assert set(w2) == {100, 300} and w2[100] != w2[300]
+    assert w2[300] == wasserstein2(target, score.samples, seed=0)  # all 300: as before
+    assert w2_points({}) == 2000  # a file stored before the setting: what it ran
+
+
 # --- the package's own shape -----------------------------------------------------------------
 
 HPO = Path(__file__).resolve().parents[1] / "hpo"
@@ -941,6 +963,7 @@ def test_a_study_file_changed_in_what_it_measures_is_refused_while_its_budget_ma
     changed = {
         "metric.sigma": {"metric": spec.metric.model_copy(update={"sigma": 2.0})},
         "metric.points": {"metric": spec.metric.model_copy(update={"points": "rqmc"})},
+        "metric.w2_points": {"metric": spec.metric.model_copy(update={"w2_points": 1000})},
         "budget.steps": {"budget": spec.budget.model_copy(update={"steps": 20})},
         "seed": {"seed": spec.seed + 1},
     }

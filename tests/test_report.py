@@ -226,6 +226,7 @@ def test_provenance_budget_seeds_and_anytime(published) -> None:
     assert (spent["classical"]["complete"], spent["classical"]["pruned"]) == (3, 1)
     assert spent["validation"]["complete"] == 20
     assert r["metric"]["sigma"] == SIGMA and r["metric"]["name"] == metric_name(SIGMA)
+    assert r["metric"]["w2_points"] == 2000  # the file names none: the size it ran at
     curve = r["anytime"]["classical"]  # search values 0.9, 0.5, 0.7, pruned
     assert curve["trials"] == [1, 2, 3, 4]
     assert curve["best_so_far"] == [0.9, 0.5, 0.5, 0.5]
