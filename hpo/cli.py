@@ -241,7 +241,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         run_worker(spec, storage_url(args.storage), artifacts=args.artifacts,
                    threads=_threads(args.threads), worker_seed=args.worker_seed,
-                   worker_id=given)  # checked above; None: run_worker makes one
+                   worker_id=given,  # checked above; None: run_worker makes one
+                   stopped_before=_stopped_while_starting)
     finally:
         _ignore_stops_while_exiting()
     return 0
@@ -549,16 +550,39 @@ def _traceback_if_asked() -> None:
         traceback.print_exc(file=sys.stderr)
 
 
+#: The signal that stopped a worker before its own handler took over, if one did: the
+#: SystemExit raised then can be lost (see :func:`_stop_quietly_while_starting`).
+_STOPPED_WHILE_STARTING: list[str] = []
+
+
+def _stopped_while_starting() -> str | None:
+    """The signal's name, when a worker was stopped while it started; else None."""
+    return _STOPPED_WHILE_STARTING[0] if _STOPPED_WHILE_STARTING else None
+
+
 def _stop_quietly_while_starting() -> None:
     """SIGTERM or SIGINT before a worker's own handler is in place (its imports take seconds; a
     container that compose restarted can be stopped then) ends it with status 0 and one line,
-    as a stop does later: it holds no trial yet. :class:`hpo.worker.StopFlag` takes over."""
+    as a stop does later: it holds no trial yet. :class:`hpo.worker.StopFlag` takes over.
+
+    Python runs the handler wherever the main thread is, also inside a weakref callback of the
+    import machinery or a ``__del__``, where the SystemExit is printed as "Exception ignored"
+    and dropped: the worker went on and ran the whole budget (CI, 2026-12-06). So the stop is
+    also kept here, :func:`hpo.worker.run_worker` honours it before claiming anything, and a
+    dropped SystemExit of this stop prints nothing more."""
     def handler(signum: int, frame: object) -> None:
         _ignore_stops_while_exiting()  # first: a second stop must not interrupt this one
+        _STOPPED_WHILE_STARTING.append(signal.Signals(signum).name)
         print(f"hpo worker: {signal.Signals(signum).name} while starting; ran 0 trial(s)",
               file=sys.stderr)
         raise SystemExit(0)
 
+    def unraisable(hook_args: typing.Any) -> None:
+        if isinstance(hook_args.exc_value, SystemExit) and _STOPPED_WHILE_STARTING:
+            return
+        sys.__unraisablehook__(hook_args)
+
+    sys.unraisablehook = unraisable
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, handler)
 

@@ -96,11 +96,14 @@ class StopFlag:
 
 def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threads: int = 1,
                worker_seed: int | None = None, worker_id: str | None = None,
-               log: IO = sys.stderr) -> int:
+               log: IO = sys.stderr, stopped_before: Callable[[], str | None] | None = None
+               ) -> int:
     """Run trials until the study's budget is met, or the worker is stopped; return how many
     trials this worker ran. A storage that stays unreachable for longer than its patience
     (``HPO_STORAGE_PATIENCE_S``, default 75 s) raises :class:`~hpo.errors.StorageError`; a
-    worker frozen inside the budget lock loses it after ``HPO_LOCK_LEASE_S`` (default 30 s)."""
+    worker frozen inside the budget lock loses it after ``HPO_LOCK_LEASE_S`` (default 30 s).
+    ``stopped_before()`` names a signal that stopped the process before this function's own
+    handlers were in place (``hpo worker``'s start-up): then it returns 0 at once."""
     worker_id = worker_id or new_worker_id()
     launcher = os.environ.get("HPO_LAUNCHER_PID", "")
     stop = StopFlag(int(launcher) if launcher.isdigit() else None)
@@ -111,6 +114,9 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
     store = artifact_store(artifacts)  # a bad location is one line before a worker number is taken
     ran = 0
     with stop.on_signals(), _one_line_thread_errors(say):
+        # checked once this function's handlers are in place: a stop before is not missed
+        if stopped_before is not None and stopped_before() is not None:
+            return 0  # it holds nothing yet, and the start-up's handler said so in one line
         lock = process_lock(url, f"hpo:budget:{spec.name}", lease_s=lease, patience_s=patience,
                             stop=stop)
         try:
