@@ -71,7 +71,11 @@ def test_sigkill_of_3_of_8_workers_mid_trial(pg_url: str, tmp_path: Path,
     assert wait_all(survivors) == [0] * 5
     trials = trials_of(pg_url, "kill3")
     retried = assert_exact_study(trials, 10)
-    assert {t.user_attrs["worker"] for t in retried} >= set(killed)
+    # Every killed worker's trial failed and was retried: the one it was seen running, or one it
+    # began between that look and the kill, before it wrote its name (CI, 2026-12-06, loaded).
+    named = {t.user_attrs["worker"] for t in retried if "worker" in t.user_attrs}
+    unnamed = [t.number for t in retried if "worker" not in t.user_attrs]
+    assert len(set(killed) - named) <= len(unnamed), (killed, named, unnamed)
     for w in survivors:
         assert_clean_log(w.log_path)
 
