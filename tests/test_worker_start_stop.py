@@ -145,6 +145,7 @@ def test_a_worker_stopped_before_its_handlers_claims_nothing(tmp_path):
     ensure_group(open_storage(str(journal)), spec)
     before, handler = journal.read_bytes(), signal.getsignal(signal.SIGTERM)
     log = io.StringIO()
-    assert run_worker(spec, str(journal), log=log, stopped_before=lambda: "SIGTERM") == 0
+    assert run_worker(spec, str(journal), artifacts=str(tmp_path / "store"), log=log,
+                      stopped_before=lambda: "SIGTERM") == 0
     assert journal.read_bytes() == before and log.getvalue() == ""
     assert signal.getsignal(signal.SIGTERM) is handler  # its own handlers were put back
