@@ -111,12 +111,12 @@ def run_worker(spec: StudySpec, url: str, *, artifacts: str | None = None, threa
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one line per trial says it all
     patience = seconds_from_env("HPO_STORAGE_PATIENCE_S", PATIENCE_S)
     lease = lease_seconds()
-    store = artifact_store(artifacts)  # a bad location is one line before a worker number is taken
     ran = 0
     with stop.on_signals(), _one_line_thread_errors(say):
         # checked once this function's handlers are in place: a stop before is not missed
         if stopped_before is not None and stopped_before() is not None:
             return 0  # it holds nothing yet, and the start-up's handler said so in one line
+        store = artifact_store(artifacts)  # a bad location: one line before a worker number
         lock = process_lock(url, f"hpo:budget:{spec.name}", lease_s=lease, patience_s=patience,
                             stop=stop)
         try:

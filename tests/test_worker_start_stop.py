@@ -148,4 +148,5 @@ def test_a_worker_stopped_before_its_handlers_claims_nothing(tmp_path):
     assert run_worker(spec, str(journal), artifacts=str(tmp_path / "store"), log=log,
                       stopped_before=lambda: "SIGTERM") == 0
     assert journal.read_bytes() == before and log.getvalue() == ""
+    assert not (tmp_path / "store").exists()  # nor its artifact store made
     assert signal.getsignal(signal.SIGTERM) is handler  # its own handlers were put back
